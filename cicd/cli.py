@@ -1,0 +1,146 @@
+"""The glue between ``tasks.py`` and the library: argument checks, running selections, the error boundary.
+
+Kept light on purpose: ``inv --list`` imports this module, so the runner, rich, boto3 and aws_cdk load only when a
+task actually runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from cicd import pipeline
+from cicd.errors import CicdError, UsageError
+
+if TYPE_CHECKING:
+    from cicd.reports import RunReport
+
+P = ParamSpec("P")
+R = TypeVar("R")
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("local", "aws")
+
+
+def boundary(fn: Callable[P, R]) -> Callable[P, R]:
+    """Catch every :class:`CicdError` once: one line on stderr, the contract's exit code, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from invoke.exceptions import Exit
+
+        try:
+            return fn(*args, **kwargs)
+        except CicdError as err:
+            raise Exit(f"error: {err}", code=err.return_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=1) from None
+
+    return wrapper
+
+
+def usage_errors_exit_2() -> None:
+    """invoke exits 1 on a bad task argument; the contract says usage errors exit 2. Patched in one place."""
+    from invoke.exceptions import Exit, ParseError
+    from invoke.program import Program
+
+    if getattr(Program.parse_tasks, "_cicd_patched", False):
+        return
+    original = Program.parse_tasks
+
+    def parse_tasks(self: Program) -> None:
+        try:
+            original(self)
+        except ParseError as err:
+            raise Exit(f"error: {err} (see `inv --list` and `inv --help TASK`)", code=2) from None
+
+    parse_tasks._cicd_patched = True  # type: ignore[attr-defined]
+    Program.parse_tasks = parse_tasks  # type: ignore[method-assign]
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise UsageError(f"unknown target '{target}'", hint=f"choose one of: {', '.join(TARGETS)}")
+    return target
+
+
+def check_env(env: str | None) -> str:
+    if not env:
+        raise UsageError("this task needs --env", hint=f"choose one of: {', '.join(pipeline.ENVIRONMENTS)}")
+    if env not in pipeline.ENVIRONMENTS:
+        raise UsageError(f"unknown environment '{env}'", hint=f"choose one of: {', '.join(pipeline.ENVIRONMENTS)}")
+    return env
+
+
+def parse_jobs(jobs: int | str | None) -> int | None:
+    if jobs is None or jobs == "":
+        return None
+    try:
+        value = int(jobs)
+    except (TypeError, ValueError):
+        raise UsageError(f"--jobs must be a whole number, got '{jobs}'") from None
+    if value < 1:
+        raise UsageError(f"--jobs must be at least 1, got {value}", hint="omit it to use one job per core")
+    return value
+
+
+def _run(nodes: Sequence[pipeline.Node], trigger: str, target: str, jobs: int | None) -> RunReport:
+    from cicd.runner import RunOptions, run_nodes
+
+    report = run_nodes(ROOT, pipeline.MODEL, nodes, RunOptions(trigger=trigger, target=target, jobs=jobs))
+    if report.status != "passed":
+        from invoke.exceptions import Exit
+
+        raise Exit(code=1)
+    return report
+
+
+def run_selection(
+    trigger: str, *, start: str | None = None, jobs: int | str | None = None, target: str = "local"
+) -> None:
+    njobs = parse_jobs(jobs)
+    check_target(target)
+    nodes = pipeline.select(pipeline.MODEL, trigger, start=start or None)
+    _run(nodes, trigger, target, njobs)
+
+
+def run_step(name: str, *, env: str | None = None, target: str = "local") -> None:
+    check_target(target)
+    step = pipeline.MODEL.step(name)
+    if step.per_env:
+        env = check_env(env)
+        if env not in step.envs:
+            raise UsageError(f"step '{name}' does not run in '{env}'", hint=f"it runs in: {', '.join(step.envs)}")
+        nodes = [pipeline.Node(name, env)]
+    else:
+        nodes = [pipeline.Node(name)]
+    _run(nodes, "manual", target, 1)
+
+
+def rerun(*, jobs: int | str | None = None) -> None:
+    """Rerun the failed (and therefore not-run) steps of the last run, in dependency order."""
+    from cicd import reports
+
+    data = reports.load_report(ROOT / reports.RUNS_DIR / reports.LATEST / "report.json")
+    wanted: list[pipeline.Node] = []
+    for row in data["steps"]:
+        if not isinstance(row, dict) or "name" not in row or "status" not in row:
+            raise UsageError("the last run report is malformed", hint="start a new run")
+        if row["status"] in ("failed", "not-run"):
+            wanted.append(pipeline.Node(str(row["name"]), row.get("env")))
+    if not wanted:
+        print("Nothing to rerun: every step of the last run passed.")
+        return
+    for node in wanted:
+        pipeline.MODEL.step(node.step)
+    trigger = data.get("trigger") if data.get("trigger") in ("pr", "main") else "manual"
+    target = data.get("target") or "local"
+    _run(pipeline.MODEL.ordered(wanted), str(trigger), check_target(str(target)), parse_jobs(jobs))
+
+
+def graph() -> str:
+    """The pipeline graph as mermaid, rendered from the model."""
+    from cicd.graph import mermaid
+
+    return mermaid(pipeline.MODEL)

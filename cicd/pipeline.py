@@ -1,0 +1,290 @@
+"""The pipeline model: the single source of truth for tasks, the runner, the CI adapters and the docs.
+
+A :class:`Step` is data: its name, the function that runs it, the files it reads, what it needs first, which
+triggers include it, which environments it runs in, and whether (and when) it may be skipped. A step that runs in
+environments expands to one :class:`Node` per environment (``deploy:dev``). ``pr`` and ``main`` are *selections* of
+the one model (:func:`select`), never hand-written lists.
+
+Dependencies are written as step names and resolved per node:
+
+- ``"unit-test"``: that step (in the same environment when it is per-environment and runs there);
+- ``"integration-test:dev"``: that step in an explicit environment;
+- ``"integration-test:<previous>"``: that step in the environment before this node's one in promotion order.
+
+This module is imported by ``tasks.py`` at start-up: it must stay light (standard library only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+
+from cicd.errors import ConfigError, UsageError
+
+ENVIRONMENTS: tuple[str, ...] = ("dev", "preprod", "prod")
+TRIGGERS: tuple[str, ...] = ("pr", "main")
+PREVIOUS = "<previous>"
+
+PY_SOURCES = (
+    "cicd/**/*.py",
+    "functions/**/*.py",
+    "infra/**/*.py",
+    "tasks.py",
+    "tests/**/*.py",
+    "benchmarks/**/*.py",
+)
+PROJECT_CONFIG = ("pyproject.toml", "uv.lock")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the pipeline.
+
+    ``run`` is ``"module:function"``, imported only when the step runs (keeps ``inv --list`` fast). ``task`` is the
+    invoke task that runs the step alone (``{env}`` is replaced per environment). ``may_skip`` says when the step may
+    honestly report *skipped* (a skip from a step without it is a failure). ``cacheable`` is False for deploys and
+    post-deploy tests. ``stage`` groups steps for the CI adapters and the graph.
+    """
+
+    name: str
+    run: str
+    doc: str
+    stage: str
+    inputs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    triggers: frozenset[str] = frozenset(TRIGGERS)
+    envs: tuple[str, ...] = ()
+    may_skip: str | None = None
+    cacheable: bool = True
+    task: str | None = None
+
+    @property
+    def per_env(self) -> bool:
+        return bool(self.envs)
+
+    def task_command(self, env: str | None) -> str:
+        template = self.task or (f"{self.name} --env {{env}}" if self.per_env else self.name)
+        return template.format(env=env) if env else template
+
+
+@dataclass(frozen=True, order=True)
+class Node:
+    """One runnable instance of a step: the step itself, or the step in one environment."""
+
+    step: str
+    env: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.step if self.env is None else f"{self.step}:{self.env}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def parse_node_id(text: str) -> Node:
+    name, _, env = text.partition(":")
+    return Node(name, env or None)
+
+
+@dataclass(frozen=True)
+class Model:
+    steps: tuple[Step, ...]
+    environments: tuple[str, ...] = ENVIRONMENTS
+    _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, Step] = {}
+        for step in self.steps:
+            if step.name in by_name:
+                raise ConfigError(f"pipeline model: step '{step.name}' is defined twice")
+            unknown_triggers = step.triggers - set(TRIGGERS)
+            if unknown_triggers:
+                raise ConfigError(f"pipeline model: step '{step.name}' has unknown trigger {sorted(unknown_triggers)}")
+            bad_envs = [e for e in step.envs if e not in self.environments]
+            if bad_envs:
+                raise ConfigError(f"pipeline model: step '{step.name}' runs in unknown environment {bad_envs}")
+            by_name[step.name] = step
+        object.__setattr__(self, "_by_name", by_name)
+        self.graph()  # validates dependencies and cycles up front
+
+    def step(self, name: str) -> Step:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UsageError(f"unknown step '{name}'", hint=f"choose one of: {', '.join(self._by_name)}") from None
+
+    def nodes(self) -> list[Node]:
+        result: list[Node] = []
+        for step in self.steps:
+            if step.per_env:
+                result.extend(Node(step.name, env) for env in step.envs)
+            else:
+                result.append(Node(step.name))
+        return result
+
+    def resolve_need(self, node: Node, need: str) -> Node:
+        name, _, env_ref = need.partition(":")
+        if name not in self._by_name:
+            raise ConfigError(f"pipeline model: step '{node.step}' needs unknown step '{name}'")
+        target = self._by_name[name]
+        if not target.per_env:
+            if env_ref:
+                raise ConfigError(f"pipeline model: '{node.step}' needs '{need}', but '{name}' has no environments")
+            return Node(name)
+        if env_ref == PREVIOUS:
+            if node.env is None or node.env not in self.environments:
+                raise ConfigError(f"pipeline model: '{node.step}' uses {PREVIOUS} but runs in no environment")
+            index = self.environments.index(node.env)
+            if index == 0:
+                raise ConfigError(
+                    f"pipeline model: '{node.id}' needs '{need}', but {node.env} is the first environment"
+                )
+            env: str | None = self.environments[index - 1]
+        else:
+            env = env_ref or node.env
+        if env is None or env not in target.envs:
+            raise ConfigError(f"pipeline model: '{node.id}' needs '{name}' in environment {env}, where it does not run")
+        return Node(name, env)
+
+    def needs_of(self, node: Node) -> tuple[Node, ...]:
+        return tuple(self.resolve_need(node, need) for need in self._by_name[node.step].needs)
+
+    def graph(self) -> dict[Node, tuple[Node, ...]]:
+        """Every node with what it needs; raises :class:`ConfigError` on a cycle or an unknown dependency."""
+        graph = {node: self.needs_of(node) for node in self.nodes()}
+        try:
+            tuple(TopologicalSorter(graph).static_order())
+        except CycleError as err:
+            cycle = " -> ".join(str(n) for n in err.args[1])
+            raise ConfigError(f"pipeline model: dependency cycle {cycle}") from None
+        return graph
+
+    def ordered(self, nodes: Iterable[Node]) -> list[Node]:
+        """``nodes`` in a stable dependency order (model order among independent nodes)."""
+        wanted = set(nodes)
+        position = {node: i for i, node in enumerate(self.nodes())}
+        graph = {n: tuple(d for d in self.needs_of(n) if d in wanted) for n in wanted}
+        sorter = TopologicalSorter(graph)
+        sorter.prepare()
+        result: list[Node] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            result.extend(ready)
+            sorter.done(*ready)
+        return result
+
+    def descendants(self, roots: Iterable[Node]) -> set[Node]:
+        graph = self.graph()
+        found = set(roots)
+        changed = True
+        while changed:
+            changed = False
+            for node, deps in graph.items():
+                if node not in found and any(d in found for d in deps):
+                    found.add(node)
+                    changed = True
+        return found
+
+    def find(self, text: str) -> list[Node]:
+        """Nodes named by ``text``: ``lint``, ``deploy`` (every environment) or ``deploy:dev``."""
+        node = parse_node_id(text)
+        step = self.step(node.step)
+        if node.env is None:
+            return [Node(step.name, e) for e in step.envs] if step.per_env else [Node(step.name)]
+        if node.env not in step.envs:
+            raise UsageError(
+                f"step '{step.name}' does not run in environment '{node.env}'",
+                hint=f"it runs in: {', '.join(step.envs) or 'no environment'}",
+            )
+        return [node]
+
+
+def select(model: Model, trigger: str, *, start: str | None = None) -> list[Node]:
+    """The nodes a trigger runs, in dependency order; with ``start``, that step and everything after it needs it."""
+    if trigger not in TRIGGERS:
+        raise UsageError(f"unknown trigger '{trigger}'", hint=f"choose one of: {', '.join(TRIGGERS)}")
+    chosen = [n for n in model.nodes() if trigger in model.step(n.step).triggers]
+    chosen_set = set(chosen)
+    for node in chosen:
+        for dep in model.needs_of(node):
+            if dep not in chosen_set:
+                raise ConfigError(f"pipeline model: '{node.id}' runs on {trigger} but needs '{dep.id}', which does not")
+    if start is not None:
+        roots = [n for n in model.find(start) if n in chosen_set]
+        if not roots:
+            raise UsageError(f"step '{start}' is not part of the {trigger} selection", hint="see `inv graph`")
+        keep = model.descendants(roots)
+        chosen = [n for n in chosen if n in keep]
+    return model.ordered(chosen)
+
+
+def subset(model: Model, names: Sequence[str]) -> list[Node]:
+    """Nodes for an explicit list of step names (``inv lint``, ``inv rerun``), in dependency order."""
+    nodes: list[Node] = []
+    for name in names:
+        nodes.extend(n for n in model.find(name) if n not in nodes)
+    return model.ordered(nodes)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The project's pipeline
+# --------------------------------------------------------------------------------------------------------------------
+
+PR_AND_MAIN = frozenset(TRIGGERS)
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        "lint",
+        "cicd.steps.checks:lint",
+        "ruff check and ruff format --check",
+        stage="checks",
+        inputs=(*PY_SOURCES, *PROJECT_CONFIG),
+    ),
+    Step(
+        "typecheck",
+        "cicd.steps.checks:typecheck",
+        "mypy (strict) over cicd, functions, infra, tasks.py",
+        stage="checks",
+        inputs=(*PY_SOURCES, *PROJECT_CONFIG),
+    ),
+    Step(
+        "unit-test",
+        "cicd.steps.checks:unit_test",
+        "pytest unit tests with an 85% coverage gate on cicd/ and functions/",
+        stage="checks",
+        inputs=(*PY_SOURCES, "tests/**/*", *PROJECT_CONFIG, "cicd/**/*", "semgrep/**/*", "flutter/**/*"),
+    ),
+    Step(
+        "sast",
+        "cicd.steps.security:sast",
+        "bandit and semgrep (rules kept in semgrep/) with SARIF out",
+        stage="security",
+        inputs=(*PY_SOURCES, "semgrep/**/*", "cicd/toolenvs/semgrep.txt", *PROJECT_CONFIG),
+    ),
+    Step(
+        "secrets-scan",
+        "cicd.steps.security:secrets_scan",
+        "gitleaks over the git history and the working tree",
+        stage="security",
+        inputs=("**/*", ".gitleaks.toml"),
+    ),
+    Step(
+        "sca",
+        "cicd.steps.security:sca",
+        "pip-audit --strict on the locked dependencies",
+        stage="security",
+        inputs=PROJECT_CONFIG,
+        may_skip="the vulnerability advisory service cannot be reached",
+    ),
+    Step(
+        "sbom",
+        "cicd.steps.security:sbom",
+        "CycloneDX JSON SBOM of the locked environment",
+        stage="security",
+        inputs=PROJECT_CONFIG,
+    ),
+)
+
+MODEL = Model(STEPS)

@@ -1,0 +1,383 @@
+"""Runs a selection of the model: dependency order, independent steps in parallel, one log per step, reports.
+
+Each node runs in a worker thread (steps spend their time in subprocesses, so threads give real parallelism); at
+most ``jobs`` run at once. A node starts only when everything it needs has finished; if one of those failed (or did
+not run) the node is marked ``not-run`` with the reason, while independent nodes carry on. Ctrl-C stops every child
+process and the report is still written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cicd import ci as ci_mod
+from cicd import command, reports, versioning
+from cicd.context import StepContext
+from cicd.errors import CicdError, UsageError
+from cicd.pipeline import Model, Node, Step
+from cicd.results import Outcome, Status, StepResult
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+StepFunction = Callable[[StepContext], Outcome | None]
+RERUN_PREFIX = "uv run inv"
+LOG_TAIL_LINES = 12
+
+
+@dataclass
+class RunOptions:
+    trigger: str = "manual"
+    target: str = "local"
+    jobs: int | None = None
+    step_options: dict[str, str] = field(default_factory=dict)
+
+    def resolved_jobs(self) -> int:
+        if self.jobs is None:
+            return os.cpu_count() or 1
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}", hint="omit it to use one job per core")
+        return self.jobs
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def load_function(ref: str) -> StepFunction:
+    module_name, _, attr = ref.partition(":")
+    module = importlib.import_module(module_name)
+    fn: StepFunction = getattr(module, attr)
+    return fn
+
+
+def rerun_command(step: Step, node: Node, target: str) -> str:
+    cmd = f"{RERUN_PREFIX} {step.task_command(node.env)}"
+    if target != "local" and step.stage in ("deploy", "verify"):
+        cmd += f" --target {target}"
+    return cmd
+
+
+def prepare_run_dir(root: Path, run_id: str) -> Path:
+    runs = root / reports.RUNS_DIR
+    run_dir = runs / run_id
+    try:
+        (run_dir / "logs").mkdir(parents=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(
+            f"cannot write the run folder {run_dir.relative_to(root)}: {err.strerror or err}",
+            hint=f"make {reports.RUNS_DIR.parent}/ writable (or remove it) and run again",
+        ) from None
+    return run_dir
+
+
+class Runner:
+    def __init__(
+        self,
+        root: Path,
+        model: Model,
+        nodes: Sequence[Node],
+        options: RunOptions,
+        *,
+        environ: Mapping[str, str] | None = None,
+        console: Console | None = None,
+        functions: Mapping[str, StepFunction] | None = None,
+    ) -> None:
+        if not nodes:
+            raise UsageError("nothing to run", hint="the selection is empty")
+        self.root = root
+        self.model = model
+        self.nodes = list(nodes)
+        self.options = options
+        self.jobs = options.resolved_jobs()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.ci = ci_mod.detect(self.environ)
+        self._console = console
+        self._functions = dict(functions or {})
+        self._lock = threading.Lock()
+        self._running: dict[Node, float] = {}
+        self.run_id = new_run_id()
+        self.run_dir = prepare_run_dir(root, self.run_id)
+        self._t0 = time.monotonic()
+
+    # ---------------------------------------------------------------------------------------------------- output
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False)
+        return self._console
+
+    def _live_ok(self) -> bool:
+        return self.console.is_terminal and not self.ci.is_ci
+
+    def _live_view(self) -> RenderableType:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        with self._lock:
+            running = sorted(self._running.items(), key=lambda item: item[1])
+        for node, started in running:
+            table.add_row("[yellow]⏵[/]", node.id, f"{now - started:5.1f} s")
+        table.add_row("", f"[dim]{len(self._done)} of {len(self.nodes)} done[/]", "")
+        return table
+
+    def _print_result(self, result: StepResult) -> None:
+        style = {
+            Status.PASSED: "green",
+            Status.CACHED: "cyan",
+            Status.SKIPPED: "yellow",
+            Status.FAILED: "red",
+            Status.NOT_RUN: "dim",
+        }[result.status]
+        reason = f" — {result.reason}" if result.reason else ""
+        line = f"[{style}]{result.status.value:>8}[/] {result.node_id} [dim]({result.duration_s:.1f} s){reason}[/]"
+        if self.ci.is_ci and result.log and result.status is not Status.NOT_RUN:
+            title = f"{result.node_id}: {result.status.value} ({result.duration_s:.1f} s)"
+            print(self.ci.group_start(title), flush=True)
+            log_file = self.root / result.log
+            if log_file.exists():
+                print(log_file.read_text(encoding="utf-8", errors="replace"), end="", flush=True)
+            print(self.ci.group_end(title), flush=True)
+            annotation = (
+                self.ci.error_annotation(result.node_id, result.reason or "failed")
+                if result.status is Status.FAILED
+                else None
+            )
+            if annotation:
+                print(annotation, flush=True)
+        self.console.print(line, markup=True, highlight=False)
+
+    # ---------------------------------------------------------------------------------------------------- steps
+    def _execute(self, node: Node) -> StepResult:
+        step = self.model.step(node.step)
+        log_path = self.run_dir / "logs" / f"{node.id.replace(':', '-')}.log"
+        started = time.monotonic()
+        started_at = now_iso()
+        with self._lock:
+            self._running[node] = started
+        status: Status = Status.FAILED
+        reason: str | None = "internal error"
+        details: dict[str, Any] = {}
+        with log_path.open("w", encoding="utf-8") as log:
+            ctx = StepContext(
+                root=self.root,
+                run_dir=self.run_dir,
+                step=node.step,
+                env=node.env,
+                target=self.options.target,
+                log=log,
+                log_path=log_path,
+                environ=self.environ,
+                options=dict(self.options.step_options),
+            )
+            log.write(f"# {node.id}: {step.doc}\n")
+            try:
+                fn = self._functions.get(node.step) or load_function(step.run)
+                outcome = fn(ctx) or Outcome.passed()
+                status, reason, details = outcome.status, outcome.reason, outcome.details
+            except CicdError as err:
+                status, reason = Status.FAILED, str(err)
+                log.write(f"\nFAILED: {err}\n")
+            except Exception as err:
+                status, reason = Status.FAILED, f"internal error: {err.__class__.__name__}: {err}"
+                log.write(traceback.format_exc())
+            if status is Status.SKIPPED and not step.may_skip:
+                status, reason = Status.FAILED, f"reported skipped ({reason}) but this step may not skip"
+            log.write(f"\n# {node.id}: {status.value}{f' — {reason}' if reason else ''}\n")
+        with self._lock:
+            self._running.pop(node, None)
+        return StepResult(
+            name=node.step,
+            env=node.env,
+            status=status,
+            duration_s=time.monotonic() - started,
+            reason=command.scrubber()(reason) if reason else reason,
+            log=str(log_path.relative_to(self.root)),
+            rerun=rerun_command(step, node, self.options.target),
+            started_at=started_at,
+            ended_at=now_iso(),
+            start_offset_s=started - self._t0,
+            details=dict(details),
+        )
+
+    def _not_run(self, node: Node, reason: str) -> StepResult:
+        return StepResult(
+            name=node.step,
+            env=node.env,
+            status=Status.NOT_RUN,
+            duration_s=0.0,
+            reason=reason,
+            log=None,
+            rerun=rerun_command(self.model.step(node.step), node, self.options.target),
+        )
+
+    def _blocker(self, node: Node) -> str | None:
+        for dep in self.model.needs_of(node):
+            if dep not in self._in_run:
+                continue
+            result = self._done.get(dep)
+            if result is None:
+                return None
+            if result.status is Status.FAILED:
+                return f"needs {dep.id}, which failed"
+            if result.status is Status.NOT_RUN:
+                return f"needs {dep.id}, which did not run"
+        return ""
+
+    # ---------------------------------------------------------------------------------------------------- run
+    def run(self) -> reports.RunReport:
+        report = reports.RunReport(
+            run_id=self.run_id,
+            trigger=self.options.trigger,
+            commit=versioning.commit(self.root),
+            target=self.options.target,
+            started_at=now_iso(),
+        )
+        self._done: dict[Node, StepResult] = {}
+        self._in_run = set(self.nodes)
+        try:
+            if self._live_ok():
+                from rich.live import Live
+
+                with Live(self._live_view(), console=self.console, refresh_per_second=8, transient=True) as live:
+                    self._schedule(lambda: live.update(self._live_view()))
+            else:
+                self._schedule(lambda: None)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            command.PROCESSES.terminate_all()
+            for node in self.nodes:
+                if node not in self._done:
+                    reason = "interrupted by Ctrl-C" if node in self._running else "run interrupted by Ctrl-C"
+                    result = self._not_run(node, reason)
+                    if node in self._running:
+                        result.status = Status.FAILED
+                    self._done[node] = result
+        report.steps = [self._done[n] for n in self.nodes]
+        report.duration_s = time.monotonic() - self._t0
+        self._finish(report)
+        return report
+
+    def _schedule(self, refresh: Callable[[], None]) -> None:
+        pending = list(self.nodes)
+        futures: dict[Future[StepResult], Node] = {}
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="step")
+        try:
+            while pending or futures:
+                progressed = True
+                while progressed:
+                    progressed = False
+                    for node in list(pending):
+                        blocker = self._blocker(node)
+                        if blocker is None:
+                            continue
+                        if blocker:
+                            pending.remove(node)
+                            self._done[node] = self._not_run(node, blocker)
+                            self._print_result(self._done[node])
+                            progressed = True
+                        elif len(futures) < self.jobs:
+                            pending.remove(node)
+                            with self._lock:
+                                self._running[node] = time.monotonic()
+                            futures[pool.submit(self._execute, node)] = node
+                            progressed = True
+                if not futures:
+                    if pending:  # cannot happen with a validated model; guard against a silent hang
+                        raise UsageError(f"cannot schedule {', '.join(n.id for n in pending)}")
+                    break
+                finished, _ = wait(futures, timeout=0.125, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    node = futures.pop(future)
+                    self._done[node] = future.result()
+                    self._print_result(self._done[node])
+                refresh()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _finish(self, report: reports.RunReport) -> None:
+        reports.write_all(self.run_dir, report)
+        reports.point_latest(self.run_dir.parent, self.run_dir)
+        summary = self.ci.summary_file()
+        if summary is not None:
+            with summary.open("a", encoding="utf-8") as handle:
+                handle.write(reports.summary_markdown(report) + "\n")
+        self._print_summary(report)
+
+    def _print_summary(self, report: reports.RunReport) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"{report.trigger} run {report.run_id}", title_justify="left")
+        table.add_column("step")
+        table.add_column("status")
+        table.add_column("duration", justify="right")
+        table.add_column("reason", overflow="fold")
+        colours = {
+            "passed": "green",
+            "cached": "cyan",
+            "skipped": "yellow",
+            "failed": "red",
+            "not-run": "dim",
+        }
+        for s in report.steps:
+            table.add_row(
+                s.node_id,
+                f"[{colours[s.status.value]}]{s.status.value}[/]",
+                f"{s.duration_s:.1f} s",
+                s.reason or "",
+            )
+        self.console.print(table)
+        for s in report.steps:
+            if s.status is not Status.FAILED:
+                continue
+            self.console.print(f"[red]✗ {s.node_id}[/] failed: {s.reason}", highlight=False)
+            if s.log:
+                tail = _tail(self.root / s.log, LOG_TAIL_LINES)
+                if tail:
+                    self.console.print(tail, markup=False, highlight=False, style="dim")
+                self.console.print(f"  log:   {s.log}", highlight=False)
+            self.console.print(f"  rerun: {s.rerun}", highlight=False)
+        verdict = "[green]passed[/]" if report.status == "passed" else "[red]failed[/]"
+        self.console.print(
+            f"Run {verdict} in {report.duration_s:.1f} s · report {self.run_dir.relative_to(self.root)}/report.json",
+            highlight=False,
+        )
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(f"  | {line}" for line in text[-lines:])
+
+
+def run_nodes(
+    root: Path,
+    model: Model,
+    nodes: Sequence[Node],
+    options: RunOptions,
+    **kwargs: Any,
+) -> reports.RunReport:
+    return Runner(root, model, nodes, options, **kwargs).run()

@@ -1,0 +1,84 @@
+"""Code-quality steps: lint, typecheck, unit-test."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from cicd.context import StepContext
+from cicd.errors import StepFailed
+from cicd.results import Outcome
+
+COVERAGE_GATE = 85
+UNIT_TEST_PATHS = ("tests/unit",)
+
+
+def lint(ctx: StepContext) -> Outcome:
+    """ruff check (with SARIF for code scanning) and ruff format --check."""
+    sarif = ctx.out("reports", "ruff.sarif")
+    check = ctx.run(["ruff", "check", "--output-format=full", "."], check=False)
+    ctx.run(["ruff", "check", "--exit-zero", "--output-format=sarif", f"--output-file={sarif}", "."])
+    fmt = ctx.run(["ruff", "format", "--check", "."], check=False)
+    problems = []
+    if check.returncode != 0:
+        problems.append("ruff check found problems")
+    if fmt.returncode != 0:
+        problems.append("files need `ruff format`")
+    if problems:
+        raise StepFailed("; ".join(problems))
+    return Outcome.passed(sarif=ctx.rel(sarif))
+
+
+def typecheck(ctx: StepContext) -> Outcome:
+    """mypy in strict mode over the files configured in pyproject.toml."""
+    junit = ctx.out("reports", "mypy-junit.xml")
+    result = ctx.run(["mypy", f"--junit-xml={junit}"], check=False)
+    if result.returncode != 0:
+        errors = [line for line in result.output.splitlines() if ": error:" in line]
+        raise StepFailed(f"mypy found {len(errors) or 'some'} error(s)")
+    return Outcome.passed(junit=ctx.rel(junit))
+
+
+def _junit_counts(path_text: str) -> tuple[int, int, int]:
+    root = ET.parse(path_text).getroot()  # noqa: S314  # nosec B314 - the JUnit file our own pytest run wrote
+    suites = [root] if root.tag == "testsuite" else list(root)
+    tests = sum(int(s.get("tests", 0)) for s in suites)
+    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return tests, failed, skipped
+
+
+def unit_test(ctx: StepContext) -> Outcome:
+    """pytest over the unit tests, JUnit into the run folder, coverage gate on cicd/ and functions/."""
+    junit = ctx.out("reports", "unit-junit.xml")
+    cov_xml = ctx.out("reports", "coverage.xml")
+    result = ctx.run(
+        [
+            "pytest",
+            *UNIT_TEST_PATHS,
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "--cov=cicd",
+            "--cov=functions",
+            "--cov-report=term",
+            f"--cov-report=xml:{cov_xml}",
+            f"--cov-fail-under={COVERAGE_GATE}",
+        ],
+        env={"COVERAGE_FILE": str(ctx.out("reports", ".coverage"))},
+        check=False,
+    )
+    if not junit.exists():
+        raise StepFailed(f"pytest exited with {result.returncode} before writing a report")
+    tests, failed, skipped = _junit_counts(str(junit))
+    if result.returncode != 0:
+        if failed:
+            raise StepFailed(f"{failed} of {tests} unit tests failed")
+        raise StepFailed(f"coverage below the {COVERAGE_GATE}% gate (or pytest exited {result.returncode})")
+    if tests == 0:
+        raise StepFailed("no unit tests were collected")
+    return Outcome.passed(
+        f"{tests - skipped} passed, {skipped} skipped; coverage >= {COVERAGE_GATE}%", junit=ctx.rel(junit)
+    )
