@@ -92,7 +92,10 @@ def _run(nodes: Sequence[pipeline.Node], trigger: str, target: str, jobs: int | 
     if report.status != "passed":
         from invoke.exceptions import Exit
 
-        raise Exit(code=1)
+        from cicd.errors import EXIT_MISSING_TOOL, EXIT_STEP_FAILED
+
+        codes = {s.details.get("exit_code") for s in report.steps}
+        raise Exit(code=EXIT_MISSING_TOOL if EXIT_MISSING_TOOL in codes else EXIT_STEP_FAILED)
     return report
 
 

@@ -9,7 +9,9 @@ Dependencies are written as step names and resolved per node:
 
 - ``"unit-test"``: that step (in the same environment when it is per-environment and runs there);
 - ``"integration-test:dev"``: that step in an explicit environment;
-- ``"integration-test:<previous>"``: that step in the environment before this node's one in promotion order.
+- ``"integration-test:<previous>"``: that step in the environment before this node's one in promotion order;
+- ``"deploy|promote"``: the first of these steps that runs in this node's environment (dev is deployed, later
+  environments are promoted to).
 
 This module is imported by ``tasks.py`` at start-up: it must stay light (standard library only).
 """
@@ -125,6 +127,13 @@ class Model:
         return result
 
     def resolve_need(self, node: Node, need: str) -> Node:
+        if "|" in need:
+            for alternative in need.split("|"):
+                try:
+                    return self.resolve_need(node, alternative)
+                except ConfigError:
+                    continue
+            raise ConfigError(f"pipeline model: '{node.id}' needs one of '{need}', but none runs in {node.env}")
         name, _, env_ref = need.partition(":")
         if name not in self._by_name:
             raise ConfigError(f"pipeline model: step '{node.step}' needs unknown step '{name}'")

@@ -198,6 +198,7 @@ class Runner:
                 status, reason, details = outcome.status, outcome.reason, outcome.details
             except CicdError as err:
                 status, reason = Status.FAILED, str(err)
+                details = {"exit_code": err.return_code}
                 log.write(f"\nFAILED: {err}\n")
             except Exception as err:
                 status, reason = Status.FAILED, f"internal error: {err.__class__.__name__}: {err}"

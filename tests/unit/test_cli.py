@@ -1,0 +1,139 @@
+"""The command line: exit codes of the contract, one-line errors, no tracebacks, rerun and --from."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+INV = str(ROOT / ".venv" / "bin" / "inv")
+
+
+def inv(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [INV, *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_list_shows_the_tasks() -> None:
+    proc = inv("--list")
+    assert proc.returncode == 0
+    for name in (
+        "lint",
+        "typecheck",
+        "unit-test",
+        "sast",
+        "secrets-scan",
+        "sca",
+        "sbom",
+        "pr-checks",
+        "rerun",
+        "graph",
+    ):
+        assert f"  {name} " in proc.stdout or f"  {name}\n" in proc.stdout, name
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("pr-checks", "--from", "nope"), ("unknown step 'nope'", "choose one of")),
+        (("pr-checks", "--jobs", "0"), ("--jobs must be at least 1",)),
+        (("pr-checks", "--jobs", "many"), ("--jobs must be a whole number",)),
+        (("lint", "--bogus"), ("--bogus",)),
+        (("no-such-task",), ("no-such-task",)),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    assert_one_line_error(inv(*args), 2, *needles)
+
+
+def test_graph_prints_mermaid() -> None:
+    proc = inv("graph")
+    assert proc.returncode == 0 and proc.stdout.startswith("flowchart LR") and "lint" in proc.stdout
+
+
+def test_rerun_without_a_report_and_with_a_corrupt_one(project_copy: Path) -> None:
+    assert_one_line_error(inv("rerun", cwd=project_copy), 2, "no run report")
+    runs = project_copy / ".cicd" / "runs" / "x"
+    runs.mkdir(parents=True)
+    (runs / "report.json").write_text("{not json")
+    (project_copy / ".cicd" / "runs" / "latest").symlink_to("x")
+    assert_one_line_error(inv("rerun", cwd=project_copy), 2, "unreadable")
+
+
+def test_unwritable_run_folder_exits_2(project_copy: Path) -> None:
+    (project_copy / ".cicd").mkdir()
+    (project_copy / ".cicd" / "runs").write_text("a file where the run folder should be")
+    assert_one_line_error(inv("lint", cwd=project_copy), 2, "cannot write the run folder")
+
+
+def test_failed_step_rerun_command_reruns_only_that_step(project_copy: Path) -> None:
+    bad = project_copy / "cicd" / "badly_formatted.py"
+    bad.write_text("from __future__ import annotations\nx   =  1\n")
+    first = inv("lint", cwd=project_copy)
+    assert first.returncode == 1
+    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    (row,) = report["steps"]
+    assert row["status"] == "failed" and row["rerun"] == "uv run inv lint"
+    assert "rerun: uv run inv lint" in first.stdout
+    bad.unlink()
+    proc = subprocess.run(
+        shlex.split(row["rerun"]), cwd=project_copy, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    assert again["run_id"] != report["run_id"]
+    assert [s["name"] for s in again["steps"]] == ["lint"] and again["status"] == "passed"
+
+
+def test_inv_rerun_reruns_only_failed_and_blocked_steps(project_copy: Path) -> None:
+    runs = project_copy / ".cicd" / "runs" / "old"
+    runs.mkdir(parents=True)
+    rows = [
+        {
+            "name": "typecheck",
+            "env": None,
+            "status": "passed",
+            "duration_s": 1,
+            "reason": None,
+            "log": None,
+            "rerun": "uv run inv typecheck",
+        },
+        {
+            "name": "lint",
+            "env": None,
+            "status": "failed",
+            "duration_s": 1,
+            "reason": "x",
+            "log": None,
+            "rerun": "uv run inv lint",
+        },
+    ]
+    (runs / "report.json").write_text(json.dumps({"run_id": "old", "trigger": "pr", "target": "local", "steps": rows}))
+    (project_copy / ".cicd" / "runs" / "latest").symlink_to("old")
+    proc = inv("rerun", cwd=project_copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    assert [s["name"] for s in report["steps"]] == ["lint"]
+    assert report["trigger"] == "pr"
