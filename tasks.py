@@ -14,69 +14,71 @@ from cicd import cli
 
 cli.usage_errors_exit_2()
 
-JOBS_HELP = {
+NO_CACHE = "run even if the step's inputs are unchanged (ignore the step cache)"
+SELECTION_HELP = {
     "jobs": "steps to run at once (default: one per core)",
-    "from_": "start from this step (and what needs it)",
+    "from_": "start from this step (and run what needs it)",
+    "no_cache": NO_CACHE,
 }
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def lint(c: Context) -> None:
+def lint(c: Context, no_cache: bool = False) -> None:
     """ruff check and ruff format --check."""
-    cli.run_step("lint")
+    cli.run_step("lint", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def typecheck(c: Context) -> None:
+def typecheck(c: Context, no_cache: bool = False) -> None:
     """mypy in strict mode."""
-    cli.run_step("typecheck")
+    cli.run_step("typecheck", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def unit_test(c: Context) -> None:
+def unit_test(c: Context, no_cache: bool = False) -> None:
     """pytest unit tests with the 85% coverage gate; JUnit into the run folder."""
-    cli.run_step("unit-test")
+    cli.run_step("unit-test", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def sast(c: Context) -> None:
+def sast(c: Context, no_cache: bool = False) -> None:
     """bandit and semgrep with the project's rules; SARIF into the run folder."""
-    cli.run_step("sast")
+    cli.run_step("sast", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def secrets_scan(c: Context) -> None:
+def secrets_scan(c: Context, no_cache: bool = False) -> None:
     """gitleaks over the git history and the working tree."""
-    cli.run_step("secrets-scan")
+    cli.run_step("secrets-scan", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def sca(c: Context) -> None:
+def sca(c: Context, no_cache: bool = False) -> None:
     """pip-audit --strict on the locked dependencies (skipped with the reason when offline)."""
-    cli.run_step("sca")
+    cli.run_step("sca", use_cache=not no_cache)
 
 
-@task
+@task(help={"no_cache": NO_CACHE})
 @cli.boundary
-def sbom(c: Context) -> None:
+def sbom(c: Context, no_cache: bool = False) -> None:
     """CycloneDX JSON SBOM of the locked dependencies."""
-    cli.run_step("sbom")
+    cli.run_step("sbom", use_cache=not no_cache)
 
 
-@task(help=JOBS_HELP)
+@task(help=SELECTION_HELP)
 @cli.boundary
-def pr_checks(c: Context, from_: str = "", jobs: str = "") -> None:
+def pr_checks(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False) -> None:
     """Run the pull-request selection of the pipeline (fast checks, in parallel)."""
-    cli.run_selection("pr", start=from_, jobs=jobs)
+    cli.run_selection("pr", start=from_, jobs=jobs, use_cache=not no_cache)
 
 
-@task(help={"jobs": JOBS_HELP["jobs"]})
+@task(help={"jobs": SELECTION_HELP["jobs"]})
 @cli.boundary
 def rerun(c: Context, jobs: str = "") -> None:
     """Rerun the failed steps (and what they blocked) of the last run."""
@@ -90,4 +92,19 @@ def graph(c: Context) -> None:
     print(cli.graph())
 
 
-ns = Collection(lint, typecheck, unit_test, sast, secrets_scan, sca, sbom, pr_checks, rerun, graph)
+@task
+@cli.boundary
+def report(c: Context) -> None:
+    """Print the last run's summary (table, failures, mermaid timeline)."""
+    print(cli.last_summary())
+
+
+@task(name="clear")
+@cli.boundary
+def cache_clear(c: Context) -> None:
+    """Empty the step cache (.cicd/cache/steps)."""
+    print(cli.clear_cache())
+
+
+ns = Collection(lint, typecheck, unit_test, sast, secrets_scan, sca, sbom, pr_checks, rerun, graph, report)
+ns.add_collection(Collection("cache", cache_clear))

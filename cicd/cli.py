@@ -85,10 +85,13 @@ def parse_jobs(jobs: int | str | None) -> int | None:
     return value
 
 
-def _run(nodes: Sequence[pipeline.Node], trigger: str, target: str, jobs: int | None) -> RunReport:
+def _run(
+    nodes: Sequence[pipeline.Node], trigger: str, target: str, jobs: int | None, *, use_cache: bool = True
+) -> RunReport:
     from cicd.runner import RunOptions, run_nodes
 
-    report = run_nodes(ROOT, pipeline.MODEL, nodes, RunOptions(trigger=trigger, target=target, jobs=jobs))
+    options = RunOptions(trigger=trigger, target=target, jobs=jobs, use_cache=use_cache)
+    report = run_nodes(ROOT, pipeline.MODEL, nodes, options)
     if report.status != "passed":
         from invoke.exceptions import Exit
 
@@ -100,15 +103,20 @@ def _run(nodes: Sequence[pipeline.Node], trigger: str, target: str, jobs: int | 
 
 
 def run_selection(
-    trigger: str, *, start: str | None = None, jobs: int | str | None = None, target: str = "local"
+    trigger: str,
+    *,
+    start: str | None = None,
+    jobs: int | str | None = None,
+    target: str = "local",
+    use_cache: bool = True,
 ) -> None:
     njobs = parse_jobs(jobs)
     check_target(target)
     nodes = pipeline.select(pipeline.MODEL, trigger, start=start or None)
-    _run(nodes, trigger, target, njobs)
+    _run(nodes, trigger, target, njobs, use_cache=use_cache)
 
 
-def run_step(name: str, *, env: str | None = None, target: str = "local") -> None:
+def run_step(name: str, *, env: str | None = None, target: str = "local", use_cache: bool = True) -> None:
     check_target(target)
     step = pipeline.MODEL.step(name)
     if step.per_env:
@@ -118,7 +126,7 @@ def run_step(name: str, *, env: str | None = None, target: str = "local") -> Non
         nodes = [pipeline.Node(name, env)]
     else:
         nodes = [pipeline.Node(name)]
-    _run(nodes, "manual", target, 1)
+    _run(nodes, "manual", target, 1, use_cache=use_cache)
 
 
 def rerun(*, jobs: int | str | None = None) -> None:
@@ -140,6 +148,23 @@ def rerun(*, jobs: int | str | None = None) -> None:
     trigger = data.get("trigger") if data.get("trigger") in ("pr", "main") else "manual"
     target = data.get("target") or "local"
     _run(pipeline.MODEL.ordered(wanted), str(trigger), check_target(str(target)), parse_jobs(jobs))
+
+
+def clear_cache() -> str:
+    from cicd.cache import StepCache
+
+    count = StepCache(ROOT).clear()
+    return f"Removed {count} cached step result(s)."
+
+
+def last_summary() -> str:
+    """The last run's summary.md (table, failures, mermaid timeline)."""
+    from cicd import reports
+
+    path = ROOT / reports.RUNS_DIR / reports.LATEST / "summary.md"
+    if not path.exists():
+        raise UsageError("no run yet", hint="run `inv pr-checks` or `inv pipeline` first")
+    return path.read_text(encoding="utf-8")
 
 
 def graph() -> str:

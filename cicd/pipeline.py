@@ -45,8 +45,13 @@ class Step:
 
     ``run`` is ``"module:function"``, imported only when the step runs (keeps ``inv --list`` fast). ``task`` is the
     invoke task that runs the step alone (``{env}`` is replaced per environment). ``may_skip`` says when the step may
-    honestly report *skipped* (a skip from a step without it is a failure). ``cacheable`` is False for deploys and
-    post-deploy tests. ``stage`` groups steps for the CI adapters and the graph.
+    honestly report *skipped* (a skip from a step without it is a failure). ``stage`` groups steps for the CI adapters
+    and the graph.
+
+    The cache key (``cicd/cache.py``) is built from ``inputs`` (file globs), ``tools`` (exact versions),
+    ``env_vars`` (values) and ``key_extras`` (``git-head``: the commit, for history scans; ``utc-date``: results
+    valid for a day, for advisories that change without our files changing). ``outputs`` are paths inside the run
+    folder restored on a cache hit. ``cacheable`` is False for deploys and post-deploy tests.
     """
 
     name: str
@@ -60,6 +65,10 @@ class Step:
     may_skip: str | None = None
     cacheable: bool = True
     task: str | None = None
+    tools: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    env_vars: tuple[str, ...] = ()
+    key_extras: tuple[str, ...] = ()
 
     @property
     def per_env(self) -> bool:
@@ -243,13 +252,31 @@ def subset(model: Model, names: Sequence[str]) -> list[Node]:
 
 PR_AND_MAIN = frozenset(TRIGGERS)
 
+PY_CODE = ("cicd/**/*.py", "functions/**/*.py", "infra/**/*.py", "tasks.py")
+TEST_INPUTS = (
+    "cicd/**/*",
+    "functions/**/*",
+    "infra/**/*",
+    "tests/**/*",
+    "semgrep/**/*",
+    "flutter/**/*",
+    "tasks.py",
+    "cdk.json",
+    "package.json",
+    "package-lock.json",
+    ".gitleaks.toml",
+    *PROJECT_CONFIG,
+)
+
 STEPS: tuple[Step, ...] = (
     Step(
         "lint",
         "cicd.steps.checks:lint",
         "ruff check and ruff format --check",
         stage="checks",
-        inputs=(*PY_SOURCES, *PROJECT_CONFIG),
+        inputs=(*PY_SOURCES, "pyproject.toml"),
+        tools=("ruff",),
+        outputs=("reports/ruff.sarif",),
     ),
     Step(
         "typecheck",
@@ -257,27 +284,36 @@ STEPS: tuple[Step, ...] = (
         "mypy (strict) over cicd, functions, infra, tasks.py",
         stage="checks",
         inputs=(*PY_SOURCES, *PROJECT_CONFIG),
+        tools=("mypy",),
+        outputs=("reports/mypy-junit.xml",),
     ),
     Step(
         "unit-test",
         "cicd.steps.checks:unit_test",
         "pytest unit tests with an 85% coverage gate on cicd/ and functions/",
         stage="checks",
-        inputs=(*PY_SOURCES, "tests/**/*", *PROJECT_CONFIG, "cicd/**/*", "semgrep/**/*", "flutter/**/*"),
+        inputs=TEST_INPUTS,
+        tools=("pytest", "coverage"),
+        outputs=("reports/unit-junit.xml", "reports/coverage.xml"),
     ),
     Step(
         "sast",
         "cicd.steps.security:sast",
         "bandit and semgrep (rules kept in semgrep/) with SARIF out",
         stage="security",
-        inputs=(*PY_SOURCES, "semgrep/**/*", "cicd/toolenvs/semgrep.txt", *PROJECT_CONFIG),
+        inputs=(*PY_CODE, "semgrep/python/**", "pyproject.toml"),
+        tools=("bandit", "semgrep"),
+        outputs=("reports/bandit.sarif", "reports/semgrep.sarif"),
     ),
     Step(
         "secrets-scan",
         "cicd.steps.security:secrets_scan",
         "gitleaks over the git history and the working tree",
         stage="security",
-        inputs=("**/*", ".gitleaks.toml"),
+        inputs=("**",),
+        tools=("gitleaks",),
+        outputs=("reports/gitleaks-history.sarif", "reports/gitleaks-tree.sarif"),
+        key_extras=("git-head",),
     ),
     Step(
         "sca",
@@ -286,13 +322,18 @@ STEPS: tuple[Step, ...] = (
         stage="security",
         inputs=PROJECT_CONFIG,
         may_skip="the vulnerability advisory service cannot be reached",
+        tools=("pip-audit",),
+        outputs=("reports/pip-audit.json", "reports/sca-requirements.txt"),
+        key_extras=("utc-date",),
     ),
     Step(
         "sbom",
         "cicd.steps.security:sbom",
-        "CycloneDX JSON SBOM of the locked environment",
+        "CycloneDX JSON SBOM of the locked dependencies",
         stage="security",
         inputs=PROJECT_CONFIG,
+        tools=("cyclonedx-py",),
+        outputs=("sbom.cdx.json", "reports/sbom-requirements.txt"),
     ),
 )
 

@@ -19,10 +19,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cicd import ci as ci_mod
 from cicd import command, reports, versioning
+from cicd.cache import StepCache, load_durations, save_durations
 from cicd.context import StepContext
 from cicd.errors import CicdError, UsageError
 from cicd.pipeline import Model, Node, Step
@@ -41,6 +42,7 @@ class RunOptions:
     trigger: str = "manual"
     target: str = "local"
     jobs: int | None = None
+    use_cache: bool = True
     step_options: dict[str, str] = field(default_factory=dict)
 
     def resolved_jobs(self) -> int:
@@ -116,7 +118,32 @@ class Runner:
         self._running: dict[Node, float] = {}
         self.run_id = new_run_id()
         self.run_dir = prepare_run_dir(root, self.run_id)
+        self.cache = StepCache(root, environ=self.environ, enabled=options.use_cache)
+        self._history = load_durations(root)
+        self._priority = self._critical_paths()
+        self._commit = versioning.commit(root)
         self._t0 = time.monotonic()
+
+    def _critical_paths(self) -> dict[Node, float]:
+        """Each node's longest remaining chain (its own last duration plus the longest chain that needs it).
+
+        Ready nodes start longest-chain first, so the slowest path is never left waiting for a free job.
+        """
+        in_run = set(self.nodes)
+        dependents: dict[Node, list[Node]] = {n: [] for n in self.nodes}
+        for node in self.nodes:
+            for dep in self.model.needs_of(node):
+                if dep in in_run:
+                    dependents[dep].append(node)
+        memo: dict[Node, float] = {}
+        for node in reversed(self.model.ordered(self.nodes)):
+            own = self._history.get(node.id, 1.0)
+            memo[node] = own + max((memo[d] for d in dependents[node]), default=0.0)
+        return memo
+
+    def _extras(self, step: Step) -> dict[str, str]:
+        values = {"git-head": self._commit or "none", "utc-date": datetime.now(UTC).strftime("%Y-%m-%d")}
+        return {name: values[name] for name in step.key_extras}
 
     # ---------------------------------------------------------------------------------------------------- output
     @property
@@ -192,10 +219,16 @@ class Runner:
                 options=dict(self.options.step_options),
             )
             log.write(f"# {node.id}: {step.doc}\n")
+            key: str | None = None
             try:
-                fn = self._functions.get(node.step) or load_function(step.run)
-                outcome = fn(ctx) or Outcome.passed()
-                status, reason, details = outcome.status, outcome.reason, outcome.details
+                key = self._cache_key(step, node)
+                cached = self._from_cache(key, log) if key else None
+                if cached is not None:
+                    status, reason, details = cached
+                else:
+                    fn = self._functions.get(node.step) or load_function(step.run)
+                    outcome = fn(ctx) or Outcome.passed()
+                    status, reason, details = outcome.status, outcome.reason, outcome.details
             except CicdError as err:
                 status, reason = Status.FAILED, str(err)
                 details = {"exit_code": err.return_code}
@@ -208,7 +241,7 @@ class Runner:
             log.write(f"\n# {node.id}: {status.value}{f' — {reason}' if reason else ''}\n")
         with self._lock:
             self._running.pop(node, None)
-        return StepResult(
+        result = StepResult(
             name=node.step,
             env=node.env,
             status=status,
@@ -220,6 +253,38 @@ class Runner:
             ended_at=now_iso(),
             start_offset_s=started - self._t0,
             details=dict(details),
+        )
+        if key is not None and status is Status.PASSED:
+            try:
+                self.cache.store(key, result, log_path, self.run_dir, step.outputs)
+            except OSError as err:
+                result.details["cache_warning"] = f"not cached: {err}"
+        return result
+
+    def _cache_key(self, step: Step, node: Node) -> str | None:
+        if not (step.cacheable and self.options.use_cache):
+            return None
+        return self.cache.key(step, node, self.options.target, self._extras(step))
+
+    def _from_cache(self, key: str, log: IO[str]) -> tuple[Status, str, dict[str, Any]] | None:
+        """Serve a step from the cache: restore its outputs and log; None on a miss (or a corrupt entry)."""
+        hit, warning = self.cache.lookup(key)
+        if warning:
+            log.write(f"warning: {warning}\n")
+            self.console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        if hit is None:
+            return None
+        self.cache.restore_outputs(hit, self.run_dir)
+        first = hit.result.get("run_id")
+        log.write(f"# restored from the step cache (key {key[:16]}, first run {first})\n")
+        log.write(hit.log)
+        return (
+            Status.CACHED,
+            f"inputs unchanged since run {first}",
+            {
+                "cache_key": key,
+                "original_duration_s": hit.result.get("duration_s"),
+            },
         )
 
     def _not_run(self, node: Node, reason: str) -> StepResult:
@@ -251,7 +316,7 @@ class Runner:
         report = reports.RunReport(
             run_id=self.run_id,
             trigger=self.options.trigger,
-            commit=versioning.commit(self.root),
+            commit=self._commit,
             target=self.options.target,
             started_at=now_iso(),
         )
@@ -289,7 +354,7 @@ class Runner:
                 progressed = True
                 while progressed:
                     progressed = False
-                    for node in list(pending):
+                    for node in sorted(pending, key=lambda n: -self._priority.get(n, 0.0)):
                         blocker = self._blocker(node)
                         if blocker is None:
                             continue
@@ -318,6 +383,7 @@ class Runner:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _finish(self, report: reports.RunReport) -> None:
+        save_durations(self.root, report.steps)
         reports.write_all(self.run_dir, report)
         reports.point_latest(self.run_dir.parent, self.run_dir)
         summary = self.ci.summary_file()

