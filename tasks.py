@@ -6,11 +6,14 @@ configuration, 3 a required tool or service is missing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.tasks import task
+from invoke.tasks import Task, task
 
 from cicd import cli
+from cicd.pipeline import Step
 
 cli.usage_errors_exit_2()
 
@@ -22,53 +25,16 @@ SELECTION_HELP = {
 }
 
 
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def lint(c: Context, no_cache: bool = False) -> None:
-    """ruff check and ruff format --check."""
-    cli.run_step("lint", use_cache=not no_cache)
+def step_task(step: Step) -> Task[Any]:
+    """One task per step of the model that runs outside environments: ``inv lint``, ``inv sast``..."""
 
+    def body(c: Context, no_cache: bool = False) -> None:
+        cli.run_step(step.name, use_cache=not no_cache)
 
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def typecheck(c: Context, no_cache: bool = False) -> None:
-    """mypy in strict mode."""
-    cli.run_step("typecheck", use_cache=not no_cache)
-
-
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def unit_test(c: Context, no_cache: bool = False) -> None:
-    """pytest unit tests with the 85% coverage gate; JUnit into the run folder."""
-    cli.run_step("unit-test", use_cache=not no_cache)
-
-
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def sast(c: Context, no_cache: bool = False) -> None:
-    """bandit and semgrep with the project's rules; SARIF into the run folder."""
-    cli.run_step("sast", use_cache=not no_cache)
-
-
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def secrets_scan(c: Context, no_cache: bool = False) -> None:
-    """gitleaks over the git history and the working tree."""
-    cli.run_step("secrets-scan", use_cache=not no_cache)
-
-
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def sca(c: Context, no_cache: bool = False) -> None:
-    """pip-audit --strict on the locked dependencies (skipped with the reason when offline)."""
-    cli.run_step("sca", use_cache=not no_cache)
-
-
-@task(help={"no_cache": NO_CACHE})
-@cli.boundary
-def sbom(c: Context, no_cache: bool = False) -> None:
-    """CycloneDX JSON SBOM of the locked dependencies."""
-    cli.run_step("sbom", use_cache=not no_cache)
+    body.__name__ = body.__qualname__ = step.name.replace("-", "_")
+    body.__doc__ = f"{step.doc}."
+    made: Task[Any] = task(help={"no_cache": NO_CACHE})(cli.boundary(body))
+    return made
 
 
 @task(help=SELECTION_HELP)
@@ -106,5 +72,8 @@ def cache_clear(c: Context) -> None:
     print(cli.clear_cache())
 
 
-ns = Collection(lint, typecheck, unit_test, sast, secrets_scan, sca, sbom, pr_checks, rerun, graph, report)
+ns = Collection(pr_checks, rerun, graph, report)
+for _step in cli.model().steps:
+    if not _step.per_env:
+        ns.add_task(step_task(_step))
 ns.add_collection(Collection("cache", cache_clear))

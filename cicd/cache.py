@@ -101,6 +101,8 @@ def tool_version(name: str, root: Path) -> str:
     if name in tools.ISOLATED:
         tool = tools.ISOLATED[name]
         return f"{tool.version}+{tool.digest()}"
+    if name == "flutter":
+        return _flutter_version()
     if name == "node-lock":
         lock = root / "package-lock.json"
         return hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.exists() else "none"
@@ -108,6 +110,16 @@ def tool_version(name: str, root: Path) -> str:
         return importlib.metadata.version(DISTRIBUTIONS.get(name, name))
     except importlib.metadata.PackageNotFoundError:
         return "missing"
+
+
+@cache
+def _flutter_version() -> str:
+    """The Flutter SDK's version line, or "absent": installing the SDK invalidates the Flutter steps."""
+    flutter = shutil.which("flutter")
+    if flutter is None:
+        return "absent"
+    proc = subprocess.run([flutter, "--version", "--machine"], capture_output=True, text=True, check=False)
+    return proc.stdout.strip()[:500] or f"unknown-{proc.returncode}"
 
 
 @cache

@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("local", "aws")
 
 
+def model() -> pipeline.Model:
+    return pipeline.MODEL
+
+
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
     """Catch every :class:`CicdError` once: one line on stderr, the contract's exit code, no traceback."""
 

@@ -337,4 +337,31 @@ STEPS: tuple[Step, ...] = (
     ),
 )
 
-MODEL = Model(STEPS)
+FLUTTER_STEPS: tuple[Step, ...] = (
+    Step(
+        "flutter-check",
+        "cicd.steps.flutter:flutter_check",
+        "Dart syntax (tree-sitter), pubspec schema, semgrep Dart rules; flutter analyze/test when the SDK is present",
+        stage="flutter",
+        inputs=("flutter/**", "semgrep/dart/**", "cicd/schemas/pubspec.schema.json"),
+        tools=("tree-sitter-dart", "semgrep", "flutter"),
+        outputs=("reports/semgrep-dart.sarif", "reports/flutter-junit.xml"),
+        env_vars=("CICD_REQUIRE_FLUTTER",),
+    ),
+    Step(
+        "flutter-build",
+        "cicd.steps.flutter:flutter_build",
+        "flutter build web and apk, versioned by the pipeline, built once",
+        stage="build",
+        inputs=("flutter/**", "pyproject.toml"),
+        needs=("flutter-check",),
+        triggers=frozenset({"main"}),
+        may_skip="the Flutter SDK is not on PATH",
+        tools=("flutter",),
+        outputs=("flutter",),
+        env_vars=("CICD_REQUIRE_FLUTTER", "CICD_BUILD_VERSION", "CICD_BUILD_COMMIT"),
+        key_extras=("git-head",),
+    ),
+)
+
+MODEL = Model((*STEPS, *FLUTTER_STEPS))
