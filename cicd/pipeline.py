@@ -337,6 +337,35 @@ STEPS: tuple[Step, ...] = (
     ),
 )
 
+INFRA_INPUTS = ("infra/**", "functions/**", "cicd/config.py", "cicd/versioning.py", "cdk.json", "pyproject.toml")
+
+IAC_STEPS: tuple[Step, ...] = (
+    Step(
+        "synth",
+        "cicd.steps.iac:synth",
+        "CDK synth of dev, preprod and prod into one cloud assembly in the run folder",
+        stage="iac",
+        inputs=INFRA_INPUTS,
+        tools=("aws-cdk-lib", "cdk-nag"),
+        outputs=("cdk.out",),
+    ),
+    Step(
+        "iac-scan",
+        "cicd.steps.iac:iac_scan",
+        "cdk-nag AwsSolutions and checkov on the cloud assembly; every waiver has a written reason",
+        stage="iac",
+        inputs=(*INFRA_INPUTS, "infra/waivers.py"),
+        needs=("synth",),
+        tools=("aws-cdk-lib", "cdk-nag", "checkov"),
+        outputs=(
+            "reports/cdk-nag.sarif",
+            "reports/cdk-nag.junit.xml",
+            "reports/checkov.sarif",
+            "reports/checkov.junit.xml",
+        ),
+    ),
+)
+
 FLUTTER_STEPS: tuple[Step, ...] = (
     Step(
         "flutter-check",
@@ -364,4 +393,4 @@ FLUTTER_STEPS: tuple[Step, ...] = (
     ),
 )
 
-MODEL = Model((*STEPS, *FLUTTER_STEPS))
+MODEL = Model((*STEPS, *IAC_STEPS, *FLUTTER_STEPS))
