@@ -44,6 +44,91 @@ def pr_checks(c: Context, from_: str = "", jobs: str = "", no_cache: bool = Fals
     cli.run_selection("pr", start=from_, jobs=jobs, use_cache=not no_cache)
 
 
+TARGET = "local (embedded moto, default) or aws (a real account)"
+
+
+@task(help={**SELECTION_HELP, "target": TARGET})
+@cli.boundary
+def pipeline(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False, target: str = "local") -> None:
+    """Run the trunk pipeline: checks, package once, deploy dev, test, promote to preprod and prod, smoke test."""
+    try:
+        cli.run_selection("main", start=from_, jobs=jobs, target=target, use_cache=not no_cache)
+    finally:
+        epilogue = cli.pipeline_epilogue(target)
+        if epilogue:
+            print(epilogue)
+
+
+@task(help={"env": "dev, preprod or prod", "target": TARGET})
+@cli.boundary
+def deploy(c: Context, env: str = "", target: str = "local") -> None:
+    """Deploy the packaged artifact to one environment (no re-synth; a no-op if it already runs it)."""
+    cli.run_step("deploy", env=cli.check_env(env), target=target)
+
+
+@task(help={"to": "preprod or prod", "target": TARGET})
+@cli.boundary
+def promote(c: Context, to: str = "", target: str = "local") -> None:
+    """Deploy to an environment exactly the artifact that passed the previous one."""
+    cli.run_step("promote", env=cli.check_env(to), target=target)
+
+
+@task(help={"env": "dev, preprod or prod", "target": TARGET})
+@cli.boundary
+def rollback(c: Context, env: str = "", target: str = "local") -> None:
+    """Redeploy the last artifact that passed its tests in an environment."""
+    cli.run_step("rollback", env=cli.check_env(env), target=target)
+
+
+@task(help={"env": "dev, preprod or prod", "target": TARGET})
+@cli.boundary
+def integration_test(c: Context, env: str = "", target: str = "local") -> None:
+    """Run the integration tests against an environment's deployed API (JUnit into the run folder)."""
+    cli.run_step("integration-test", env=cli.check_env(env), target=target)
+
+
+@task(help={"env": "prod", "target": TARGET})
+@cli.boundary
+def smoke_test(c: Context, env: str = "prod", target: str = "local") -> None:
+    """Read-only smoke test: /health and /apk/latest answer with the deployed build."""
+    cli.run_step("smoke-test", env=cli.check_env(env), target=target)
+
+
+@task(help={"env": "dev, preprod or prod", "target": TARGET})
+@cli.boundary
+def publish(c: Context, env: str = "", target: str = "local") -> None:
+    """Upload the artifact's APK and web build to an environment (skipped without a Flutter build)."""
+    cli.run_step("publish", env=cli.check_env(env), target=target)
+
+
+@task(help={"env": "the environment to approve (prod)", "target": TARGET})
+@cli.boundary
+def approve(c: Context, env: str = "prod", target: str = "local") -> None:
+    """Approve the artifact that passed preprod for production (when [tool.cicd] approval is on)."""
+    print(cli.approve(env, target))
+
+
+@task(name="up")
+@cli.boundary
+def local_up(c: Context) -> None:
+    """Start the embedded local AWS (moto) if it is not running."""
+    print(cli.local_up())
+
+
+@task(name="down")
+@cli.boundary
+def local_down(c: Context) -> None:
+    """Stop the local AWS and every local API."""
+    print(cli.local_down())
+
+
+@task(name="status")
+@cli.boundary
+def local_status(c: Context) -> None:
+    """Show per environment the deployed build version, artifact digest and local API URL."""
+    print(cli.local_status())
+
+
 @task(help={"jobs": SELECTION_HELP["jobs"]})
 @cli.boundary
 def rerun(c: Context, jobs: str = "") -> None:
@@ -72,8 +157,11 @@ def cache_clear(c: Context) -> None:
     print(cli.clear_cache())
 
 
-ns = Collection(pr_checks, rerun, graph, report)
+ns = Collection(
+    pr_checks, pipeline, deploy, promote, rollback, integration_test, smoke_test, publish, approve, rerun, graph, report
+)
 for _step in cli.model().steps:
     if not _step.per_env:
         ns.add_task(step_task(_step))
+ns.add_collection(Collection("local", local_up, local_down, local_status))
 ns.add_collection(Collection("cache", cache_clear))

@@ -7,6 +7,7 @@ task actually runs.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -106,6 +107,17 @@ def _run(
     return report
 
 
+def preflight(target: str, nodes: Sequence[pipeline.Node]) -> None:
+    """Checks before anything is built: the aws target needs accounts, regions and credentials up front."""
+    check_target(target)
+    envs = tuple(sorted({n.env for n in nodes if n.env}, key=pipeline.ENVIRONMENTS.index))
+    needs_target = any(pipeline.MODEL.step(n.step).stage in ("deploy", "verify") for n in nodes)
+    if target == "aws" and (envs or needs_target):
+        from cicd.steps.deploy import check_aws_target
+
+        check_aws_target(ROOT, os.environ, envs or pipeline.ENVIRONMENTS)
+
+
 def run_selection(
     trigger: str,
     *,
@@ -113,15 +125,18 @@ def run_selection(
     jobs: int | str | None = None,
     target: str = "local",
     use_cache: bool = True,
-) -> None:
+) -> RunReport:
     njobs = parse_jobs(jobs)
     check_target(target)
     nodes = pipeline.select(pipeline.MODEL, trigger, start=start or None)
-    _run(nodes, trigger, target, njobs, use_cache=use_cache)
+    preflight(target, nodes)
+    return _run(nodes, trigger, target, njobs, use_cache=use_cache)
 
 
 def run_step(name: str, *, env: str | None = None, target: str = "local", use_cache: bool = True) -> None:
     check_target(target)
+    if env and env not in pipeline.ENVIRONMENTS:
+        check_env(env)
     step = pipeline.MODEL.step(name)
     if step.per_env:
         env = check_env(env)
@@ -130,6 +145,7 @@ def run_step(name: str, *, env: str | None = None, target: str = "local", use_ca
         nodes = [pipeline.Node(name, env)]
     else:
         nodes = [pipeline.Node(name)]
+    preflight(target, nodes)
     _run(nodes, "manual", target, 1, use_cache=use_cache)
 
 
@@ -152,6 +168,86 @@ def rerun(*, jobs: int | str | None = None) -> None:
     trigger = data.get("trigger") if data.get("trigger") in ("pr", "main") else "manual"
     target = data.get("target") or "local"
     _run(pipeline.MODEL.ordered(wanted), str(trigger), check_target(str(target)), parse_jobs(jobs))
+
+
+def pipeline_epilogue(target: str) -> str:
+    """What `inv pipeline` prints at the end: where each environment answers and how to stop the local AWS."""
+    if target != "local":
+        return ""
+    from cicd import local_aws
+
+    state = local_aws.status(ROOT)
+    if not state.running:
+        return ""
+    lines = ["", "Environments on the local target:"]
+    for api in sorted(state.apis, key=lambda a: pipeline.ENVIRONMENTS.index(a.env)):
+        lines.append(f"  {api.env:<8} {api.url}health   {api.url}apk/latest")
+    lines.append("Inspect with `uv run inv local.status`; stop everything with `uv run inv local.down`.")
+    return "\n".join(lines)
+
+
+def approve(env: str, target: str) -> str:
+    """Record a manual approval for the artifact that passed the environment before ``env``."""
+    import getpass
+    import io
+
+    from cicd.context import StepContext
+    from cicd.steps.deploy import grant_approval
+
+    check_target(target)
+    env = check_env(env)
+    ctx = StepContext(ROOT, ROOT / ".cicd", "approve", env, target, io.StringIO(), ROOT / ".cicd" / "approve.log")
+    return grant_approval(ctx, getpass.getuser())
+
+
+def local_up() -> str:
+    from cicd import config, local_aws
+
+    conf = config.load_config(ROOT)
+    server = local_aws.up(ROOT, port=conf.local_port, region=conf.local_region)
+    return f"local AWS (moto) answers at {server.endpoint} (pid {server.pid}); stop it with `uv run inv local.down`"
+
+
+def local_down() -> str:
+    from cicd import local_aws
+
+    return "local AWS and its APIs stopped" if local_aws.down(ROOT) else "local AWS was not running"
+
+
+def local_status() -> str:
+    """The server, and per environment what is deployed (build version, artifact digest) and its local API URL."""
+    from botocore.exceptions import ClientError
+
+    from cicd import config, local_aws, release
+
+    state = local_aws.status(ROOT)
+    if not state.running or state.server is None:
+        return f"local AWS is not running ({state.note}); `uv run inv pipeline` or `uv run inv local.up` starts it"
+    server = state.server
+    cfn = server.session().client("cloudformation", endpoint_url=server.endpoint)
+    apis = {a.env: a for a in state.apis}
+    conf = config.load_config(ROOT)
+    lines = [f"local AWS (moto) {server.endpoint} · pid {server.pid} · since {server.started_at}"]
+    for env in pipeline.ENVIRONMENTS:
+        try:
+            stack = cfn.describe_stacks(StackName=conf.environment(env).stack_name)["Stacks"][0]
+        except ClientError:
+            lines.append(f"  {env:<8} nothing deployed")
+            continue
+        outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+        digest = outputs.get("DeployedArtifactDigest", "?")
+        tested = "not tested"
+        for entry in reversed(release.read_state(ROOT, "local", env)["history"]):
+            if entry.get("digest") == digest and entry.get("passed") is not None:
+                tested = "passed" if entry["passed"] else "FAILED"
+                break
+        api = apis.get(env)
+        url = api.url if api and api.alive else "API not served (redeploy to serve it)"
+        lines.append(
+            f"  {env:<8} version {outputs.get('DeployedBuildVersion', '?')} · artifact {digest[:12]} · "
+            f"tests {tested} · {stack['StackStatus']} · {url}"
+        )
+    return "\n".join(lines)
 
 
 def clear_cache() -> str:

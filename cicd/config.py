@@ -224,7 +224,8 @@ def require_aws(env: Environment) -> tuple[str, str]:
                 f'[tool.cicd.environments.{env.name}] {key} = "..." in pyproject.toml',
                 hint=f'e.g. {key} = "{example}"',
             )
-    assert env.account is not None and env.region is not None  # noqa: S101 - narrowed by the loop above
+    if env.account is None or env.region is None:  # unreachable: the loop above raised
+        raise ConfigError(f"environment '{env.name}' has no account or region for the aws target")
     return env.account, env.region
 
 

@@ -1021,7 +1021,8 @@ class Worker:
             if self._init_error:
                 raise InvocationError(self._init_error)
             proc = self._proc
-            assert proc is not None and proc.stdin is not None  # noqa: S101 - set by _ensure_started
+            if proc is None or proc.stdin is None:  # _ensure_started sets both
+                raise InvocationError("the worker process did not start")
             self._counter += 1
             timeout = min(float(self.fn.timeout), API_GATEWAY_TIMEOUT_S)
             request = {
@@ -1084,9 +1085,8 @@ class Worker:
 
 
 def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
-    assert proc.stdout is not None  # noqa: S101 - a PIPE
     with contextlib.suppress(OSError, ValueError):
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             lines.put(line)
     lines.put(None)
 

@@ -59,7 +59,7 @@ PORT_ENV: Final = "CICD_LOCAL_PORT"
 DEFAULT_REGION: Final = "us-east-1"
 ACCOUNT_ID: Final = "123456789012"
 """moto's default account (what ``sts get-caller-identity`` answers with the dummy credentials)."""
-DUMMY_CREDENTIALS: Final = {
+DUMMY_CREDENTIALS: Final = {  # nosec B105 # moto's documented fake credentials, never real ones
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",

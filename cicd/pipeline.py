@@ -52,6 +52,10 @@ class Step:
     ``env_vars`` (values) and ``key_extras`` (``git-head``: the commit, for history scans; ``utc-date``: results
     valid for a day, for advisories that change without our files changing). ``outputs`` are paths inside the run
     folder restored on a cache hit. ``cacheable`` is False for deploys and post-deploy tests.
+
+    ``envs`` are the environments the step *can* run in (its task accepts them); ``pipeline_envs`` narrows the ones
+    the trigger selections include (``deploy`` runs in any environment by hand, but the pipeline deploys only dev
+    and *promotes* to the others). A step with no triggers is a manual task (``rollback``).
     """
 
     name: str
@@ -69,6 +73,7 @@ class Step:
     outputs: tuple[str, ...] = ()
     env_vars: tuple[str, ...] = ()
     key_extras: tuple[str, ...] = ()
+    pipeline_envs: tuple[str, ...] | None = None
 
     @property
     def per_env(self) -> bool:
@@ -139,9 +144,12 @@ class Model:
         if "|" in need:
             for alternative in need.split("|"):
                 try:
-                    return self.resolve_need(node, alternative)
+                    found = self.resolve_need(node, alternative)
                 except ConfigError:
                     continue
+                wanted = self._by_name[found.step].pipeline_envs
+                if wanted is None or found.env in wanted:  # prefer what the pipeline really runs there
+                    return found
             raise ConfigError(f"pipeline model: '{node.id}' needs one of '{need}', but none runs in {node.env}")
         name, _, env_ref = need.partition(":")
         if name not in self._by_name:
@@ -223,7 +231,7 @@ def select(model: Model, trigger: str, *, start: str | None = None) -> list[Node
     """The nodes a trigger runs, in dependency order; with ``start``, that step and everything after it needs it."""
     if trigger not in TRIGGERS:
         raise UsageError(f"unknown trigger '{trigger}'", hint=f"choose one of: {', '.join(TRIGGERS)}")
-    chosen = [n for n in model.nodes() if trigger in model.step(n.step).triggers]
+    chosen = [n for n in model.nodes() if _in_selection(model.step(n.step), n, trigger)]
     chosen_set = set(chosen)
     for node in chosen:
         for dep in model.needs_of(node):
@@ -236,6 +244,12 @@ def select(model: Model, trigger: str, *, start: str | None = None) -> list[Node
         keep = model.descendants(roots)
         chosen = [n for n in chosen if n in keep]
     return model.ordered(chosen)
+
+
+def _in_selection(step: Step, node: Node, trigger: str) -> bool:
+    if trigger not in step.triggers:
+        return False
+    return step.pipeline_envs is None or node.env in step.pipeline_envs
 
 
 def subset(model: Model, names: Sequence[str]) -> list[Node]:
@@ -393,4 +407,93 @@ FLUTTER_STEPS: tuple[Step, ...] = (
     ),
 )
 
-MODEL = Model((*STEPS, *IAC_STEPS, *FLUTTER_STEPS))
+CHECKS = tuple(s.name for s in (*STEPS, *IAC_STEPS, *FLUTTER_STEPS) if "pr" in s.triggers)
+MAIN = frozenset({"main"})
+
+DELIVERY_STEPS: tuple[Step, ...] = (
+    Step(
+        "package",
+        "cicd.steps.deploy:package",
+        "build once: the cloud assembly of every environment, the Lambda code and the Flutter builds, digested",
+        stage="build",
+        needs=(*CHECKS, "flutter-build"),
+        triggers=MAIN,
+        cacheable=False,
+    ),
+    Step(
+        "deploy",
+        "cicd.steps.deploy:deploy",
+        "deploy the packaged artifact to one environment (a no-op when it already runs it)",
+        stage="deploy",
+        needs=("package",),
+        triggers=MAIN,
+        envs=ENVIRONMENTS,
+        pipeline_envs=("dev",),
+        cacheable=False,
+    ),
+    Step(
+        "integration-test",
+        "cicd.steps.verify:integration_test",
+        "integration tests against the deployed API; a failure rolls the environment back",
+        stage="verify",
+        needs=("promote|deploy",),
+        triggers=MAIN,
+        envs=ENVIRONMENTS,
+        pipeline_envs=("dev", "preprod"),
+        cacheable=False,
+    ),
+    Step(
+        "approve",
+        "cicd.steps.deploy:approve",
+        "manual approval before production when [tool.cicd] approval is on (off: the trunk ships automatically)",
+        stage="deploy",
+        needs=("integration-test:<previous>",),
+        triggers=MAIN,
+        envs=("prod",),
+        may_skip="production approval is pending",
+        cacheable=False,
+    ),
+    Step(
+        "promote",
+        "cicd.steps.deploy:promote",
+        "deploy exactly the artifact that passed the previous environment, verified by digest",
+        stage="deploy",
+        needs=("approve|integration-test:<previous>",),
+        triggers=MAIN,
+        envs=("preprod", "prod"),
+        task="promote --to {env}",
+        cacheable=False,
+    ),
+    Step(
+        "publish",
+        "cicd.steps.deploy:publish",
+        "upload the artifact's APK and web build to the environment",
+        stage="deploy",
+        needs=("integration-test|promote",),
+        triggers=MAIN,
+        envs=ENVIRONMENTS,
+        may_skip="the artifact has no Flutter build",
+        cacheable=False,
+    ),
+    Step(
+        "smoke-test",
+        "cicd.steps.verify:smoke_test",
+        "read-only smoke test of production: /health and /apk/latest answer with the deployed build",
+        stage="verify",
+        needs=("publish",),
+        triggers=MAIN,
+        envs=("prod",),
+        cacheable=False,
+    ),
+    Step(
+        "rollback",
+        "cicd.steps.deploy:rollback",
+        "redeploy the last artifact that passed its tests in the environment",
+        stage="deploy",
+        triggers=frozenset(),
+        envs=ENVIRONMENTS,
+        cacheable=False,
+    ),
+)
+
+MODEL = Model((*STEPS, *IAC_STEPS, *FLUTTER_STEPS, *DELIVERY_STEPS))

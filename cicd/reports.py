@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET  # nosec B405 - only builds XML, never parses it
+from xml.etree import ElementTree as ET  # nosec B405 # only builds XML, never parses it
 
 from cicd.errors import UsageError
 from cicd.results import Status, StepResult

@@ -309,6 +309,8 @@ class Runner:
                 return f"needs {dep.id}, which failed"
             if result.status is Status.NOT_RUN:
                 return f"needs {dep.id}, which did not run"
+            if result.status is Status.SKIPPED and result.details.get("blocks"):
+                return f"needs {dep.id}, which is waiting ({result.reason})"
         return ""
 
     # ---------------------------------------------------------------------------------------------------- run

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from xml.etree import ElementTree as ET
+from xml.etree import ElementTree as ET  # nosec B405 # builds report XML, never parses untrusted input
 
 from cicd import tools
 from cicd.errors import StepFailed

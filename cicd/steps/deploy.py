@@ -1,0 +1,380 @@
+"""Build once, deploy many: package, deploy, promote, rollback, publish.
+
+``package`` freezes this commit's cloud assembly (all environments), Lambda code and Flutter builds into one
+artifact with a digest (:mod:`cicd.artifact`). Every later step deploys *that* artifact, never a new synth:
+``deploy`` (dev, or any environment by hand), ``promote`` (the artifact that passed the previous environment's
+tests, verified byte for byte), ``rollback`` (the last artifact that passed in the environment).
+
+Targets: ``local`` deploys with the real CDK CLI to the embedded moto server (``--method=direct``) and serves the
+deployed API on localhost; ``aws`` runs a standard ``cdk deploy`` (change sets) with the caller's credentials.
+The build version, commit and digest go in as stack parameters; an environment already running the digest is a
+no-op (one CloudFormation read).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cicd import artifact as artifacts
+from cicd import config as cfg
+from cicd import release
+from cicd.context import StepContext
+from cicd.errors import ConfigError, MissingToolError, StepFailed
+from cicd.results import Outcome, Status
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_s3 import S3Client
+
+OUTPUTS = Path(".cicd") / "outputs"
+CREDENTIAL_SOURCES = (
+    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    ("AWS_PROFILE",),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"),
+    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",),
+    ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
+)
+
+
+# ---------------------------------------------------------------------------------------------------- targets
+def check_aws_target(root: Path, environ: dict[str, str] | os._Environ[str], envs: tuple[str, ...]) -> None:
+    """Up-front checks of the aws target: account and region per environment, then credentials."""
+    config = cfg.load_config(root)
+    for name in envs:
+        cfg.require_aws(config.environment(name))
+    has_files = any((Path.home() / ".aws" / f).is_file() for f in ("credentials", "config"))
+    if not has_files and not any(all(environ.get(v) for v in group) for group in CREDENTIAL_SOURCES):
+        raise MissingToolError(
+            "no AWS credentials for the aws target (none of AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN, a container role or ~/.aws/credentials)",
+            hint="on a laptop: `aws sso login` and set AWS_PROFILE; on CI: the OIDC role of the job",
+        )
+
+
+def _env(ctx: StepContext) -> cfg.Environment:
+    if ctx.env is None:
+        raise ConfigError(f"step {ctx.step} needs an environment")
+    return cfg.load_config(ctx.root).environment(ctx.env)
+
+
+def _endpoint(ctx: StepContext) -> str | None:
+    """The local AWS endpoint (starting the server if needed), or None on the aws target."""
+    if ctx.target != "local":
+        return None
+    from cicd import local_aws
+
+    config = cfg.load_config(ctx.root)
+    return local_aws.up(ctx.root, port=config.local_port, region=config.local_region).endpoint
+
+
+def _session_client(ctx: StepContext, service: str, env: cfg.Environment) -> Any:
+    import boto3
+
+    if ctx.target == "local":
+        from cicd import local_aws
+
+        server = local_aws.current(ctx.root)
+        return server.session().client(service, endpoint_url=server.endpoint)  # type: ignore[call-overload]
+    _, region = cfg.require_aws(env)
+    return boto3.client(service, region_name=region)  # type: ignore[call-overload]
+
+
+def deployed_digest(cfn: CloudFormationClient, stack: str) -> str | None:
+    """The ArtifactDigest parameter of a healthy stack, or None when the stack is absent or not settled."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError:
+        return None
+    if not stacks or not stacks[0]["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stacks[0]["StackStatus"]:
+        return None
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in stacks[0].get("Parameters", [])}
+    return params.get("ArtifactDigest")
+
+
+def _stack_outputs(cfn: CloudFormationClient, stack: str) -> dict[str, str]:
+    described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", []) if "OutputValue" in o}
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+def outputs_path(root: Path, target: str, env: str) -> Path:
+    return root / OUTPUTS / f"{target}-{env}.json"
+
+
+def write_outputs(ctx: StepContext, env: str, data: dict[str, Any]) -> Path:
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    ctx.out("outputs", f"{env}.json").write_text(text, encoding="utf-8")
+    stable = outputs_path(ctx.root, ctx.target, env)
+    stable.parent.mkdir(parents=True, exist_ok=True)
+    stable.write_text(text, encoding="utf-8")
+    return stable
+
+
+def read_outputs(ctx: StepContext, env: str) -> dict[str, Any]:
+    for path in (ctx.run_dir / "outputs" / f"{env}.json", outputs_path(ctx.root, ctx.target, env)):
+        if path.is_file():
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+    raise StepFailed(
+        f"{env} has no recorded deployment on the {ctx.target} target", hint=f"run `inv deploy --env {env}`"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- package
+def package(ctx: StepContext) -> Outcome:
+    """Freeze this commit's assembly, Lambda code and Flutter builds into one digested artifact."""
+    from cicd import versioning
+    from cicd.steps import iac
+
+    assembly = ctx.run_dir / "cdk.out"
+    if not (assembly / "manifest.json").is_file():
+        ctx.note("no cloud assembly in this run yet: synthesizing it first")
+        iac.synth(ctx)
+    folder = ctx.run_dir / "artifact"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copytree(assembly, folder / "cdk.out")
+    artifacts.deterministic_zip(ctx.root / "functions" / "latest_apk", folder / "lambda.zip")
+    flutter = ctx.run_dir / "flutter"
+    if flutter.is_dir():
+        shutil.copytree(flutter, folder / "flutter")
+    else:
+        ctx.note("no Flutter build in this run (flutter-build skipped or not run): the artifact carries no APK")
+    build = versioning.build_version(ctx.root)
+    made = artifacts.build(folder, version=build.version, commit=build.commit)
+    stored = artifacts.put(ctx.root, folder)
+    ci_copy = ctx.root / artifacts.CI_ARTIFACT
+    shutil.rmtree(ci_copy, ignore_errors=True)
+    shutil.copytree(folder, ci_copy)
+    files = len(json.loads((folder / artifacts.MANIFEST).read_text())["files"])
+    ctx.note(f"artifact {made.digest} (version {made.version}) stored at {ctx.rel(stored.path)}")
+    return Outcome.passed(
+        f"artifact {made.short} · version {made.version} · {files} files{'' if made.apk() else ' · no APK'}",
+        digest=made.digest,
+        version=made.version,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- deploy
+def _deploy(ctx: StepContext, art: artifacts.Artifact, why: str) -> Outcome:
+    from cicd import cdk_cli
+
+    env = _env(ctx)
+    art = artifacts.verify(art.path)
+    with release.deploy_lock(ctx.root, ctx.target, env.name, notify=ctx.note):
+        endpoint = _endpoint(ctx)
+        cfn = _session_client(ctx, "cloudformation", env)
+        if deployed_digest(cfn, env.stack_name) == art.digest:
+            outputs = _stack_outputs(cfn, env.stack_name)
+            _after_deploy(ctx, env, art, outputs)
+            return Outcome.passed(f"{env.name} already runs artifact {art.short}: nothing to deploy", digest=art.digest)
+        if ctx.target == "local":
+            from cicd import local_aws
+
+            local_aws.ensure_bootstrapped(ctx.root, local_aws.current(ctx.root), log=ctx)
+        params = {"BuildVersion": art.version, "BuildCommit": art.commit or "unknown", "ArtifactDigest": art.digest}
+        extra = [arg for key, value in params.items() for arg in ("--parameters", f"{key}={value}")]
+        region = cfg.require_aws(env)[1] if ctx.target == "aws" else cfg.load_config(ctx.root).local_region
+        ctx.note(f"deploying artifact {art.digest} (version {art.version}) to {env.name}: {why}")
+        # The CDK CLI writes its asset zips into the assembly: deploy from a scratch copy, keep the artifact intact.
+        scratch = ctx.run_dir / "deploy" / env.name / "cdk.out"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(art.assembly, scratch)
+        try:
+            outputs = cdk_cli.deploy(
+                ctx,
+                scratch,
+                env.stack_selector,
+                endpoint=endpoint,
+                outputs_file=ctx.out("outputs", f"{env.name}.cdk.json"),
+                extra_args=extra,
+                region=region,
+                root=ctx.root,
+            )
+        except StepFailed as err:
+            state = _stack_status(cfn, env.stack_name)
+            raise StepFailed(f"deploy of {art.short} to {env.name} failed ({err}); stack is {state}") from None
+        release.record_deploy(
+            ctx.root, ctx.target, env.name, digest=art.digest, version=art.version, run_id=ctx.run_dir.name
+        )
+        _after_deploy(ctx, env, art, outputs or _stack_outputs(cfn, env.stack_name))
+    return Outcome.passed(f"deployed artifact {art.short} (version {art.version}) to {env.name}", digest=art.digest)
+
+
+def _stack_status(cfn: CloudFormationClient, stack: str) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        return cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except (ClientError, IndexError, KeyError):
+        return "absent"
+
+
+def _after_deploy(ctx: StepContext, env: cfg.Environment, art: artifacts.Artifact, outputs: dict[str, str]) -> None:
+    data: dict[str, Any] = {
+        "env": env.name,
+        "target": ctx.target,
+        "stack": env.stack_name,
+        "digest": art.digest,
+        "version": art.version,
+        "commit": art.commit,
+        "outputs": outputs,
+    }
+    if ctx.target == "local":
+        from cicd import local_api, local_aws
+
+        server = local_aws.current(ctx.root)
+        data["api_url"] = local_api.serve_environment(ctx.root, env.name, env.stack_name)
+        data["aws_endpoint"] = server.endpoint
+        data["region"] = server.region
+    else:
+        data["api_url"] = outputs.get("ApiUrl", "")
+        data["region"] = cfg.require_aws(env)[1]
+    if not data["api_url"]:
+        raise StepFailed(f"{env.name} was deployed but its API URL is unknown (no ApiUrl output)")
+    path = write_outputs(ctx, env.name, data)
+    ctx.note(f"{env.name}: API {data['api_url']} (outputs in {ctx.rel(path)})")
+
+
+def deploy(ctx: StepContext) -> Outcome:
+    """Deploy the packaged artifact (this run's, else the latest) to the step's environment."""
+    art = artifacts.resolve(ctx.root, ctx.run_dir)
+    return _deploy(ctx, art, "packaged artifact")
+
+
+def previous_env(env: str) -> str:
+    index = cfg.ENVIRONMENTS.index(env)
+    if index == 0:
+        raise ConfigError(f"{env} is the first environment: deploy to it, there is nothing to promote from")
+    return cfg.ENVIRONMENTS[index - 1]
+
+
+def promotion_candidate(ctx: StepContext, source: str) -> artifacts.Artifact:
+    """This run's artifact if it passed ``source``; else the artifact that most recently passed there."""
+    if (ctx.run_dir / "artifact" / artifacts.MANIFEST).exists():
+        art = artifacts.resolve(ctx.root, ctx.run_dir)
+        if not artifacts.passed_in(art, ctx.target, source):
+            raise StepFailed(
+                f"artifact {art.short} has not passed the tests in {source}: refusing to promote it",
+                hint=f"run `inv integration-test --env {source}` after deploying it there",
+            )
+        return art
+    store = artifacts.store_dir(ctx.root)
+    records = sorted(
+        (json.loads(p.read_text(encoding="utf-8")) for p in store.glob(f"*/passed/{ctx.target}-{source}.json")),
+        key=lambda r: str(r.get("passed_at", "")),
+    )
+    if not records:
+        raise StepFailed(
+            f"no artifact has passed the tests in {source} on the {ctx.target} target: nothing to promote",
+            hint=f"deploy and test {source} first (`inv pipeline`)",
+        )
+    return artifacts.get(ctx.root, str(records[-1]["digest"]))
+
+
+def promote(ctx: StepContext) -> Outcome:
+    """Deploy to this environment exactly the artifact that passed the previous one, verified byte for byte."""
+    env = _env(ctx)
+    source = previous_env(env.name)
+    art = promotion_candidate(ctx, source)
+    return _deploy(ctx, art, f"promoted from {source}")
+
+
+def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> str:
+    """Redeploy the last artifact that passed in ``env``; returns a sentence saying what happened."""
+    good = release.last_good(ctx.root, ctx.target, env, other_than=failing)
+    if good is None:
+        return f"no earlier artifact passed in {env}, so there is nothing to roll back to"
+    try:
+        art = artifacts.get(ctx.root, good)
+    except StepFailed as err:
+        return f"could not roll back to {good[:12]}: {err}"
+    _deploy(ctx, art, f"rollback from {failing[:12] if failing else 'a failed deploy'}")
+    return f"rolled {env} back to artifact {good[:12]} (version {art.version})"
+
+
+def rollback(ctx: StepContext) -> Outcome:
+    """Redeploy the last artifact that passed its tests in this environment."""
+    env = _env(ctx)
+    running = release.running(ctx.root, ctx.target, env.name)
+    good = release.last_good(ctx.root, ctx.target, env.name, other_than=running)
+    if good is None:
+        raise StepFailed(
+            f"no earlier artifact passed in {env.name} on the {ctx.target} target: nothing to roll back to"
+        )
+    return _deploy(ctx, artifacts.get(ctx.root, good), "rollback")
+
+
+# ---------------------------------------------------------------------------------------------------- publish
+def publish(ctx: StepContext) -> Outcome:
+    """Upload the artifact's APK (versioned key, sha256) and web build (with this environment's config.json)."""
+    from cicd.publish import publish_apk, publish_directory
+    from cicd.steps.flutter import write_runtime_config
+
+    env = _env(ctx)
+    deployed = read_outputs(ctx, env.name)
+    art = artifacts.get(ctx.root, str(deployed["digest"]))
+    apk, web = art.apk(), art.web()
+    if apk is None and web is None:
+        return Outcome.skipped("the artifact has no Flutter build (flutter-build was skipped: no Flutter SDK)")
+    s3: S3Client = _session_client(ctx, "s3", env)
+    notes = []
+    if apk is not None:
+        published = publish_apk(s3, str(deployed["outputs"]["ApkBucketName"]), apk, art.version)
+        notes.append(f"APK {published.version} -> s3://{published.bucket}/{published.key}")
+    if web is not None:
+        staged = ctx.out("publish", env.name, "web")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(web, staged)
+        write_runtime_config(staged, api_base_url=str(deployed.get("api_url") or ""), environment=env.name)
+        tree = publish_directory(s3, str(deployed["outputs"]["WebBucketName"]), staged)
+        notes.append(f"web build ({len(tree.files)} files) -> s3://{tree.bucket}/")
+    for note in notes:
+        ctx.note(note)
+    return Outcome.passed("; ".join(notes))
+
+
+# ---------------------------------------------------------------------------------------------------- approval
+APPROVALS = Path(".cicd") / "approvals"
+
+
+def approval_path(root: Path, target: str, env: str, digest: str) -> Path:
+    return root / APPROVALS / f"{target}-{env}-{digest}.json"
+
+
+def approve(ctx: StepContext) -> Outcome:
+    """Pass when no approval is required or the candidate artifact was approved; otherwise wait (blocks prod)."""
+    env = _env(ctx)
+    config = cfg.load_config(ctx.root)
+    if not config.approval_before_prod:
+        return Outcome.passed("no approval required ([tool.cicd] approval = false: the trunk ships automatically)")
+    candidate = promotion_candidate(ctx, previous_env(env.name))
+    record = approval_path(ctx.root, ctx.target, env.name, candidate.digest)
+    if record.is_file():
+        data = json.loads(record.read_text(encoding="utf-8"))
+        return Outcome.passed(
+            f"artifact {candidate.short} approved for {env.name} by {data.get('by')} at {data.get('at')}"
+        )
+    return Outcome(
+        Status.SKIPPED,
+        f"waiting for approval of artifact {candidate.short} (version {candidate.version}) for {env.name}: "
+        f"run `uv run inv approve --env {env.name}`, then `uv run inv pipeline --from promote:{env.name}`",
+        {"blocks": True, "digest": candidate.digest},
+    )
+
+
+def grant_approval(ctx: StepContext, by: str) -> str:
+    """Record the approval of the artifact that passed the environment before ``ctx.env`` (``inv approve``)."""
+    env = _env(ctx)
+    candidate = promotion_candidate(ctx, previous_env(env.name))
+    record = approval_path(ctx.root, ctx.target, env.name, candidate.digest)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    data = {"digest": candidate.digest, "version": candidate.version, "env": env.name, "by": by, "at": release.now()}
+    record.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return f"approved artifact {candidate.short} (version {candidate.version}) for {env.name}"
