@@ -136,11 +136,11 @@ def rerun(c: Context, jobs: str = "") -> None:
     cli.rerun(jobs=jobs)
 
 
-@task
+@task(help={"write": "also refresh the graph in README.md"})
 @cli.boundary
-def graph(c: Context) -> None:
+def graph(c: Context, write: bool = False) -> None:
     """Print the pipeline graph as a mermaid flowchart."""
-    print(cli.graph())
+    print(cli.graph(write=write))
 
 
 @task

@@ -267,8 +267,12 @@ def last_summary() -> str:
     return path.read_text(encoding="utf-8")
 
 
-def graph() -> str:
-    """The pipeline graph as mermaid, rendered from the model."""
-    from cicd.graph import mermaid
+def graph(*, write: bool = False) -> str:
+    """The pipeline graph as mermaid, rendered from the model; ``write`` refreshes the README's copy."""
+    from cicd.graph import mermaid, replace_block
 
-    return mermaid(pipeline.MODEL)
+    text = mermaid(pipeline.MODEL)
+    if write:
+        readme = ROOT / "README.md"
+        readme.write_text(replace_block(readme.read_text(encoding="utf-8"), text), encoding="utf-8")
+    return text

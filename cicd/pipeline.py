@@ -304,7 +304,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "unit-test",
         "cicd.steps.checks:unit_test",
-        "pytest unit tests with an 85% coverage gate on cicd/ and functions/",
+        "pytest (fast tests of every layer) with an 85% coverage gate on cicd/ and functions/",
         stage="checks",
         inputs=TEST_INPUTS,
         tools=("pytest", "coverage"),

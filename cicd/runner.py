@@ -335,6 +335,7 @@ class Runner:
         except KeyboardInterrupt:
             report.interrupted = True
             command.PROCESSES.terminate_all()
+            command.PROCESSES.stopping = False  # the children are gone; later runs in this process may start new ones
             for node in self.nodes:
                 if node not in self._done:
                     reason = "interrupted by Ctrl-C" if node in self._running else "run interrupted by Ctrl-C"

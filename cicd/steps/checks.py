@@ -9,7 +9,8 @@ from cicd.errors import StepFailed
 from cicd.results import Outcome
 
 COVERAGE_GATE = 85
-UNIT_TEST_PATHS = ("tests/unit",)
+# Every layer's fast tests (slow ones, which run real deploys and CI runners, belong to the full suite).
+UNIT_TEST_PATHS = ("tests/unit", "tests/infra", "tests/adapters")
 
 
 def lint(ctx: StepContext) -> Outcome:
@@ -54,7 +55,7 @@ def unit_test(ctx: StepContext) -> Outcome:
     result = ctx.run(
         [
             "pytest",
-            *UNIT_TEST_PATHS,
+            *[p for p in UNIT_TEST_PATHS if (ctx.root / p).is_dir()],
             "-q",
             "-m",
             "not slow",

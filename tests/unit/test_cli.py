@@ -137,3 +137,52 @@ def test_inv_rerun_reruns_only_failed_and_blocked_steps(project_copy: Path) -> N
     report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
     assert [s["name"] for s in report["steps"]] == ["lint"]
     assert report["trigger"] == "pr"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needles"),
+    [
+        (("deploy",), 2, ("needs --env",)),
+        (("deploy", "--env", "qa"), 2, ("unknown environment 'qa'", "dev, preprod, prod")),
+        (("promote", "--to", "dev"), 2, ("does not run in 'dev'",)),
+        (("pipeline", "--target", "gcp"), 2, ("unknown target 'gcp'",)),
+        (("pipeline", "--from", "nope"), 2, ("unknown step 'nope'",)),
+        (("deploy", "--env", "dev", "--target", "aws"), 2, ("has no account for the aws target",)),
+    ],
+)
+def test_delivery_usage_errors(project_copy: Path, args: tuple[str, ...], code: int, needles: tuple[str, ...]) -> None:
+    assert_one_line_error(inv(*args, cwd=project_copy), code, *needles)
+
+
+def test_aws_target_without_credentials_exits_3_before_building(project_copy: Path, tmp_path: Path) -> None:
+    pyproject = project_copy / "pyproject.toml"
+    tables = "".join(
+        f'[tool.cicd.environments.{env}]\naccount = "123456789012"\nregion = "eu-west-1"\n\n'
+        for env in ("dev", "preprod", "prod")
+    )
+    pyproject.write_text(pyproject.read_text() + "\n" + tables)
+    clean = dict.fromkeys(("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ROLE_ARN"), "")
+    proc = inv("pipeline", "--target", "aws", cwd=project_copy, env={**clean, "HOME": str(tmp_path)})
+    assert_one_line_error(proc, 3, "no AWS credentials")
+    assert not (project_copy / ".cicd" / "runs").exists()  # nothing was built
+
+
+def test_report_status_and_cache_commands(project_copy: Path) -> None:
+    assert_one_line_error(inv("report", cwd=project_copy), 2, "no run yet")
+    status = inv("local.status", cwd=project_copy)
+    assert status.returncode == 0 and "local AWS is not running" in status.stdout
+    assert inv("secrets-scan", cwd=project_copy).returncode == 0
+    summary = inv("report", cwd=project_copy)
+    assert summary.returncode == 0 and "| `secrets-scan` |" in summary.stdout and "gantt" in summary.stdout
+    assert "cached secrets-scan" in inv("secrets-scan", cwd=project_copy).stdout
+    cleared = inv("cache.clear", cwd=project_copy)
+    assert cleared.returncode == 0 and "Removed 1 cached step result(s)." in cleared.stdout
+    assert "passed secrets-scan" in inv("secrets-scan", cwd=project_copy).stdout
+
+
+def test_promote_and_approve_refuse_without_a_passed_artifact(project_copy: Path) -> None:
+    proc = inv("promote", "--to", "preprod", cwd=project_copy)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    assert "no artifact has passed the tests in dev" in report["steps"][0]["reason"]
+    assert_one_line_error(inv("approve", "--env", "prod", cwd=project_copy), 1, "no artifact has passed")

@@ -1,0 +1,226 @@
+"""Delivery steps without the CDK CLI: promotion rules, approval, publish, rollback and failure paths."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from cicd import artifact as artifacts
+from cicd import release
+from cicd.context import StepContext
+from cicd.errors import ConfigError, MissingToolError, StepFailed
+from cicd.results import Status
+from cicd.steps import deploy, verify
+from tests.conftest import ROOT
+
+
+def project(tmp_path: Path, extra: str = "") -> Path:
+    root = tmp_path / "repo"
+    root.mkdir(parents=True)
+    text = (ROOT / "pyproject.toml").read_text().replace("[tool.cicd]\n", f"[tool.cicd]\n{extra}", 1)
+    (root / "pyproject.toml").write_text(text)
+    return root
+
+
+def stored_artifact(root: Path, name: str = "a", apk: bool = False) -> artifacts.Artifact:
+    folder = root.parent / f"payload-{name}"
+    (folder / "cdk.out").mkdir(parents=True)
+    (folder / "cdk.out" / "manifest.json").write_text(json.dumps({"name": name}))
+    if apk:
+        (folder / "flutter" / "web").mkdir(parents=True)
+        with zipfile.ZipFile(folder / "flutter" / "app-release.apk", "w") as z:
+            z.writestr("AndroidManifest.xml", "<manifest/>")
+        (folder / "flutter" / "web" / "index.html").write_text("<html></html>")
+    artifacts.build(folder, version="1.0.7", commit="c0ffee")
+    return artifacts.put(root, folder)
+
+
+@pytest.fixture
+def ctx_for(make_ctx: Callable[..., StepContext]) -> Callable[..., StepContext]:
+    def factory(root: Path, step: str, env: str | None, target: str = "local") -> StepContext:
+        return make_ctx(root=root, step=step, env=env, target=target)
+
+    return factory
+
+
+def test_previous_environment() -> None:
+    assert deploy.previous_env("preprod") == "dev" and deploy.previous_env("prod") == "preprod"
+    with pytest.raises(ConfigError, match="first environment"):
+        deploy.previous_env("dev")
+
+
+def test_promote_refuses_an_artifact_that_has_not_passed(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
+    root = project(tmp_path)
+    ctx = ctx_for(root, "promote", "preprod")
+    with pytest.raises(StepFailed, match="no artifact has passed the tests in dev"):
+        deploy.promotion_candidate(ctx, "dev")
+    art = stored_artifact(root)
+    with pytest.raises(StepFailed, match="no artifact has passed"):
+        deploy.promotion_candidate(ctx, "dev")
+    artifacts.record_passed(art, "local", "dev", "r1")
+    assert deploy.promotion_candidate(ctx, "dev").digest == art.digest
+    assert not list(root.glob(".cicd/artifacts/*/passed/aws-dev.json"))
+    with pytest.raises(StepFailed, match="on the aws target"):
+        deploy.promotion_candidate(ctx_for(root, "promote", "preprod", target="aws"), "dev")
+
+
+def test_promote_refuses_this_runs_artifact_before_it_passed(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    root = project(tmp_path)
+    ctx = ctx_for(root, "promote", "preprod")
+    folder = ctx.run_dir / "artifact"
+    (folder / "cdk.out").mkdir(parents=True)
+    (folder / "cdk.out" / "manifest.json").write_text("{}")
+    artifacts.build(folder, version="1.0.0", commit=None)
+    with pytest.raises(StepFailed, match="has not passed the tests in dev: refusing to promote it"):
+        deploy.promote(ctx)
+
+
+def test_promote_refuses_a_tampered_artifact(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
+    root = project(tmp_path)
+    art = stored_artifact(root)
+    artifacts.record_passed(art, "local", "dev", "r1")
+    (art.path / "cdk.out" / "manifest.json").write_text('{"evil": true}')
+    with pytest.raises(StepFailed, match="tampered"):
+        deploy.promote(ctx_for(root, "promote", "preprod"))
+
+
+def test_approval_off_passes_on_waits_then_passes_after_approve(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    off = project(tmp_path)
+    assert deploy.approve(ctx_for(off, "approve", "prod")).status is Status.PASSED
+    root = project(tmp_path / "on", "approval = true\n")
+    art = stored_artifact(root)
+    artifacts.record_passed(art, "local", "preprod", "r1")
+    waiting = deploy.approve(ctx_for(root, "approve", "prod"))
+    assert waiting.status is Status.SKIPPED and waiting.details["blocks"] is True
+    assert "uv run inv approve --env prod" in (waiting.reason or "")
+    assert "approved artifact" in deploy.grant_approval(ctx_for(root, "approve", "prod"), "alice")
+    approved = deploy.approve(ctx_for(root, "approve", "prod"))
+    assert approved.status is Status.PASSED and "alice" in (approved.reason or "")
+
+
+def test_rollback_without_a_good_artifact_fails_clearly(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
+    root = project(tmp_path)
+    with pytest.raises(StepFailed, match="nothing to roll back to"):
+        deploy.rollback(ctx_for(root, "rollback", "prod"))
+    assert "nothing to roll back to" in deploy.rollback_to_last_good(ctx_for(root, "x", "dev"), "dev", "d1")
+    release.record_deploy(root, "local", "dev", digest="f" * 64, version="1.0.0", run_id="r")
+    release.mark_tested(root, "local", "dev", digest="f" * 64, passed=True)
+    message = deploy.rollback_to_last_good(ctx_for(root, "x", "dev"), "dev", "d1")
+    assert "could not roll back" in message and "not in the store" in message
+
+
+def test_aws_target_checks_account_region_and_credentials_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path)
+    with pytest.raises(ConfigError, match="has no account"):
+        deploy.check_aws_target(root, {}, ("dev",))
+    configured = project(
+        tmp_path / "ok", '[tool.cicd.environments.dev]\naccount = "123456789012"\nregion = "eu-west-1"\n'
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(MissingToolError, match="no AWS credentials") as err:
+        deploy.check_aws_target(configured, {}, ("dev",))
+    assert err.value.return_code == 3
+    deploy.check_aws_target(configured, {"AWS_PROFILE": "ci"}, ("dev",))
+
+
+@pytest.fixture
+def moto_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        yield
+
+
+def write_deployed(ctx: StepContext, digest: str, buckets: dict[str, str]) -> None:
+    deploy.write_outputs(
+        ctx,
+        "dev",
+        {
+            "env": "dev",
+            "target": ctx.target,
+            "digest": digest,
+            "version": "1.0.7",
+            "api_url": "http://127.0.0.1:9/",
+            "outputs": buckets,
+            "region": "eu-west-1",
+        },
+    )
+
+
+def test_publish_uploads_the_apk_and_the_web_build_with_its_config(
+    tmp_path: Path, ctx_for: Callable[..., StepContext], moto_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path, '[tool.cicd.environments.dev]\naccount = "123456789012"\nregion = "eu-west-1"\n')
+    art = stored_artifact(root, apk=True)
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    for bucket in ("apk-bucket", "web-bucket"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    ctx = ctx_for(root, "publish", "dev", target="aws")
+    write_deployed(ctx, art.digest, {"ApkBucketName": "apk-bucket", "WebBucketName": "web-bucket"})
+    outcome = deploy.publish(ctx)
+    assert outcome.status is Status.PASSED and "APK 1.0.7" in (outcome.reason or "")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="apk-bucket")["Contents"]]
+    assert "apk/1.0.7/app-release.apk" in keys and "apk/LATEST" in keys
+    config = json.loads(s3.get_object(Bucket="web-bucket", Key="config.json")["Body"].read())
+    assert config["api_base_url"] == "http://127.0.0.1:9" and config["environment"] == "dev"
+
+
+def test_publish_is_skipped_with_the_reason_without_a_flutter_build(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    root = project(tmp_path)
+    art = stored_artifact(root)
+    ctx = ctx_for(root, "publish", "dev")
+    write_deployed(ctx, art.digest, {"ApkBucketName": "b", "WebBucketName": "w"})
+    outcome = deploy.publish(ctx)
+    assert outcome.status is Status.SKIPPED and "no Flutter build" in (outcome.reason or "")
+
+
+def test_deployed_digest_reads_the_stack_parameter(moto_env: None) -> None:
+    cfn: Any = boto3.client("cloudformation", region_name="eu-west-1")
+    template = {
+        "Parameters": {"ArtifactDigest": {"Type": "String", "Default": "none"}},
+        "Resources": {"B": {"Type": "AWS::S3::Bucket"}},
+    }
+    assert deploy.deployed_digest(cfn, "LatestApk-dev") is None
+    cfn.create_stack(
+        StackName="LatestApk-dev",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "ArtifactDigest", "ParameterValue": "abc123"}],
+    )
+    assert deploy.deployed_digest(cfn, "LatestApk-dev") == "abc123"
+
+
+def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rollback_did(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    root = project(tmp_path)
+    for folder in ("tests", "cicd", "functions"):
+        (root / folder).symlink_to(ROOT / folder)
+    art = stored_artifact(root)
+    ctx = ctx_for(root, "integration-test", "dev")
+    write_deployed(ctx, art.digest, {"ApkBucketName": "b", "WebBucketName": "w"})
+    release.record_deploy(root, "local", "dev", digest=art.digest, version="1.0.7", run_id="r")
+    with pytest.raises(StepFailed, match="integration tests failed in dev") as err:
+        verify.integration_test(ctx)
+    assert "nothing to roll back to" in str(err.value)
+    assert release.read_state(root, "local", "dev")["history"][-1]["passed"] is False
+    assert not artifacts.passed_in(art, "local", "dev")
+    assert (ctx.run_dir / "reports" / "integration-test-dev.junit.xml").is_file()
