@@ -129,6 +129,13 @@ def local_status(c: Context) -> None:
     print(cli.local_status())
 
 
+@task(name="lock")
+@cli.boundary
+def deps_lock(c: Context) -> None:
+    """Re-resolve requirements.lock (versions + hashes) and the constraints in pyproject.toml."""
+    print(cli.lock_dependencies())
+
+
 @task(help={"jobs": SELECTION_HELP["jobs"]})
 @cli.boundary
 def rerun(c: Context, jobs: str = "") -> None:
@@ -164,4 +171,5 @@ for _step in cli.model().steps:
     if not _step.per_env:
         ns.add_task(step_task(_step))
 ns.add_collection(Collection("local", local_up, local_down, local_status))
+ns.add_collection(Collection("deps", deps_lock))
 ns.add_collection(Collection("cache", cache_clear))

@@ -250,6 +250,13 @@ def local_status() -> str:
     return "\n".join(lines)
 
 
+def lock_dependencies() -> str:
+    from cicd import deps
+
+    count = deps.lock(ROOT)
+    return f"Locked {count} packages in {deps.LOCK}; run `uv sync` to apply."
+
+
 def clear_cache() -> str:
     from cicd.cache import StepCache
 

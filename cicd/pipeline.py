@@ -36,7 +36,7 @@ PY_SOURCES = (
     "tests/**/*.py",
     "benchmarks/**/*.py",
 )
-PROJECT_CONFIG = ("pyproject.toml", "uv.lock")
+PROJECT_CONFIG = ("pyproject.toml", "requirements.lock")
 
 
 @dataclass(frozen=True)
