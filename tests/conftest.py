@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,7 @@ from typing import Any
 import pytest
 
 from cicd.context import StepContext
+from cicd.sandbox import copy_project, git  # noqa: F401 - git is re-exported for the test modules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,36 +44,6 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., StepContext]]:
     yield factory
     for handle in handles:
         handle.close()
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def copy_project(dest: Path) -> Path:
-    """Copy the project's files (tracked and new, not ignored) to ``dest`` and commit them there.
-
-    The copy shares this checkout's virtual environment (a symlink), so ``uv run`` in it starts at once.
-    """
-    listed = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if src.is_file():
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
-    (dest / ".venv").symlink_to(ROOT / ".venv")
-    git(dest, "init", "-q", "-b", "main")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-qm", "copy")
-    return dest
 
 
 @pytest.fixture

@@ -49,9 +49,7 @@ def get_json(url: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    copy = copy_project(tmp_path_factory.mktemp("e2e") / "project")
-    if (ROOT / "node_modules").is_dir():
-        (copy / "node_modules").symlink_to(ROOT / "node_modules")
+    copy = copy_project(tmp_path_factory.mktemp("e2e") / "project", share_node_modules=True)
     yield copy
     inv(copy, "local.down", timeout=120)
 

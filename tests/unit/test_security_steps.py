@@ -14,8 +14,9 @@ from cicd import command
 from cicd.context import StepContext
 from cicd.errors import StepFailed
 from cicd.results import Status
+from cicd.sandbox import git
 from cicd.steps import security
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT
 
 
 def fake_aws_key() -> str:
