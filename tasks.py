@@ -129,6 +129,34 @@ def local_status(c: Context) -> None:
     print(cli.local_status())
 
 
+@task(name="generate")
+@cli.boundary
+def adapters_generate(c: Context) -> None:
+    """Render every CI adapter, the comparison guide and the pre-commit/Dependabot/Renovate files from the model."""
+    print(cli.adapters_generate())
+
+
+@task(name="check", help={"no_cache": NO_CACHE})
+@cli.boundary
+def adapters_check(c: Context, no_cache: bool = False) -> None:
+    """Fail when a committed adapter differs from the model's rendering; run each tool's validators."""
+    cli.run_step("adapters-check", use_cache=not no_cache)
+
+
+@task(
+    name="bump",
+    help={
+        "name": "action/orb/image name in cicd/adapters/pins.py",
+        "version": "new version",
+        "sha": "full commit SHA (for actions)",
+    },
+)
+@cli.boundary
+def adapters_bump(c: Context, name: str = "", version: str = "", sha: str = "") -> None:
+    """Bump one pinned action, orb or image everywhere, then regenerate the adapters."""
+    print(cli.adapters_bump(name, version, sha))
+
+
 @task(name="lock")
 @cli.boundary
 def deps_lock(c: Context) -> None:
@@ -168,8 +196,9 @@ ns = Collection(
     pr_checks, pipeline, deploy, promote, rollback, integration_test, smoke_test, publish, approve, rerun, graph, report
 )
 for _step in cli.model().steps:
-    if not _step.per_env:
+    if not _step.per_env and _step.task is None:
         ns.add_task(step_task(_step))
 ns.add_collection(Collection("local", local_up, local_down, local_status))
 ns.add_collection(Collection("deps", deps_lock))
+ns.add_collection(Collection("adapters", adapters_generate, adapters_check, adapters_bump))
 ns.add_collection(Collection("cache", cache_clear))

@@ -250,6 +250,22 @@ def local_status() -> str:
     return "\n".join(lines)
 
 
+def adapters_generate() -> str:
+    from cicd.adapters import cli as adapters
+
+    written = adapters.generate(ROOT)
+    return f"Rendered {len(written)} files from the pipeline model (ci-adapters/, docs/ci-comparison.md, ...)."
+
+
+def adapters_bump(name: str, version: str, sha: str) -> str:
+    from cicd.adapters import cli as adapters
+
+    if not name or not version:
+        raise UsageError("adapters.bump needs --name and --version", hint="see cicd/adapters/pins.py for the names")
+    written = adapters.bump(name, version, sha, ROOT)
+    return f"Bumped {name} to {version} in cicd/adapters/pins.py and regenerated {len(written)} files."
+
+
 def lock_dependencies() -> str:
     from cicd import deps
 

@@ -407,7 +407,27 @@ FLUTTER_STEPS: tuple[Step, ...] = (
     ),
 )
 
-CHECKS = tuple(s.name for s in (*STEPS, *IAC_STEPS, *FLUTTER_STEPS) if "pr" in s.triggers)
+ADAPTER_STEPS: tuple[Step, ...] = (
+    Step(
+        "adapters-check",
+        "cicd.adapters.cli:adapters_check",
+        "the eight CI adapters match what the model renders, and pass each tool's validators",
+        stage="checks",
+        inputs=(
+            "cicd/**",
+            "ci-adapters/**",
+            "docs/ci-comparison.md",
+            ".pre-commit-config.yaml",
+            ".github/dependabot.yml",
+            "renovate.json",
+            "pyproject.toml",
+        ),
+        tools=("check-jsonschema", "actionlint", "node-lock"),
+        task="adapters.check",
+    ),
+)
+
+CHECKS = tuple(s.name for s in (*STEPS, *IAC_STEPS, *FLUTTER_STEPS, *ADAPTER_STEPS) if "pr" in s.triggers)
 MAIN = frozenset({"main"})
 
 DELIVERY_STEPS: tuple[Step, ...] = (
@@ -496,4 +516,4 @@ DELIVERY_STEPS: tuple[Step, ...] = (
     ),
 )
 
-MODEL = Model((*STEPS, *IAC_STEPS, *FLUTTER_STEPS, *DELIVERY_STEPS))
+MODEL = Model((*STEPS, *IAC_STEPS, *FLUTTER_STEPS, *ADAPTER_STEPS, *DELIVERY_STEPS))

@@ -119,6 +119,11 @@ def build_app(settings: Settings, outdir: Path) -> tuple[cdk.App, dict[str, Serv
     for env in settings.environments:
         stage = ServiceStage(app, env=env, target=settings.target, code_dir=settings.code_dir, build=settings.build)
         stacks[env.name] = stage.stack
+    if app.node.try_get_context("ci") and settings.target.name == "aws":
+        # The CI side (OIDC providers, deploy roles, CodePipeline) deploys only when described: `cdk -c ci=...`.
+        from infra.ci import add_ci_stacks
+
+        add_ci_stacks(app, settings.config)
     if settings.nag != "off":
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stacks

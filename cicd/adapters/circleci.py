@@ -1,0 +1,237 @@
+"""CircleCI: ``.circleci/config.yml``.
+
+Two workflows chosen by ``when:`` on the branch: every other branch runs the checks, ``main`` the whole pipeline.
+Reusable ``commands:`` keep each job to its ``inv`` calls; the workspace carries ``.cicd/artifact/`` from the build
+jobs; each environment job uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``; restrict it to ``main`` with a
+security group or an expression) which also makes CircleCI issue the OIDC token, and a ``serial-group`` so two
+deploys to one environment never overlap. The gate is an ``approval`` job. No orbs: nothing third-party to pin.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import yaml
+
+from cicd.adapters import pins
+from cicd.adapters.common import Rendered, collect_junit, guard, header
+from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, Job, Plan
+from cicd.adapters.yamltext import Flow, dump
+from cicd.errors import ConfigError
+
+PATH: Final = ".circleci/config.yml"
+BRANCH: Final = "<< pipeline.git.branch >>"
+CACHE_KEY: Final = 'cicd-v1-{{ arch }}-{{ checksum "requirements.lock" }}-{{ checksum "package-lock.json" }}'
+# Reusable commands are invoked with an empty argument map: the CircleCI config parser rejects a bare command name.
+USE_SETUP: Final = {"setup": Flow({})}
+USE_FINISH: Final = {"finish": Flow({})}
+PYTHON_ON_FLUTTER: Final = "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null"
+TOKEN: Final = "/tmp/aws-web-identity-token"  # noqa: S105, S108  # nosec B105 B108 # a path in the job's throw-away container
+
+
+def _run(name: str, command: str, minutes: int | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"name": name, "command": command}
+    if minutes:
+        body["no_output_timeout"] = f"{minutes}m"
+    return {"run": Flow(body) if len(command) + len(name) < 70 and "\n" not in command else body}
+
+
+def _commands(plan: Plan) -> dict[str, object]:
+    commands: dict[str, object] = {
+        "setup": {
+            "description": "Check out, restore the lock-file-keyed caches, install uv (pinned).",
+            "steps": [
+                "checkout",
+                {"restore_cache": Flow({"keys": [CACHE_KEY]})},
+                _run("Install uv", pins.uv_install()),
+            ],
+        },
+        "finish": {
+            "description": "Save the caches; JUnit to the Tests tab; the run folder (reports, outputs) as artifacts.",
+            "steps": [
+                {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
+                {"run": Flow({"name": "Collect JUnit", "when": "always", "command": collect_junit("test-results")})},
+                {"store_test_results": Flow({"path": "test-results"})},
+                {"store_artifacts": Flow({"path": RUNS_DIR})},
+            ],
+        },
+    }
+    if any(j.kind == "deploy" for j in plan.jobs):
+        commands["aws-oidc"] = {
+            "description": "Hand CircleCI's OIDC token to the AWS SDKs (needs a context); fails at once if unset.",
+            "parameters": {"env": Flow({"type": "string"})},
+            "steps": [
+                _run(
+                    "AWS credentials (OIDC)",
+                    "\n".join(
+                        [
+                            ': "${AWS_ROLE_ARN:?set AWS_ROLE_ARN in the aws-<< parameters.env >> context}"',
+                            f'printf "%s" "$CIRCLE_OIDC_TOKEN_V2" > {TOKEN} && test -s {TOKEN}',
+                            f"echo 'export AWS_WEB_IDENTITY_TOKEN_FILE={TOKEN} "
+                            'AWS_ROLE_SESSION_NAME="circleci-${CIRCLE_WORKFLOW_ID}-<< parameters.env >>"\' '
+                            '>> "$BASH_ENV"',
+                        ]
+                    ),
+                )
+            ],
+        }
+    return commands
+
+
+def _job(plan: Plan, job: Job) -> dict[str, object]:
+    steps: list[object] = []
+    data: dict[str, object] = {"executor": "flutter" if job.flutter else "python"}
+    if job.kind == "deploy":
+        if job.env is None:  # deploy jobs have an environment
+            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
+        data["environment"] = Flow({"AWS_REGION": plan.region(job.env)})
+        steps.append(_run("Branch guard", guard("CIRCLE_BRANCH")))
+    if job.flutter:
+        steps.append(_run("Python for uv", PYTHON_ON_FLUTTER))
+    steps.append(USE_SETUP)
+    if job.downloads:
+        steps.append({"attach_workspace": Flow({"at": "."})})
+    if job.kind == "deploy":
+        steps.append({"aws-oidc": Flow({"env": job.env})})
+    for command, inv in zip(job.commands, job.inv(), strict=True):
+        steps.append(_run(command.split(" --target")[0], inv, job.timeout))
+    if job.uploads:
+        steps.append({"persist_to_workspace": Flow({"root": ".", "paths": [ARTIFACT_DIR]})})
+    steps.append(USE_FINISH)
+    data["steps"] = steps
+    return data
+
+
+def _workflow_entry(plan: Plan, job: Job, trigger: str) -> object:
+    params: dict[str, object] = {}
+    needs = [n for n in job.needs if trigger in plan.job(n).triggers]
+    if job.gated:
+        approval = plan.approval_for(job)
+        if approval is None:  # gated jobs follow an approval job
+            raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
+        needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
+    if needs:
+        params["requires"] = needs
+    if job.kind == "deploy":
+        params["context"] = [f"aws-{job.env}"]
+        params["serial-group"] = f"<< pipeline.project.slug >>/deploy-{job.env}"
+    return {job.id: Flow(params)} if params else job.id
+
+
+def render(plan: Plan) -> list[Rendered]:
+    workflows: dict[str, object] = {}
+    for trigger, name, condition in (
+        ("pr", "pull-request", Flow({"not": Flow({"equal": [MAIN_BRANCH, BRANCH]})})),
+        ("main", "main", Flow({"equal": [MAIN_BRANCH, BRANCH]})),
+    ):
+        entries: list[object] = []
+        for job in plan.order(plan.for_trigger(trigger)):
+            if job.gated:
+                approval = plan.approval_for(job)
+                if approval is None:  # gated jobs follow an approval job
+                    raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
+                entries.append({f"hold-{job.env}": Flow({"type": "approval", "requires": [approval.id]})})
+            entries.append(_workflow_entry(plan, job, trigger))
+        if entries:
+            workflows[name] = {"when": condition, "jobs": entries}
+    executors: dict[str, object] = {
+        "python": {"docker": [Flow({"image": pins.image("cimg/python")})], "resource_class": "medium"}
+    }
+    if any(j.flutter for j in plan.jobs):
+        executors["flutter"] = {
+            "docker": [Flow({"image": pins.image("instrumentisto/flutter")})],
+            "environment": Flow({"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}),
+        }
+    doc: dict[str, object] = {
+        "version": 2.1,
+        "executors": executors,
+        "commands": _commands(plan),
+        "jobs": {job.id: _job(plan, job) for job in plan.order(plan.jobs)},
+        "workflows": workflows,
+    }
+    extra = (
+        "Contexts aws-dev/aws-preprod/aws-prod: AWS_ROLE_ARN (infra/ci); restrict them to main. Project settings:",
+        "do not pass secrets to builds from forked pull requests. The gate is the approval job.",
+    )
+    text = dump(doc, header=header("CircleCI", PATH, plan, extra=extra), gap_keys=("jobs",))
+    return [Rendered(PATH, text)]
+
+
+def facts(files: dict[str, str]) -> AdapterFacts:
+    """Read ``.circleci/config.yml`` back (see :mod:`cicd.adapters.facts`)."""
+    doc: dict[str, Any] = yaml.safe_load(files[PATH])
+    commands: dict[str, Any] = doc.get("commands") or {}
+    defs: dict[str, Any] = doc.get("jobs") or {}
+    entries: dict[str, dict[str, Any]] = {}
+    triggers: dict[str, set[str]] = {}
+    holds: dict[str, list[str]] = {}
+    for workflow in (doc.get("workflows") or {}).values():
+        condition = text_of(workflow.get("when"))
+        negated = "not" in (workflow.get("when") or {})
+        trigger = "pr" if negated or MAIN_BRANCH not in condition else "main"
+        for entry in workflow.get("jobs", []):
+            name, params = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+            params = params or {}
+            if params.get("type") == "approval":
+                holds[name] = [str(r) for r in as_list(params.get("requires"))]
+                continue
+            triggers.setdefault(name, set()).add(trigger)
+            if trigger == "main" or name not in entries:
+                entries[name] = params
+    jobs: list[JobFacts] = []
+    for name, job in defs.items():
+        steps = _expand(job.get("steps", []), commands)
+        runs = [s["run"] for s in steps if isinstance(s, dict) and isinstance(s.get("run"), dict)]
+        script = "\n".join(str(r.get("command", "")) for r in runs)
+        inv_runs = [r for r in runs if "uv run inv" in str(r.get("command", ""))]
+        timeouts = [
+            int(str(r.get("no_output_timeout", "0m")).rstrip("m")) for r in inv_runs if r.get("no_output_timeout")
+        ]
+        params = entries.get(name, {})
+        needs = [str(r) for r in as_list(params.get("requires"))]
+        gate = any(n in holds for n in needs)
+        needs = [m for n in needs for m in holds.get(n, [n])]
+        keys = [s for s in steps if isinstance(s, dict) and "restore_cache" in s]
+        stored = [s for s in steps if isinstance(s, dict)]
+        contexts = [str(c) for c in as_list(params.get("context"))]
+        jobs.append(
+            JobFacts(
+                id=name,
+                commands=inv_calls(script.splitlines()),
+                needs=needs,
+                triggers=triggers.get(name, set()),
+                env=contexts[0] if contexts else None,
+                lock=params.get("serial-group"),
+                guard=f'test "${{CIRCLE_BRANCH:-}}" = {MAIN_BRANCH}' in script,
+                timeout=min(timeouts) if timeouts and len(timeouts) == len(inv_runs) else None,
+                credentials="oidc"
+                if "CIRCLE_OIDC_TOKEN_V2" in script and "AWS_WEB_IDENTITY_TOKEN_FILE" in script
+                else None,
+                session_names=re.findall(r'AWS_ROLE_SESSION_NAME="([^"]+)"', script),
+                gate=gate,
+                reports=any("store_test_results" in s for s in stored),
+                caches=any("checksum" in text_of(k) for k in keys),
+                keeps_run_folder=any(s.get("store_artifacts", {}).get("path") == RUNS_DIR for s in stored),
+                downloads=any("attach_workspace" in s for s in stored),
+                uploads=any("persist_to_workspace" in s for s in stored),
+                script=script,
+            )
+        )
+    return AdapterFacts("circleci", dict(files), jobs, path_filters=None, main_file=PATH)
+
+
+def _expand(steps: list[Any], commands: dict[str, Any]) -> list[Any]:
+    """Steps with reusable commands inlined (``<< parameters.x >>`` substituted)."""
+    out: list[Any] = []
+    for step in steps:
+        name, args = (step, {}) if isinstance(step, str) else next(iter(step.items()))
+        if name in commands:
+            body = yaml.safe_dump(commands[name].get("steps", []))
+            for key, value in (args or {}).items():
+                body = body.replace(f"<< parameters.{key} >>", str(value))
+            out.extend(_expand(yaml.safe_load(body), commands))
+        else:
+            out.append(step)
+    return out

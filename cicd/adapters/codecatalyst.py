@@ -1,0 +1,221 @@
+"""Amazon CodeCatalyst: two workflows, ``.codecatalyst/workflows/pull-request.yaml`` and ``main.yaml``.
+
+CodeCatalyst workflows have one trigger list and no per-action conditions, so the pull-request selection and the
+trunk pipeline are two workflow files. Actions are ``aws/build@v1`` (the curated image, pinned by its release
+name); ``DependsOn`` draws the graph and actions without dependencies run in parallel. Output artifacts carry
+``.cicd/artifact/``; each environment action uses a CodeCatalyst environment whose account connection supplies the
+role (no keys in the workflow); the main workflow runs ``QUEUED`` (one run at a time, so deploys never overlap); the
+gate is an ``aws/approval@v1`` action. Reports: JUnit through ``Outputs.Reports``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import yaml
+
+from cicd.adapters import pins
+from cicd.adapters.common import Rendered, header, inputs_with
+from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, Job, Plan
+from cicd.adapters.yamltext import Flow, dump
+from cicd.errors import ConfigError
+
+FOLDER: Final = ".codecatalyst/workflows"
+PR_PATH: Final = f"{FOLDER}/pull-request.yaml"
+MAIN_PATH: Final = f"{FOLDER}/main.yaml"
+ROLE_PREFIX: Final = "apk-pipeline-codecatalyst"
+GUARD: Final = (
+    f'test "${{WorkflowSource.BranchName}}" = {MAIN_BRANCH} || '
+    f'{{ echo "deploy actions run only for {MAIN_BRANCH}" >&2; exit 1; }}'
+)
+
+
+def role_name(env: str) -> str:
+    """The IAM role of an environment's account connection (created by ``infra/ci``)."""
+    return f"{ROLE_PREFIX}-{env}"
+
+
+def _artifact(job_id: str) -> str:
+    return f"artifact_{job_id.replace('-', '_')}"
+
+
+def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
+    action: dict[str, object] = {"Identifier": pins.codecatalyst_action("aws/build")}
+    needs = [n for n in job.needs if trigger in plan.job(n).triggers]
+    if job.gated:
+        approval = plan.approval_for(job)
+        if approval is None:  # gated jobs follow an approval job
+            raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
+        needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
+    if needs:
+        action["DependsOn"] = needs
+    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
+    inputs: dict[str, object] = {"Sources": ["WorkflowSource"]}
+    if builds:
+        inputs["Artifacts"] = [_artifact(b) for b in builds]
+    action["Inputs"] = inputs
+    if job.kind == "deploy":
+        if job.env is None:  # deploy jobs have an environment
+            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
+        action["Environment"] = {
+            "Name": job.env,
+            "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.env)})],
+        }
+    action["Timeout"] = job.timeout
+    action["Caching"] = {
+        "FileCaching": {
+            "uv": Flow({"Path": "/root/.cache/uv", "RestoreKeys": ["uv"]}),
+            "cicd_tools": Flow({"Path": ".cicd/tools", "RestoreKeys": ["cicd_tools"]}),
+        }
+    }
+    steps: list[object] = []
+    if job.kind == "deploy":
+        steps.append(Flow({"Run": GUARD}))
+    for build in builds:
+        source = f"$CATALYST_SOURCE_DIR_{_artifact(build)}"
+        steps.append(Flow({"Run": f'mkdir -p {ARTIFACT_DIR} && cp -R "{source}/{ARTIFACT_DIR}/." {ARTIFACT_DIR}/'}))
+    if job.flutter:
+        steps.append(Flow({"Run": "export CICD_REQUIRE_FLUTTER=1 && " + _flutter()}))
+    if job.kind == "deploy":
+        steps.append(Flow({"Run": f"export AWS_REGION={plan.region(job.env or '')}"}))
+    steps.append(Flow({"Run": pins.uv_install()}))
+    steps.extend(Flow({"Run": inv}) for inv in job.inv())
+    action["Configuration"] = {
+        "Container": Flow({"Registry": "CODECATALYST", "Image": pins.image("CodeCatalystLinux_x86_64")}),
+        "Steps": steps,
+    }
+    outputs: dict[str, object] = {
+        "Reports": {
+            f"junit_{job.id.replace('-', '_')}": Flow(
+                {
+                    "Format": "JUNITXML",
+                    "IncludePaths": [".cicd/runs/*/junit.xml"],
+                    "ExcludePaths": [".cicd/runs/latest/**"],
+                }
+            )
+        },
+        "Artifacts": [Flow({"Name": f"runs_{job.id.replace('-', '_')}", "Files": [f"{RUNS_DIR}/**/*"]})],
+    }
+    if job.uploads:
+        outputs["Artifacts"] = [
+            Flow({"Name": _artifact(job.id), "Files": [f"{ARTIFACT_DIR}/**/*"]}),
+            *outputs["Artifacts"],
+        ]  # type: ignore[misc]
+    action["Outputs"] = outputs
+    return action
+
+
+def _flutter() -> str:
+    version = pins.version("flutter")
+    return (
+        f'git clone --quiet --depth 1 --branch {version} https://github.com/flutter/flutter.git "$HOME/flutter" '
+        '&& export PATH="$HOME/flutter/bin:$PATH"'
+    )
+
+
+def _workflow(plan: Plan, trigger: str, path: str) -> str:
+    actions: dict[str, object] = {}
+    for job in plan.order(plan.for_trigger(trigger)):
+        if job.gated:
+            approval = plan.approval_for(job)
+            if approval is None:  # gated jobs follow an approval job
+                raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
+            actions[f"hold-{job.env}"] = {
+                "Identifier": pins.codecatalyst_action("aws/approval"),
+                "DependsOn": [approval.id],
+                "Configuration": Flow({"ApprovalsRequired": 1}),
+            }
+        actions[job.id] = _action(plan, job, trigger)
+    if trigger == "pr":
+        triggers: list[object] = [
+            {
+                "Type": "PULLREQUEST",
+                "Events": ["OPEN", "REVISION"],
+                "Branches": [MAIN_BRANCH],
+                "FilesChanged": inputs_with(plan, "pr", path),
+            }
+        ]
+        name, mode = "pull-request", "SUPERSEDED"
+    else:
+        triggers = [Flow({"Type": "PUSH", "Branches": [MAIN_BRANCH]})]
+        name, mode = "main", "QUEUED"
+    doc: dict[str, object] = {
+        "Name": name,
+        "SchemaVersion": "1.0",
+        "RunMode": mode,
+        "Triggers": triggers,
+        "Actions": actions,
+    }
+    extra = (
+        "Environments dev/preprod/prod, each with an account connection aws-<env> and the role",
+        f"{ROLE_PREFIX}-<env> (infra/ci). The gate is the approval action; QUEUED runs never overlap.",
+    )
+    return dump(doc, header=header("CodeCatalyst", path, plan, extra=extra), gap_keys=("Actions",))
+
+
+def render(plan: Plan) -> list[Rendered]:
+    files = []
+    if plan.for_trigger("pr"):
+        files.append(Rendered(PR_PATH, _workflow(plan, "pr", PR_PATH)))
+    if plan.for_trigger("main"):
+        files.append(Rendered(MAIN_PATH, _workflow(plan, "main", MAIN_PATH)))
+    return files
+
+
+def facts(files: dict[str, str]) -> AdapterFacts:
+    """Read both workflows back (see :mod:`cicd.adapters.facts`)."""
+    jobs: dict[str, JobFacts] = {}
+    path_filters: list[str] | None = None
+    for path, trigger in ((PR_PATH, "pr"), (MAIN_PATH, "main")):
+        if path not in files:
+            continue
+        doc: dict[str, Any] = yaml.safe_load(files[path])
+        if trigger == "pr":
+            pr_trigger: dict[str, Any] = next(
+                (t for t in doc.get("Triggers", []) if t.get("Type") == "PULLREQUEST"), {}
+            )
+            path_filters = pr_trigger.get("FilesChanged")
+        actions: dict[str, Any] = doc.get("Actions") or {}
+        holds = {
+            n: [str(d) for d in as_list(a.get("DependsOn"))]
+            for n, a in actions.items()
+            if str(a.get("Identifier", "")).startswith("aws/approval@")
+        }
+        for name, action in actions.items():
+            if name in holds:
+                continue
+            config = action.get("Configuration") or {}
+            script = "\n".join(str(s.get("Run", "")) for s in config.get("Steps", []))
+            needs = [str(d) for d in as_list(action.get("DependsOn"))]
+            gate = any(n in holds for n in needs)
+            needs = [m for n in needs for m in holds.get(n, [n])]
+            env = action.get("Environment") or {}
+            outputs = action.get("Outputs") or {}
+            artifacts = [a for a in as_list(outputs.get("Artifacts")) if isinstance(a, dict)]
+            facts_job = JobFacts(
+                id=name,
+                commands=inv_calls(script.splitlines()),
+                needs=needs,
+                triggers={trigger},
+                env=env.get("Name"),
+                lock="RunMode QUEUED" if doc.get("RunMode") == "QUEUED" else None,
+                guard=f'test "${{WorkflowSource.BranchName}}" = {MAIN_BRANCH}' in script,
+                timeout=action.get("Timeout"),
+                credentials="role" if env.get("Connections") else None,
+                gate=gate,
+                reports=any(r.get("Format") == "JUNITXML" for r in (outputs.get("Reports") or {}).values()),
+                caches=bool((action.get("Caching") or {}).get("FileCaching")),
+                keeps_run_folder=any(f"{RUNS_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),
+                downloads=bool((action.get("Inputs") or {}).get("Artifacts")),
+                uploads=any(f"{ARTIFACT_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),
+                script=script,
+            )
+            if name in jobs:
+                jobs[name].triggers.add(trigger)
+                if trigger == "main":
+                    facts_job.triggers = jobs[name].triggers
+                    jobs[name] = facts_job
+            else:
+                jobs[name] = facts_job
+    return AdapterFacts("codecatalyst", dict(files), list(jobs.values()), path_filters=path_filters, main_file=PR_PATH)

@@ -1,0 +1,257 @@
+"""What a rendered adapter actually says, read back from its files, and the checks run over it.
+
+Each adapter module parses its own output into :class:`AdapterFacts` (jobs, their ``inv`` calls, needs, triggers,
+environment, lock, guard, credentials, ...). Two families of checks then run on the facts, the same for every
+tool, so a renderer that drops a guard or a lock fails here whatever the tool:
+
+* :func:`parity` - the ``inv`` calls per trigger are exactly the model's selection, and every dependency of the
+  model is kept (same job earlier, or a job that runs before);
+* :func:`properties` - the "better than the anchors" list: pinning, federated credentials with valid session
+  names, branch guards, build once, locks, environments and gates, timeouts, caches, reports, header, path filters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cicd import pipeline
+from cicd.adapters.common import GENERATOR, SESSION_NAME_RE
+from cicd.adapters.plan import Plan, is_approval, task_command
+from cicd.pipeline import Model
+
+INV_RE: Final = re.compile(r"uv run inv ([a-z][\w.-]*(?: --?[\w-]+(?: [\w.-]+)?)*)")
+FORBIDDEN_REFS: Final = (
+    (re.compile(r"@v\d+(\.\d+)?\b(?!\.\d)"), "a floating action/orb major tag (@vN)"),
+    (re.compile(r"@(main|master|latest)\b"), "a moving ref (@main/@master/@latest)"),
+    (re.compile(r":latest\b"), "a :latest image tag"),
+    (re.compile(r"\bpull_request_target\b"), "pull_request_target (gives fork PRs secrets)"),
+    (re.compile(r"aws[-_]secret[-_]access[-_]key", re.IGNORECASE), "a long-lived AWS secret key"),
+    (re.compile(r"export \$\("), "export $(...) (carries on with empty values)"),
+)
+SYNTH_IN_DEPLOY: Final = re.compile(r"\b(inv synth|cdk synth|cdk bootstrap|inv package)\b")
+
+
+@dataclass
+class JobFacts:
+    id: str
+    commands: list[str]
+    needs: list[str] = field(default_factory=list)
+    triggers: set[str] = field(default_factory=set)
+    env: str | None = None
+    """The tool's native environment (GitHub environment, GitLab environment, Azure deployment, ...)."""
+    lock: str | None = None
+    """The tool's native one-at-a-time lock for this job (concurrency group, resource_group, ...)."""
+    guard: bool = False
+    timeout: int | None = None
+    credentials: str | None = None
+    """How the job gets AWS credentials: ``oidc`` (a federated token), ``role`` (an instance/service role), None."""
+    session_names: list[str] = field(default_factory=list)
+    gate: bool = False
+    """A manual approval holds this job (the tool's own mechanism)."""
+    reports: bool = False
+    """The job's JUnit (or, on GitHub, its summary) reaches the tool's test report UI."""
+    caches: bool = False
+    keeps_run_folder: bool = False
+    """The run folder (reports, logs, stack outputs) is kept as an artifact."""
+    downloads: bool = False
+    uploads: bool = False
+    script: str = ""
+    """Every shell line of the job, joined (for text checks)."""
+
+
+@dataclass
+class AdapterFacts:
+    tool: str
+    files: dict[str, str]
+    jobs: list[JobFacts]
+    path_filters: list[str] | None = None
+    """The PR trigger's path filter, when the tool has one (None: the tool has no such filter)."""
+    main_file: str = ""
+
+    def job(self, job_id: str) -> JobFacts:
+        return next(j for j in self.jobs if j.id == job_id)
+
+    def for_trigger(self, trigger: str) -> list[JobFacts]:
+        return [j for j in self.jobs if trigger in j.triggers]
+
+
+def inv_calls(lines: Iterable[str]) -> list[str]:
+    """The ``inv`` task commands in shell text, in order (``uv run inv lint`` -> ``lint``)."""
+    found: list[str] = []
+    for line in lines:
+        found.extend(m.group(1).strip() for m in INV_RE.finditer(line))
+    return found
+
+
+def upstream(facts: AdapterFacts, job: JobFacts, trigger: str) -> set[str]:
+    by_id = {j.id: j for j in facts.for_trigger(trigger)}
+    seen: set[str] = set()
+    todo = list(job.needs)
+    while todo:
+        current = todo.pop()
+        if current in by_id and current not in seen:
+            seen.add(current)
+            todo.extend(by_id[current].needs)
+    return seen
+
+
+def parity(model: Model, facts: AdapterFacts) -> list[str]:
+    """Problems with the adapter's ``inv`` calls per trigger versus the model's selections (empty: in parity)."""
+    problems: list[str] = []
+    for trigger in pipeline.TRIGGERS:
+        if not any(trigger in s.triggers for s in model.steps):
+            continue
+        expected = {task_command(model, n): n for n in pipeline.select(model, trigger)}
+        where: dict[str, tuple[JobFacts, int]] = {}
+        for job in facts.for_trigger(trigger):
+            for index, command in enumerate(job.commands):
+                if command in where:
+                    problems.append(
+                        f"{facts.tool} {trigger}: `{command}` runs twice ({where[command][0].id}, {job.id})"
+                    )
+                where[command] = (job, index)
+        for command in sorted(set(where) - set(expected)):
+            problems.append(f"{facts.tool} {trigger}: runs `{command}`, which the {trigger} selection does not")
+        for command in sorted(set(expected) - set(where)):
+            problems.append(f"{facts.tool} {trigger}: never runs `{command}`")
+        for command, node in expected.items():
+            if command not in where:
+                continue
+            job, index = where[command]
+            before = upstream(facts, job, trigger)
+            for dep in model.needs_of(node):
+                dep_command = task_command(model, dep)
+                if dep_command not in where:
+                    continue
+                dep_job, dep_index = where[dep_command]
+                ordered = dep_job.id in before or (dep_job.id == job.id and dep_index < index)
+                if not ordered:
+                    problems.append(
+                        f"{facts.tool} {trigger}: `{command}` ({job.id}) "
+                        f"can start before `{dep_command}` ({dep_job.id})"
+                    )
+    return problems
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Line budget: the anchor's size for this tool (None: no generated anchor to compare with)."""
+
+    anchor: str
+    lines: int | None
+
+
+def line_count(facts: AdapterFacts) -> int:
+    return sum(len(text.splitlines()) for text in facts.files.values())
+
+
+def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  # noqa: PLR0912, PLR0915 - one check per line of the list
+    """Problems with the "better than the anchors" list (empty: every property holds)."""
+    model = plan.model
+    problems: list[str] = []
+    tool = facts.tool
+    for path, text in facts.files.items():
+        if GENERATOR not in "\n".join(text.splitlines()[:3]) or "do not edit" not in "\n".join(text.splitlines()[:3]):
+            problems.append(f"{tool} {path}: no 'generated - do not edit' header in its first lines")
+        for pattern, what in FORBIDDEN_REFS:
+            match = pattern.search(text)
+            if match:
+                problems.append(f"{tool} {path}: {what}: '{match.group(0)}'")
+    if budget.lines is not None and line_count(facts) >= budget.lines:
+        problems.append(f"{tool}: {line_count(facts)} lines, not below the anchor's {budget.lines} ({budget.anchor})")
+    if facts.path_filters is not None and facts.main_file not in facts.path_filters:
+        problems.append(f"{tool}: the path filter {facts.path_filters} leaves out the adapter file {facts.main_file}")
+    deploy_envs = {j.env for j in plan.jobs if j.kind == "deploy"}
+    approval_envs = {n.env for n in plan.model.nodes() if n.env and is_approval(model.step(n.step))}
+    seen_envs: set[str] = set()
+    for job in facts.jobs:
+        if job.timeout is None:
+            problems.append(f"{tool} {job.id}: no timeout")
+        if not job.caches:
+            problems.append(f"{tool} {job.id}: no lock-file-keyed cache")
+        if not job.reports:
+            problems.append(f"{tool} {job.id}: its test report does not reach the tool's report UI")
+        if not job.keeps_run_folder:
+            problems.append(f"{tool} {job.id}: the run folder (reports, stack outputs) is not kept as an artifact")
+        deploys = [c for c in job.commands if _is_env_command(model, c) and not _is_approval_command(model, c)]
+        if not deploys:
+            if job.credentials:
+                problems.append(f"{tool} {job.id}: gets AWS credentials but deploys nothing")
+            continue
+        if "pr" in job.triggers:
+            problems.append(f"{tool} {job.id}: a deploy job runs on pull requests")
+        if not job.guard:
+            problems.append(f"{tool} {job.id}: no branch guard inside the deploy job")
+        if job.credentials is None:
+            problems.append(f"{tool} {job.id}: no federated credentials")
+        for name in job.session_names:
+            if not re.match(SESSION_NAME_RE, _sample(name)):
+                problems.append(f"{tool} {job.id}: session name '{name}' is not valid for STS")
+        if SYNTH_IN_DEPLOY.search(job.script) or any(c.split()[0] in ("synth", "package") for c in job.commands):
+            problems.append(f"{tool} {job.id}: a deploy job synthesizes or packages (build once)")
+        if not job.downloads:
+            problems.append(f"{tool} {job.id}: does not take the packaged artifact")
+        if not job.lock:
+            problems.append(f"{tool} {job.id}: no native lock (one deploy at a time per environment)")
+        if not job.env:
+            problems.append(f"{tool} {job.id}: no native environment")
+        else:
+            seen_envs.add(job.env)
+        env_of = _env_of(model, deploys)
+        if env_of in approval_envs and not job.gate:
+            problems.append(f"{tool} {job.id}: {env_of} needs an approval, but no manual gate holds this job")
+    missing = sorted(e for e in deploy_envs if e and not any(e in s for s in seen_envs))
+    if missing:
+        problems.append(f"{tool}: no native environment for {', '.join(missing)}")
+    return problems
+
+
+def _sample(name: str) -> str:
+    """A session-name template with its variables replaced by typical values."""
+    return re.sub(r"\$\{\{[^}]*\}\}|\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_]\w*|<<[^>]*>>|#\{[^}]*\}", "12345", name)
+
+
+def _is_env_command(model: Model, command: str) -> bool:
+    step = _step_of(model, command)
+    return step is not None and step.per_env
+
+
+def _is_approval_command(model: Model, command: str) -> bool:
+    step = _step_of(model, command)
+    return step is not None and is_approval(step)
+
+
+def _step_of(model: Model, command: str) -> pipeline.Step | None:
+    for node in model.nodes():
+        if task_command(model, node) == command:
+            return model.step(node.step)
+    return None
+
+
+def _env_of(model: Model, commands: list[str]) -> str | None:
+    for node in model.nodes():
+        if task_command(model, node) in commands and node.env:
+            return node.env
+    return None
+
+
+def as_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def text_of(value: object) -> str:
+    """Every string inside ``value`` (a parsed YAML node), joined by newlines."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return "\n".join(text_of(v) for v in value.values())
+    if isinstance(value, list):
+        return "\n".join(text_of(v) for v in value)
+    return ""

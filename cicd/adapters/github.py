@@ -1,0 +1,385 @@
+"""GitHub Actions: one workflow, ``.github/workflows/pipeline.yml``.
+
+Checks fan out as one matrix job (one runner per check); builds upload ``.cicd/artifact/`` with
+``actions/upload-artifact``; each environment is a job with ``environment:`` (its protection rules, its
+``AWS_ROLE_ARN`` variable), ``concurrency`` per environment, OIDC through the official
+``aws-actions/configure-aws-credentials`` (``id-token: write`` only there) and a branch guard. SARIF goes to code
+scanning; the runner itself writes ``summary.md`` to the job summary. Repeated steps are YAML anchors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import yaml
+
+from cicd.adapters import pins
+from cicd.adapters.common import Rendered, guard, header, inputs_with
+from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.plan import ARTIFACT_DIR, LOCK_FILES, MAIN_BRANCH, RUNS_DIR, SARIF_DIR, Job, Plan
+from cicd.adapters.yamltext import Commented, Flow, dump
+from cicd.errors import ConfigError
+
+PATH: Final = ".github/workflows/pipeline.yml"
+RUNNER: Final = "ubuntu-24.04"
+ON_MAIN: Final = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{MAIN_BRANCH}'"
+SAME_REPO: Final = (
+    "(github.event_name != 'pull_request' || github.event.pull_request.head.repo.full_name == github.repository)"
+)
+
+
+def _uses(name: str) -> Commented:
+    ref, version = pins.action(name).split(" # ")
+    return Commented(ref, version)
+
+
+def _hash() -> str:
+    return "${{ hashFiles(" + ", ".join(f"'{f}'" for f in LOCK_FILES) + ") }}"
+
+
+class Steps:
+    """The shared steps; the first use of each carries a YAML anchor, later uses are aliases."""
+
+    def __init__(self, anchored: set[str] | None = None) -> None:
+        self.anchored = anchored
+        """Steps used more than once (anchor + aliases); None in the first, counting pass."""
+        self.uses: dict[str, int] = {}
+
+    def _anchor(self, name: str, step: dict[str, object]) -> dict[str, object] | str:
+        self.uses[name] = self.uses.get(name, 0) + 1
+        if self.anchored is None or name not in self.anchored:
+            return step
+        if self.uses[name] > 1:
+            return f"ALIAS::{name}"
+        return {f"ANCHOR::{name}": step}
+
+    def checkout(self) -> dict[str, object] | str:
+        return self._anchor(
+            "checkout",
+            {"uses": _uses("actions/checkout"), "with": Flow({"fetch-depth": 0, "persist-credentials": False})},
+        )
+
+    def uv(self) -> dict[str, object] | str:
+        return self._anchor(
+            "uv",
+            {
+                "uses": _uses("astral-sh/setup-uv"),
+                "with": {
+                    "version": pins.version("uv"),
+                    "python-version": "3.11",
+                    "enable-cache": True,
+                    "cache-dependency-glob": "requirements.lock",
+                },
+            },
+        )
+
+    def cache(self) -> dict[str, object] | str:
+        key = f"cicd-${{{{ runner.os }}}}-${{{{ github.job }}}}-${{{{ strategy.job-index }}}}-{_hash()}"
+        return self._anchor(
+            "cache",
+            {
+                "uses": _uses("actions/cache"),
+                "with": {
+                    "path": ".cicd/cache\n.cicd/tools\nnode_modules\n",
+                    "key": key + "-${{ github.sha }}",
+                    "restore-keys": key + "-",
+                },
+            },
+        )
+
+    def download(self) -> dict[str, object] | str:
+        return self._anchor(
+            "download",
+            {
+                "uses": _uses("actions/download-artifact"),
+                "with": Flow({"pattern": "artifact-*", "merge-multiple": True, "path": ARTIFACT_DIR}),
+            },
+        )
+
+    def reports(self) -> dict[str, object] | str:
+        return self._anchor(
+            "reports",
+            {
+                "if": "always()",
+                "uses": _uses("actions/upload-artifact"),
+                "with": {
+                    "name": "reports-${{ github.job }}",
+                    "path": f"{RUNS_DIR}/",
+                    "if-no-files-found": "ignore",
+                },
+            },
+        )
+
+
+def _flutter() -> dict[str, object]:
+    return {
+        "if": "matrix.flutter",
+        "uses": _uses("subosito/flutter-action"),
+        "with": Flow({"flutter-version": pins.version("flutter"), "channel": "stable", "cache": True}),
+    }
+
+
+def _base(job: Job, *, timeout: int) -> dict[str, object]:
+    data: dict[str, object] = {}
+    if job.needs:
+        data["needs"] = list(job.needs)
+    data["runs-on"] = RUNNER
+    data["timeout-minutes"] = timeout
+    return data
+
+
+def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
+    checks = plan.checks
+    include = []
+    for job in checks:
+        entry: dict[str, object] = {"job": job.id, "run": " && ".join(job.inv())}
+        if job.flutter:
+            entry["flutter"] = True
+        include.append(Flow(entry))
+    any_flutter = any(j.flutter for j in checks)
+    data: dict[str, object] = {"name": "${{ matrix.job }}", "runs-on": RUNNER}
+    data["timeout-minutes"] = max(j.timeout for j in checks)
+    data["permissions"] = Flow({"contents": "read", "security-events": "write"})
+    data["strategy"] = {"fail-fast": False, "matrix": {"include": include}}
+    body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
+    if any_flutter:
+        body.append(_flutter())
+    run: dict[str, object] = {"run": "${{ matrix.run }}"}
+    if any_flutter:
+        run["env"] = Flow({"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && '1' || '0' }}"})
+    body.append(run)
+    body.append(
+        {
+            "if": f"always() && hashFiles('{SARIF_DIR}/*.sarif') != '' && {SAME_REPO}",
+            "uses": _uses("github/codeql-action/upload-sarif"),
+            "with": Flow({"sarif_file": SARIF_DIR, "category": "${{ matrix.job }}"}),
+        }
+    )
+    body.append(
+        {
+            "if": "always()",
+            "uses": _uses("actions/upload-artifact"),
+            "with": Flow({"name": "reports-${{ matrix.job }}", "path": f"{RUNS_DIR}/", "if-no-files-found": "ignore"}),
+        }
+    )
+    data["steps"] = body
+    return data
+
+
+def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:  # noqa: ARG001 - one signature per job kind
+    data = _base(job, timeout=job.timeout)
+    data["if"] = ON_MAIN
+    data["permissions"] = Flow({"contents": "read"})
+    body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
+    if job.flutter:
+        flutter = _flutter()
+        del flutter["if"]
+        body.append(flutter)
+    if job.downloads:
+        body.append(steps.download())
+    run: dict[str, object] = {"run": "\n".join(job.inv())}
+    if job.flutter:
+        run["env"] = Flow({"CICD_REQUIRE_FLUTTER": "1"})
+    body.append(run)
+    body.append(
+        {
+            "uses": _uses("actions/upload-artifact"),
+            "with": Flow({"name": f"artifact-{job.id}", "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}),
+        }
+    )
+    body.append(steps.reports())
+    data["steps"] = body
+    return data
+
+
+def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:  # noqa: ARG001 - one signature per job kind
+    data = _base(job, timeout=job.timeout)
+    data["if"] = ON_MAIN
+    data["permissions"] = Flow({"contents": "read"})
+    body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
+    if job.downloads:
+        body.append(steps.download())
+    body.append({"run": "\n".join(job.inv())})
+    body.append(steps.reports())
+    data["steps"] = body
+    return data
+
+
+def _deploy(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
+    if job.env is None:  # deploy jobs have an environment
+        raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
+    env = job.env
+    data = _base(job, timeout=job.timeout)
+    data["if"] = ON_MAIN
+    data["environment"] = env
+    data["concurrency"] = Flow({"group": f"deploy-{env}", "cancel-in-progress": False})
+    data["permissions"] = Flow({"contents": "read", "id-token": "write"})
+    body: list[object] = [
+        Flow({"name": "Branch guard", "run": guard("GITHUB_REF_NAME")}),
+        steps.checkout(),
+        steps.uv(),
+        steps.cache(),
+    ]
+    if job.downloads:
+        body.append(steps.download())
+    body.append(
+        {
+            "uses": _uses("aws-actions/configure-aws-credentials"),
+            "with": {
+                "role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
+                "role-session-name": f"gh-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}-{env}",
+                "aws-region": plan.region(env),
+                "mask-aws-account-id": True,
+            },
+        }
+    )
+    body.append({"run": "\n".join(job.inv())})
+    body.append(steps.reports())
+    data["steps"] = body
+    return data
+
+
+def render(plan: Plan) -> list[Rendered]:
+    counting = Steps()
+    _document(plan, counting)
+    doc = _document(plan, Steps({name for name, count in counting.uses.items() if count > 1}))
+    extra = (
+        "Per environment (Settings > Environments): variable AWS_ROLE_ARN (its role from infra/ci), deployment",
+        f"branches = {MAIN_BRANCH}, and required reviewers on the environment that follows an approval job (the gate).",
+    )
+    text = dump(doc, header=header("GitHub Actions", PATH, plan, extra=extra), gap_keys=("jobs",))
+    return [Rendered(PATH, _resolve_anchors(text))]
+
+
+def _document(plan: Plan, steps: Steps) -> dict[str, object]:
+    jobs: dict[str, object] = {}
+    if plan.checks:
+        jobs["checks"] = _checks(plan, steps)
+    check_ids = {j.id for j in plan.checks}
+    for job in plan.order(plan.jobs):
+        if job.kind == "check":
+            continue
+        renderer = {"build": _build, "approval": _approval, "deploy": _deploy}[job.kind]
+        data = renderer(plan, job, steps)
+        if "needs" in data:
+            needs = [n for n in job.needs if n not in check_ids]
+            if len(needs) < len(job.needs):
+                needs.insert(0, "checks")
+            data["needs"] = needs
+        jobs[job.id] = data
+    filters = inputs_with(plan, "pr", PATH)
+    main_filters = inputs_with(plan, "main", PATH)
+    doc: dict[str, object] = {
+        "name": "pipeline",
+        "on": {
+            "pull_request": Flow({"branches": [MAIN_BRANCH], "paths": filters}),
+            "push": Flow({"branches": [MAIN_BRANCH], "paths": main_filters}),
+            "workflow_dispatch": {},
+        },
+        "permissions": {},
+        "concurrency": Flow(
+            {
+                "group": "${{ github.workflow }}-${{ github.ref }}",
+                "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+            }
+        ),
+        "env": Flow({"CICD_BUILD_COMMIT": "${{ github.sha }}", "FORCE_COLOR": "1"}),
+        "defaults": Flow({"run": {"shell": "bash"}}),
+        "jobs": jobs,
+    }
+    return doc
+
+
+def _resolve_anchors(text: str) -> str:
+    """Turn the ``"&name":`` keys and ``"*name"`` items written by the YAML writer into real anchors/aliases."""
+    out: list[str] = []
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        indent = line[: len(line) - len(stripped)]
+        if stripped.startswith("- ANCHOR::") and stripped.endswith(":"):
+            out.append(f"{indent}- &{stripped[10:-1]}")
+            continue
+        if stripped.startswith("- ALIAS::"):
+            out.append(f"{indent}- *{stripped[9:]}")
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def facts(files: dict[str, str]) -> AdapterFacts:
+    """Read the workflow back (see :mod:`cicd.adapters.facts`)."""
+    text = files[PATH]
+    doc = yaml.safe_load(text)
+    jobs: list[JobFacts] = []
+    raw_jobs: dict[str, dict[str, Any]] = doc.get("jobs", {})
+    expanded: dict[str, list[str]] = {}
+    for job_id, raw in raw_jobs.items():
+        steps = raw.get("steps", [])
+        uses = [str(s.get("uses", "")) for s in steps]
+        script = text_of([s.get("run", "") for s in steps])
+        condition = str(raw.get("if", ""))
+        triggers = {"main"} if "github.event_name != 'pull_request'" in condition else {"pr", "main"}
+        caches = any(u.startswith("actions/cache@") for u in uses) and any(
+            u.startswith("astral-sh/setup-uv@") and s.get("with", {}).get("enable-cache")
+            for u, s in zip(uses, steps, strict=True)
+        )
+        keeps = any(
+            u.startswith("actions/upload-artifact@")
+            and str(s.get("with", {}).get("path", "")).startswith(RUNS_DIR)
+            and s.get("if") == "always()"
+            for u, s in zip(uses, steps, strict=True)
+        )
+        creds = next(
+            (s.get("with", {}) for u, s in zip(uses, steps, strict=True) if "configure-aws-credentials@" in u), None
+        )
+        permissions = raw.get("permissions", {})
+        oidc = creds is not None and permissions.get("id-token") == "write" and creds.get("role-to-assume")
+        concurrency = raw.get("concurrency") or {}
+        common: dict[str, Any] = {
+            "timeout": raw.get("timeout-minutes"),
+            "triggers": triggers,
+            "caches": bool(caches),
+            "reports": keeps,  # GitHub has no JUnit UI: the runner writes summary.md to the job summary
+            "keeps_run_folder": keeps,
+            "downloads": any(u.startswith("actions/download-artifact@") for u in uses),
+            "uploads": any(
+                u.startswith("actions/upload-artifact@") and "artifact-" in str(s.get("with", {}).get("name", ""))
+                for u, s in zip(uses, steps, strict=True)
+            ),
+        }
+        matrix = raw.get("strategy", {}).get("matrix", {}).get("include")
+        if matrix:
+            expanded[job_id] = [str(e["job"]) for e in matrix]
+            for entry in matrix:
+                jobs.append(
+                    JobFacts(
+                        id=str(entry["job"]),
+                        commands=inv_calls([str(entry["run"])]),
+                        script=str(entry["run"]),
+                        **common,
+                    )
+                )
+            continue
+        jobs.append(
+            JobFacts(
+                id=job_id,
+                commands=inv_calls(script.splitlines()),
+                needs=[str(n) for n in as_list(raw.get("needs"))],
+                env=raw.get("environment") if isinstance(raw.get("environment"), str) else None,
+                lock=concurrency.get("group") if concurrency.get("cancel-in-progress") is False else None,
+                guard=f'test "${{GITHUB_REF_NAME:-}}" = {MAIN_BRANCH}' in script,
+                credentials="oidc" if oidc else None,
+                session_names=[str(creds["role-session-name"])] if creds and "role-session-name" in creds else [],
+                script=script,
+                **common,
+            )
+        )
+    for job in jobs:
+        job.needs = [m for n in job.needs for m in expanded.get(n, [n])]
+    approvals = {j.id for j in jobs if j.commands and j.commands[0].startswith("approve")}
+    for job in jobs:
+        # The gate is the environment's required reviewers, set in the repository settings (see the header).
+        job.gate = bool(job.env) and any(n in approvals for n in job.needs) and "required reviewers" in text
+    trigger_on = doc.get("on", {})
+    paths = trigger_on.get("pull_request", {}).get("paths") if isinstance(trigger_on, dict) else None
+    return AdapterFacts("github", dict(files), jobs, path_filters=paths, main_file=PATH)

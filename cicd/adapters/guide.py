@@ -1,0 +1,342 @@
+"""The comparison guide, ``docs/ci-comparison.md``, rendered from the model and the adapters (never edited by hand).
+
+It holds: the pipeline graph (mermaid, from :func:`cicd.graph.mermaid`), a concepts x tools table, the measured size
+of every adapter next to the anchors', the support table (what is validated or executed here, with footnotes for
+what cannot be), a paragraph per tool, and every adapter verbatim.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cicd.adapters.common import GENERATOR
+from cicd.adapters.facts import line_count
+from cicd.adapters.plan import Plan
+from cicd.adapters.registry import ADAPTERS, Adapter
+from cicd.graph import mermaid
+
+PATH: Final = "docs/ci-comparison.md"
+
+CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
+    (
+        "PR vs main trigger",
+        {
+            "github": "`on: pull_request` / `push: branches: [main]`; jobs gated with `if:`",
+            "gitlab": "`workflow: rules:` (`merge_request_event`, default branch); job `rules:`",
+            "circleci": "two workflows with `when:` on `pipeline.git.branch`",
+            "bitbucket": "`pipelines: pull-requests:` and `branches: main:` sections",
+            "azure": "`pr:` and `trigger:`; stage `condition:` on `Build.Reason`",
+            "codecatalyst": "two workflow files: `PULLREQUEST` and `PUSH` triggers",
+            "jenkins": "multibranch: `PR-*` branches; `when { branch 'main' }`",
+            "codebuild": "two CodePipeline V2 pipelines: pull-request and push triggers",
+        },
+    ),
+    (
+        "Job dependencies",
+        {
+            "github": "`needs:` (a graph)",
+            "gitlab": "`needs:` (a graph) plus `stages:`",
+            "circleci": "`requires:` in the workflow (a graph)",
+            "bitbucket": "none: a list of steps and `parallel` groups (levels)",
+            "azure": "`dependsOn:` between stages and jobs (a graph)",
+            "codecatalyst": "`DependsOn:` (a graph)",
+            "jenkins": "sequential stages, `parallel` blocks (levels)",
+            "codebuild": "stages in order, `runOrder` inside a stage (levels)",
+        },
+    ),
+    (
+        "Parallel checks",
+        {
+            "github": "one `matrix` job: one runner per check",
+            "gitlab": "one job per check in one stage",
+            "circleci": "one job per check, no `requires`",
+            "bitbucket": "a `parallel` group",
+            "azure": "one job per check in the `checks` stage",
+            "codecatalyst": "actions without `DependsOn`",
+            "jenkins": "a `parallel` block",
+            "codebuild": "actions of one stage with the same run order",
+        },
+    ),
+    (
+        "Environments and approval",
+        {
+            "github": "`environment:` (protection rules, variables); required reviewers are the gate",
+            "gitlab": "`environment:` with tier; the gate is `when: manual`",
+            "circleci": "a context per environment; the gate is a `type: approval` job",
+            "bitbucket": "`deployment:` (variables, restrictions); the gate is `trigger: manual`",
+            "azure": "`deployment` jobs on environments; the gate is `ManualValidation` (agentless)",
+            "codecatalyst": "`Environment:` with an account connection; the gate is `aws/approval`",
+            "jenkins": "a stage per environment; the gate is an `input` stage",
+            "codebuild": "a stage per environment; the gate is a `ManualApproval` action",
+        },
+    ),
+    (
+        "AWS credentials",
+        {
+            "github": "OIDC: `id-token: write` + `aws-actions/configure-aws-credentials`",
+            "gitlab": "OIDC: `id_tokens:` + web-identity variables",
+            "circleci": "OIDC: `$CIRCLE_OIDC_TOKEN_V2` (needs a context)",
+            "bitbucket": "OIDC: `oidc: true` + `$BITBUCKET_STEP_OIDC_TOKEN`",
+            "azure": "workload identity federation: `AzureCLI@2` `idToken` as web identity",
+            "codecatalyst": "the environment's account connection role",
+            "jenkins": "no OIDC: the agent's instance role per environment label",
+            "codebuild": "the project's service role per environment",
+        },
+    ),
+    (
+        "Secrets and variables",
+        {
+            "github": "environment variables (`vars.AWS_ROLE_ARN`); fork PRs get none",
+            "gitlab": "CI/CD variables scoped to environments, protected branches",
+            "circleci": "contexts restricted to main; no secrets for fork PRs (setting)",
+            "bitbucket": "deployment variables",
+            "azure": "service connections + variables; fork PR secrets off (setting)",
+            "codecatalyst": "environments and secrets of the space",
+            "jenkins": "credentials store (not needed: instance roles)",
+            "codebuild": "none needed (roles); Parameter Store/Secrets Manager in `env:`",
+        },
+    ),
+    (
+        "Artifacts",
+        {
+            "github": "`upload-artifact` / `download-artifact` (merged by pattern)",
+            "gitlab": "`artifacts:` + `needs:` downloads",
+            "circleci": "`persist_to_workspace` / `attach_workspace`",
+            "bitbucket": "named `artifacts: upload` / `download`",
+            "azure": "`publish` / `DownloadPipelineArtifact@2`",
+            "codecatalyst": "`Outputs.Artifacts` / `Inputs.Artifacts`",
+            "jenkins": "`stash` / `unstash`",
+            "codebuild": "secondary artifacts / `CODEBUILD_SRC_DIR_<name>`",
+        },
+    ),
+    (
+        "Caching",
+        {
+            "github": "`setup-uv` cache + `actions/cache` keyed on `hashFiles(locks)`",
+            "gitlab": "`cache: key: files: [requirements.lock, ...]`",
+            "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`",
+            "bitbucket": "`definitions: caches:` with `key: files:`",
+            "azure": "`Cache@2` with `key: ... | requirements.lock`",
+            "codecatalyst": "`FileCaching` (named, not keyed by file)[^cc-cache]",
+            "jenkins": "Job Cacher `cacheValidityDecidingFile`",
+            "codebuild": "`cache: key:` with `codebuild-hash-files`",
+        },
+    ),
+    (
+        "Test reports",
+        {
+            "github": "job summary (written by the runner), SARIF to code scanning; JUnit as an artifact[^gh-junit]",
+            "gitlab": "`artifacts: reports: junit:`",
+            "circleci": "`store_test_results` (Tests tab)",
+            "bitbucket": "automatic from `test-results/`",
+            "azure": "`PublishTestResults@2` + `##vso[task.uploadsummary]`",
+            "codecatalyst": "`Outputs.Reports` (`JUNITXML`)",
+            "jenkins": "`junit` step",
+            "codebuild": "`reports:` (report groups)",
+        },
+    ),
+    (
+        "One deploy at a time",
+        {
+            "github": "`concurrency: group: deploy-<env>`",
+            "gitlab": "`resource_group: <env>`",
+            "circleci": "`serial-group:`",
+            "bitbucket": "`concurrency-group:` (and deployment locking)",
+            "azure": "`lockBehavior: sequential` + the environment's Exclusive Lock",
+            "codecatalyst": "`RunMode: QUEUED`",
+            "jenkins": "`disableConcurrentBuilds()` + `lock(resource:)`",
+            "codebuild": "pipeline execution mode `QUEUED`",
+        },
+    ),
+    (
+        "Local execution",
+        {
+            "github": "`act` (self-hosted mode, local action stand-ins)",
+            "gitlab": "`gitlab-ci-local --force-shell-executor`",
+            "circleci": "none without Docker",
+            "bitbucket": "`bb-run` (Python >= 3.12)[^bb-run]",
+            "azure": "none",
+            "codecatalyst": "none",
+            "jenkins": "none without a controller",
+            "codebuild": "the CodeBuild local agent needs Docker",
+        },
+    ),
+    (
+        "Validation here",
+        {
+            "github": "schema + actionlint",
+            "gitlab": "schema",
+            "circleci": "schema + CircleCI config parser",
+            "bitbucket": "schema",
+            "azure": "schema (azure-pipelines transform)",
+            "codecatalyst": "CodeCatalyst workflows SDK",
+            "jenkins": "Groovy syntax (npm-groovy-lint)[^jenkins-lint]",
+            "codebuild": "buildspec schema kept in the repository + CDK template tests[^codebuild]",
+        },
+    ),
+)
+
+PARAGRAPHS: Final[dict[str, str]] = {
+    "github": (
+        "The richest model of the eight: a real job graph, matrices for the fan-out, environments that carry their "
+        "own variables, protection rules and reviewers, and first-class OIDC. Pinning actions by SHA is on the "
+        "user (this file does it for every action, with the tag in a comment). Awkward: approval lives in the "
+        "repository settings, not in the YAML, and there is no JUnit view without a third-party action - the job "
+        "summary the runner writes is the native report. YAML anchors keep the repeated steps short."
+    ),
+    "gitlab": (
+        "The closest to the model: `needs:` graphs, `environment:`, `resource_group:` and `id_tokens:` are all "
+        "keywords, and `rules:` decide per job what a merge request runs. `default:` and hidden `extends:` jobs keep "
+        "the file small. Awkward: `needs:` downloads artifacts only from the jobs it lists, so every deploy job names "
+        "the build jobs explicitly; there is no job summary (the run folder is an artifact)."
+    ),
+    "circleci": (
+        "Reusable `commands:` make every job three steps long; workflows with `when:` split PR and main. OIDC tokens "
+        "exist only in jobs that use a context, which doubles as the environment (restrict it to main). Awkward: no "
+        "job-level timeout (each step has `no_output_timeout`), no path filters without dynamic config, and the "
+        "official config parser rejects a bare custom command name, so commands are called as `setup: {}`."
+    ),
+    "bitbucket": (
+        "Simple and readable: steps, `parallel` groups and `deployment:` environments with their own variables; "
+        "`oidc: true` issues a token whose subject includes the deployment environment, so the trust policy can be "
+        "per environment. Awkward: no dependency graph (jobs run by level), artifacts flow to every later step "
+        "unless named and filtered, and the checks are repeated for main with YAML anchors."
+    ),
+    "azure": (
+        "Stages, jobs and deployment jobs map cleanly onto the model, and environments carry approvals and an "
+        "Exclusive Lock. AWS access goes through workload identity federation with only built-in tasks. Awkward: "
+        "approvals and locks are configured on the environment in the UI (the YAML shows `lockBehavior` and a "
+        "`ManualValidation` gate), there are no YAML anchors, and the schema needs numbers written as strings."
+    ),
+    "codecatalyst": (
+        "Compact and AWS-native: environments hold the account connection and role, so no credential appears in "
+        "the file, and `RunMode: QUEUED` serializes runs. Awkward: one trigger list per workflow (hence two files), "
+        "no branch variables in conditions, file caches keyed by name only, and the validator is a preview SDK."
+    ),
+    "jenkins": (
+        "Everything is possible and little is built in: Docker agents, the JUnit plugin, Lockable Resources and Job "
+        "Cacher carry what other tools have as keywords. There is no OIDC: each environment runs on agents whose "
+        "instance role is that environment's deploy role, so still no stored key. The Jenkinsfile can only be "
+        "syntax-checked offline; the declarative validator needs a running controller."
+    ),
+    "codebuild": (
+        "The pipeline itself is infrastructure: a CDK stack (`infra/ci`) builds two CodePipeline V2 pipelines from "
+        "the same plan, one CodeBuild project per job and a service role per environment. The buildspecs only run "
+        "`inv`. Awkward: no graph (stages and run orders), the branch reaches the build as a variable, and nothing "
+        "runs locally without Docker."
+    ),
+}
+
+FOOTNOTES: Final = (
+    "[^gh-junit]: GitHub Actions has no built-in JUnit view; the runner writes `summary.md` to the job summary, "
+    "SARIF goes to code scanning and `junit.xml` is kept with the run folder artifact.",
+    "[^cc-cache]: CodeCatalyst file caches are keyed by name; uv's cache is content-addressed (wheels by hash), so "
+    "a stale cache costs a download, never a wrong dependency.",
+    "[^bb-run]: Not run here: `bb-run` needs Python >= 3.12 and this project's machines have Python 3.11. The "
+    "Bitbucket adapter is validated by its schema, the parity check and the property checks only.",
+    "[^jenkins-lint]: No offline validator for declarative pipelines exists; `npm-groovy-lint` (16.x, on Java) "
+    "checks Groovy syntax only. It is skipped, with the reason, where Java is not installed.",
+    "[^codebuild]: No registry package ships a buildspec schema; `cicd/adapters/schemas/buildspec.schema.json` is "
+    "written from the buildspec reference. The CodePipeline stack is checked with CDK template assertions "
+    "(`tests/adapters/test_ci_infra.py`), not deployed.",
+    "[^executed]: Executed here: `act` runs the `lint` entry of the pull-request matrix and `gitlab-ci-local` the "
+    "merge-request `lint` job, for real, on a copy of the project (`tests/adapters/test_local_runs.py`); "
+    "`gitlab-ci-local --list` also checks which jobs a merge request and a push to main get.",
+)
+
+
+def _support(adapter: Adapter) -> tuple[str, str]:
+    validators = ", ".join(dict.fromkeys(v for v, _ in adapter.checks)) or "-"
+    runner = {
+        "github": "`act`: PR job `lint` executed[^executed]",
+        "gitlab": "`gitlab-ci-local`: MR job `lint` executed[^executed]",
+        "bitbucket": "not run[^bb-run]",
+    }.get(adapter.name, "none available offline")
+    return validators, runner
+
+
+def render(plan: Plan) -> dict[str, str]:
+    rendered = {a.name: {r.path: r.text for r in a.render(plan)} for a in ADAPTERS}
+    out: list[str] = [
+        f"<!-- GENERATED by `{GENERATOR}` from cicd/pipeline.py - do not edit; change the model and regenerate. -->",
+        "# One pipeline, eight CI tools",
+        "",
+        "Every file below is rendered from the one pipeline model (`cicd/pipeline.py`) by `inv adapters.generate` "
+        "and checked by `inv adapters.check`: no drift from the model, each tool's own validator, the same `inv` "
+        "calls in the same order in every tool (parity), and the properties in "
+        "[What every adapter guarantees](#what-every-adapter-guarantees). Copy an adapter's files from "
+        "`ci-adapters/<tool>/` to the root of your repository; every job only sets up the runtime and calls `inv`.",
+        "",
+        "## The pipeline",
+        "",
+        "```mermaid",
+        mermaid(plan.model),
+        "```",
+        "",
+        "How the model becomes jobs (the same for every tool): each pull-request check is its own parallel job (a "
+        "check that needs exactly one other check shares its job); `main` then builds once (`package`, and the "
+        "Flutter build) and hands `.cicd/artifact/` to one job per environment, which deploys, publishes and tests "
+        "in model order with short-lived credentials. An approval step runs its task (the change set) and is "
+        "followed by the tool's own manual gate.",
+        "",
+        "| job | runs | on |",
+        "|---|---|---|",
+    ]
+    for job in plan.order(plan.jobs):
+        runs = "<br>".join(f"`inv {c}`" for c in job.commands)
+        out.append(f"| `{job.id}` | {runs} | {', '.join(sorted(job.triggers))} |")
+    out += ["", "## Concepts by tool", ""]
+    out.append("| | " + " | ".join(a.title for a in ADAPTERS) + " |")
+    out.append("|---" * (len(ADAPTERS) + 1) + "|")
+    for concept, cells in CONCEPTS:
+        out.append(f"| **{concept}** | " + " | ".join(cells[a.name] for a in ADAPTERS) + " |")
+    out += [
+        "",
+        "## What every adapter guarantees",
+        "",
+        "Checked on every adapter by `inv adapters.check` (and the tests, which also break each adapter on purpose):",
+        "",
+        "1. **Pinning**: no `@vN`, `@main`, `@master`, `@latest` or `:latest`; GitHub actions by full commit SHA "
+        "with the tag in a comment; images, uv, Flutter and CodeCatalyst actions at exact versions, all from one "
+        "table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`).",
+        "2. **Credentials**: federation wherever the tool has it, one role per environment (`infra/ci`), STS-valid "
+        "session names, credential steps that fail at once on a missing value; no stored keys anywhere.",
+        "3. **Branch guard** inside every deploy job; pull-request pipelines never reach a deploy job.",
+        "4. **Build once**: no deploy job synthesizes or packages; every one takes the packaged artifact.",
+        "5. **One deploy at a time** per environment through the tool's own lock.",
+        "6. **A native environment** per stage, and the tool's own **manual gate** when the approval switch is on.",
+        "7. **Reports, timeouts, caches**: JUnit into the tool's report view, a timeout on every job, lock-file-keyed "
+        "caches, the run folder (reports, logs, stack outputs) kept as an artifact.",
+        "8. **Generated header**, a size below the anchors' where one exists, and path filters that include the "
+        "adapter itself.",
+        "",
+        "## Size",
+        "",
+        "| tool | files | lines | anchor |",
+        "|---|---|---:|---|",
+    ]
+    for adapter in ADAPTERS:
+        facts = adapter.facts(rendered[adapter.name])
+        anchor = f"{adapter.budget.lines} ({adapter.budget.anchor})" if adapter.budget.lines else adapter.budget.anchor
+        out.append(f"| {adapter.title} | {len(rendered[adapter.name])} | {line_count(facts)} | {anchor} |")
+    out += ["", "## Support", "", "| tool | validated by | run locally |", "|---|---|---|"]
+    for adapter in ADAPTERS:
+        validators, runner = _support(adapter)
+        out.append(f"| {adapter.title} | {validators} | {runner} |")
+    out += ["", "## The tools", ""]
+    for adapter in ADAPTERS:
+        out += [f"### {adapter.title}", "", PARAGRAPHS[adapter.name], ""]
+        for path, text in rendered[adapter.name].items():
+            fence = "json" if path.endswith(".json") else "groovy" if path == "Jenkinsfile" else "yaml"
+            out += [
+                f"<details><summary><code>{path}</code> ({len(text.splitlines())} lines)</summary>",
+                "",
+                f"```{fence}",
+                text.rstrip("\n"),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+    out += ["## Notes", "", *(f"{note}\n" for note in FOOTNOTES)]
+    return {PATH: "\n".join(out).rstrip("\n") + "\n"}

@@ -1,0 +1,294 @@
+"""The job plan: the pipeline model cut into CI jobs, the one intermediate form every renderer reads.
+
+The model (:mod:`cicd.pipeline`) knows steps, environments, needs and triggers; a CI tool knows jobs. The plan maps
+one to the other, the same way for every tool, so the adapters differ only in syntax:
+
+* **checks** - every step that runs on pull requests is its own job (they fan out in parallel on the tool's
+  runners). A check that needs exactly one other check and nothing else joins that check's job (``synth`` then
+  ``iac-scan`` share a job, so the scan reads the assembly synthesized in the same workspace);
+* **build** - steps that run only on ``main`` and in no environment (``flutter-build``, ``package``). They build
+  once and hand ``.cicd/artifact/`` to later jobs through the tool's artifact mechanism;
+* **approval** - a per-environment step whose name starts with ``approve`` (``approve:prod``, present when the
+  approval switch is on) runs its task (which shows the change set to approve) and is followed by the tool's own
+  manual gate;
+* **deploy** - every other per-environment step, grouped into one job per environment in model order
+  (``deploy:dev``, ``publish:dev``, ``integration-test:dev``). These jobs get short-lived credentials, a branch guard,
+  a per-environment lock and the tool's environment feature.
+
+Per-environment tasks run with ``--target aws``. A job's needs are the jobs of its nodes' needs; a cycle between
+jobs is a :class:`~cicd.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any, Final, Literal
+
+from cicd import pipeline
+from cicd.config import PipelineConfig
+from cicd.errors import ConfigError
+from cicd.pipeline import Model, Node, Step
+
+Kind = Literal["check", "build", "approval", "deploy"]
+
+ARTIFACT_DIR: Final = ".cicd/artifact"
+RUNS_DIR: Final = ".cicd/runs"
+LATEST: Final = ".cicd/runs/latest"
+JUNIT_GLOB: Final = ".cicd/runs/[0-9]*/junit.xml"
+"""Every run folder's JUnit report (a job may run several tasks; ``latest`` is a symlink and is left out)."""
+SARIF_DIR: Final = ".cicd/runs/latest/reports"
+SUMMARY: Final = ".cicd/runs/latest/summary.md"
+CACHE_DIRS: Final = ("~/.cache/uv", ".cicd/cache", ".cicd/tools", "node_modules")
+LOCK_FILES: Final = ("requirements.lock", "package-lock.json", "cicd/toolenvs/*.txt")
+MAIN_BRANCH: Final = "main"
+TIMEOUT_CHECK: Final = 20
+TIMEOUT_BUILD: Final = 30
+TIMEOUT_DEPLOY: Final = 45
+TIMEOUT_APPROVAL: Final = 10
+APPROVAL_WAIT_MINUTES: Final = 1440
+"""How long a manual gate waits before the run gives up (one day)."""
+
+
+def is_approval(step: Step) -> bool:
+    """Approval steps are rendered as the tool's own manual gate (after running their task)."""
+    return step.per_env and (step.name.startswith("approve") or step.stage in ("approve", "approval"))
+
+
+def is_flutter(step: Step) -> bool:
+    return step.stage == "flutter" or step.name.startswith("flutter")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One CI job of the plan."""
+
+    id: str
+    kind: Kind
+    nodes: tuple[Node, ...]
+    commands: tuple[str, ...]
+    """The task commands, in order (``lint``, ``deploy --env dev --target aws``): each runs as ``uv run inv ...``."""
+    needs: tuple[str, ...]
+    env: str | None
+    triggers: frozenset[str]
+    stage: str
+    flutter: bool
+    inputs: tuple[str, ...]
+    docs: tuple[str, ...]
+    downloads: bool = False
+    """True when a build job upstream produced ``.cicd/artifact/`` that this job needs."""
+    gated: bool = False
+    """True for the environment job that the manual gate (after the approval job) holds."""
+
+    @property
+    def on_pr(self) -> bool:
+        return "pr" in self.triggers
+
+    @property
+    def main_only(self) -> bool:
+        return self.triggers == frozenset({"main"})
+
+    @property
+    def uploads(self) -> bool:
+        return self.kind == "build"
+
+    @property
+    def credentials(self) -> bool:
+        """Only environment jobs get cloud credentials; checks, builds and approvals never do."""
+        return self.kind == "deploy"
+
+    @property
+    def title(self) -> str:
+        return ", ".join(c.split(" --")[0] for c in self.commands) if len(self.commands) > 1 else self.commands[0]
+
+    @property
+    def timeout(self) -> int:
+        return {"check": TIMEOUT_CHECK, "build": TIMEOUT_BUILD, "deploy": TIMEOUT_DEPLOY}.get(
+            self.kind, TIMEOUT_APPROVAL
+        )
+
+    def inv(self) -> tuple[str, ...]:
+        return tuple(f"uv run inv {c}" for c in self.commands)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: Model
+    config: PipelineConfig
+    jobs: tuple[Job, ...]
+    _by_id: dict[str, Job] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {j.id: j for j in self.jobs})
+
+    def job(self, job_id: str) -> Job:
+        return self._by_id[job_id]
+
+    def for_trigger(self, trigger: str) -> tuple[Job, ...]:
+        return tuple(j for j in self.jobs if trigger in j.triggers)
+
+    @property
+    def checks(self) -> tuple[Job, ...]:
+        return tuple(j for j in self.jobs if j.kind == "check")
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        return tuple(e for e in self.model.environments if any(j.env == e and j.kind == "deploy" for j in self.jobs))
+
+    def env_job(self, env: str) -> Job:
+        return next(j for j in self.jobs if j.env == env and j.kind == "deploy")
+
+    def approval_for(self, job: Job) -> Job | None:
+        """The approval job whose gate holds ``job`` (an environment job), if any."""
+        return next((self.job(n) for n in job.needs if self.job(n).kind == "approval"), None)
+
+    def upstream(self, job: Job) -> set[str]:
+        seen: set[str] = set()
+        todo = list(job.needs)
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self.job(current).needs)
+        return seen
+
+    def region(self, env: str) -> str:
+        for e in self.config.environments:
+            if e.name == env and e.region:
+                return e.region
+        return "eu-west-1"
+
+    def inputs(self, trigger: str) -> tuple[str, ...]:
+        """Every file glob the jobs of ``trigger`` read (for the tools' path filters), sorted, de-duplicated."""
+        found: set[str] = set()
+        for job in self.for_trigger(trigger):
+            found.update(job.inputs)
+        return tuple(sorted(found))
+
+    def order(self, jobs: Sequence[Job]) -> list[Job]:
+        """Jobs in a stable dependency order."""
+        wanted = {j.id for j in jobs}
+        sorter = TopologicalSorter({j.id: [n for n in j.needs if n in wanted] for j in jobs})
+        position = {j.id: i for i, j in enumerate(self.jobs)}
+        sorter.prepare()
+        out: list[Job] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            out.extend(self.job(r) for r in ready)
+            sorter.done(*ready)
+        return out
+
+
+def task_command(model: Model, node: Node) -> str:
+    step = model.step(node.step)
+    command = step.task_command(node.env)
+    return f"{command} --target aws" if node.env is not None else command
+
+
+def _kind(model: Model, node: Node) -> Kind:
+    step = model.step(node.step)
+    if node.env is not None:
+        return "approval" if is_approval(step) else "deploy"
+    return "check" if "pr" in step.triggers else "build"
+
+
+def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
+    """Cut ``model`` into jobs (see the module docstring). Raises :class:`ConfigError` on a job-level cycle."""
+    config = config or PipelineConfig()
+    main = set(pipeline.select(model, "main")) if any("main" in s.triggers for s in model.steps) else set()
+    pr = set(pipeline.select(model, "pr")) if any("pr" in s.triggers for s in model.steps) else set()
+    nodes = model.ordered(main | pr)
+    group_of: dict[Node, str] = {}
+    members: dict[str, list[Node]] = {}
+
+    def add(node: Node, group: str) -> None:
+        group_of[node] = group
+        members.setdefault(group, []).append(node)
+
+    for node in nodes:
+        kind = _kind(model, node)
+        step = model.step(node.step)
+        if kind == "deploy":
+            if node.env is None:  # deploy nodes are per-environment by definition
+                raise ConfigError(
+                    "pipeline model: deploy nodes are per-environment by definition, but node.env is missing"
+                )
+            add(node, node.env)
+        elif kind == "approval":
+            add(node, f"{node.step}-{node.env}")
+        else:
+            deps = model.needs_of(node)
+            if (
+                kind == "check"
+                and len(deps) == 1
+                and _kind(model, deps[0]) == "check"
+                and model.step(deps[0].step).triggers == step.triggers
+            ):
+                add(node, group_of[deps[0]])
+            else:
+                add(node, node.step)
+
+    jobs: list[Job] = []
+    for group, group_nodes in members.items():
+        first = group_nodes[0]
+        steps = [model.step(n.step) for n in group_nodes]
+        needs: list[str] = []
+        for node in group_nodes:
+            for dep in model.needs_of(node):
+                other = group_of[dep]
+                if other != group and other not in needs:
+                    needs.append(other)
+        triggers = frozenset.intersection(*(s.triggers for s in steps))
+        inputs = tuple(dict.fromkeys(g for s in steps for g in s.inputs))
+        jobs.append(
+            Job(
+                id=group,
+                kind=_kind(model, first),
+                nodes=tuple(group_nodes),
+                commands=tuple(task_command(model, n) for n in group_nodes),
+                needs=tuple(needs),
+                env=first.env,
+                triggers=triggers,
+                stage=steps[0].stage,
+                flutter=any(is_flutter(s) for s in steps),
+                inputs=inputs,
+                docs=tuple(s.doc for s in steps),
+            )
+        )
+    _check_acyclic(jobs)
+    by_id = {j.id: j for j in jobs}
+    builds = {j.id for j in jobs if j.kind == "build"}
+    final: list[Job] = []
+    for job in jobs:
+        up = _upstream(by_id, job)
+        gated = any(by_id[n].kind == "approval" for n in job.needs) and job.kind == "deploy"
+        final.append(_with(job, downloads=bool(up & builds), gated=gated))
+    return Plan(model, config, tuple(final))
+
+
+def _with(job: Job, **changes: object) -> Job:
+    values: dict[str, Any] = {f: getattr(job, f) for f in job.__dataclass_fields__}
+    values.update(changes)
+    return Job(**values)
+
+
+def _upstream(by_id: dict[str, Job], job: Job) -> set[str]:
+    seen: set[str] = set()
+    todo = list(job.needs)
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(by_id[current].needs)
+    return seen
+
+
+def _check_acyclic(jobs: Iterable[Job]) -> None:
+    try:
+        tuple(TopologicalSorter({j.id: j.needs for j in jobs}).static_order())
+    except CycleError as err:
+        raise ConfigError(
+            f"pipeline model: the CI jobs form a cycle ({' -> '.join(map(str, err.args[1]))})",
+            hint="a per-environment step and a step without environments need each other",
+        ) from None

@@ -1,0 +1,191 @@
+"""AWS CodePipeline + CodeBuild, built from the same plan as ``ci-adapters/codebuild/`` (:func:`layout`).
+
+Two V2 pipelines read the repository through a CodeConnections connection: ``pull-request`` (pull-request trigger,
+file-path filters, ``SUPERSEDED``) and ``main`` (push trigger, ``QUEUED``: one execution at a time, so two deploys
+to one environment never overlap). Every job is a CodeBuild project running ``buildspecs/<job>.yml`` from the
+source; environment jobs run under that environment's deploy role (:func:`infra.ci.roles.deploy_policy`), every
+other job under a role without AWS deploy rights. The branch reaches the buildspecs as ``CICD_BRANCH``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_codepipeline_actions as actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cicd.adapters.codebuild import layout
+from cicd.adapters.plan import Plan
+from cicd.config import PROJECT
+from infra.ci.nag import AcknowledgeWildcards
+from infra.ci.roles import ROLE_PREFIX, SESSION, deploy_policy
+from infra.ci.settings import CodePipeline
+from infra.waivers import Waiver, waive
+
+IMAGE: Final = codebuild.LinuxBuildImage.STANDARD_7_0
+
+
+class CodePipelineStack(cdk.Stack):
+    """The pull-request and main pipelines of :func:`cicd.adapters.codebuild.layout`."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, plan: Plan, source: CodePipeline, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        cdk.Tags.of(self).add("project", PROJECT)
+        cdk.Aspects.of(self).add(
+            AcknowledgeWildcards(
+                "CodeBuild and CodePipeline grant their own log groups, report groups and artifact objects by ARN "
+                "prefix; the deploy rights are the per-environment policy, bounded by stack and name prefix."
+            )
+        )
+        owner, _, repo = source.repository.partition("/")
+        self.cache = s3.Bucket(
+            self,
+            "Cache",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(30))],
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+        )
+        waive(self.cache, Waiver("AwsSolutions-S1", "A build cache that expires in 30 days needs no access logs."))
+        self.artifacts = s3.Bucket(
+            self,
+            "Artifacts",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
+        )
+        waive(
+            self.artifacts,
+            Waiver(
+                "AwsSolutions-S1", "Pipeline artifacts are written only by the pipelines' roles; CloudTrail records it."
+            ),
+        )
+        self.env_roles: dict[str, iam.Role] = {}
+        self.projects: dict[str, codebuild.PipelineProject] = {}
+        self.pipelines: dict[str, codepipeline.Pipeline] = {}
+        for name, spec in layout(plan).items():
+            self.pipelines[name] = self._pipeline(name, spec, owner, repo, source)
+
+    def _role(self, env: str) -> iam.Role:
+        if env not in self.env_roles:
+            self.env_roles[env] = iam.Role(
+                self,
+                f"codebuild-{env}",
+                role_name=f"{ROLE_PREFIX}-codebuild-{env}",
+                assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com").with_conditions(
+                    {"StringEquals": {"aws:SourceAccount": self.account}}
+                ),
+                max_session_duration=SESSION,
+                managed_policies=[deploy_policy(self, env, "codebuild")],
+            )
+        return self.env_roles[env]
+
+    def _project(self, action: dict[str, Any]) -> codebuild.PipelineProject:
+        key = action["name"]
+        if key in self.projects:
+            return self.projects[key]
+        env = action.get("environment")
+        project = codebuild.PipelineProject(
+            self,
+            f"job-{key}",
+            project_name=f"{ROLE_PREFIX}-{key}",
+            build_spec=codebuild.BuildSpec.from_source_filename(action["buildspec"]),
+            environment=codebuild.BuildEnvironment(build_image=IMAGE, compute_type=codebuild.ComputeType.MEDIUM),
+            timeout=cdk.Duration.minutes(int(action["timeout_minutes"])),
+            cache=codebuild.Cache.bucket(self.cache, prefix=key),
+            role=self._role(env) if env else None,
+        )
+        waive(
+            project,
+            Waiver("AwsSolutions-CB4", "Build outputs go to the artifact bucket, encrypted with S3-managed keys."),
+        )
+        self.projects[key] = project
+        return project
+
+    def _pipeline(
+        self, name: str, spec: dict[str, Any], owner: str, repo: str, source: CodePipeline
+    ) -> codepipeline.Pipeline:
+        source_output = codepipeline.Artifact("source")
+        source_action = actions.CodeStarConnectionsSourceAction(
+            action_name="source",
+            connection_arn=source.connection_arn,
+            owner=owner,
+            repo=repo,
+            branch=source.branch,
+            output=source_output,
+            trigger_on_push=False,
+            variables_namespace="SourceVariables",
+        )
+        artifacts: dict[str, codepipeline.Artifact] = {"source": source_output}
+        stages = [codepipeline.StageProps(stage_name="source", actions=[source_action])]
+        for stage in spec["stages"]:
+            stage_actions: list[codepipeline.IAction] = []
+            for action in stage["actions"]:
+                if action["type"] == "approval":
+                    stage_actions.append(
+                        actions.ManualApprovalAction(
+                            action_name=action["name"],
+                            run_order=action["run_order"],
+                            additional_information="Review the change set shown by the approval job, then approve.",
+                        )
+                    )
+                    continue
+                outputs = [artifacts.setdefault(o, codepipeline.Artifact(o)) for o in action["outputs"]]
+                inputs = [artifacts[i] for i in action["inputs"]]
+                stage_actions.append(
+                    actions.CodeBuildAction(
+                        action_name=action["name"],
+                        project=self._project(action),
+                        input=inputs[0],
+                        extra_inputs=inputs[1:] or None,
+                        outputs=outputs,
+                        run_order=action["run_order"],
+                        environment_variables={
+                            "CICD_BRANCH": codebuild.BuildEnvironmentVariable(value=source_action.variables.branch_name)
+                        },
+                    )
+                )
+            stages.append(codepipeline.StageProps(stage_name=stage["name"], actions=stage_actions))
+        trigger = spec["trigger"]
+        git = (
+            codepipeline.GitConfiguration(
+                source_action=source_action,
+                pull_request_filter=[
+                    codepipeline.GitPullRequestFilter(
+                        branches_includes=trigger["branches"],
+                        file_paths_includes=trigger.get("file_paths"),
+                        events=[codepipeline.GitPullRequestEvent.OPEN, codepipeline.GitPullRequestEvent.UPDATED],
+                    )
+                ],
+            )
+            if trigger["type"] == "pull_request"
+            else codepipeline.GitConfiguration(
+                source_action=source_action,
+                push_filter=[codepipeline.GitPushFilter(branches_includes=trigger["branches"])],
+            )
+        )
+        return codepipeline.Pipeline(
+            self,
+            f"pipeline-{name}",
+            pipeline_name=f"{ROLE_PREFIX}-{name}",
+            pipeline_type=codepipeline.PipelineType.V2,
+            execution_mode=getattr(codepipeline.ExecutionMode, spec["execution_mode"]),
+            stages=stages,
+            triggers=[
+                codepipeline.TriggerProps(
+                    provider_type=codepipeline.ProviderType.CODE_STAR_SOURCE_CONNECTION, git_configuration=git
+                )
+            ],
+            restart_execution_on_update=False,
+            artifact_bucket=self.artifacts,
+            cross_account_keys=False,
+        )

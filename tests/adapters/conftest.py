@@ -1,0 +1,42 @@
+"""Shared fixtures: plans of the project's model and of the toy trunk model, and every adapter rendered from each."""
+
+from __future__ import annotations
+
+import pytest
+
+from cicd import pipeline
+from cicd.adapters.plan import Plan, build_plan
+from cicd.adapters.registry import ADAPTERS, Adapter
+from cicd.config import PipelineConfig
+from tests.adapters.toy import toy_model
+
+PLANS = ("project", "toy", "toy-no-approval")
+
+
+def make_plan(name: str) -> Plan:
+    if name == "project":
+        return build_plan(pipeline.MODEL, PipelineConfig())
+    return build_plan(toy_model(approval=name == "toy"), PipelineConfig())
+
+
+@pytest.fixture(scope="session")
+def plans() -> dict[str, Plan]:
+    return {name: make_plan(name) for name in PLANS}
+
+
+@pytest.fixture(scope="session")
+def rendered(plans: dict[str, Plan]) -> dict[tuple[str, str], dict[str, str]]:
+    """``{(adapter, plan): {path: text}}`` for every adapter and plan."""
+    return {
+        (adapter.name, name): {r.path: r.text for r in adapter.render(plan)}
+        for adapter in ADAPTERS
+        for name, plan in plans.items()
+    }
+
+
+def adapter_ids() -> list[str]:
+    return [a.name for a in ADAPTERS]
+
+
+def by_name(name: str) -> Adapter:
+    return next(a for a in ADAPTERS if a.name == name)
