@@ -9,6 +9,9 @@ import pytest
 from cicd.adapters import validate
 from tests.adapters.conftest import adapter_ids, by_name
 
+# Each case runs a real validator (check-jsonschema, actionlint, node tools): seconds apiece.
+pytestmark = pytest.mark.slow
+
 NODE_VALIDATORS = {"circleci-config-parser", "codecatalyst-workflows-sdk", "npm-groovy-lint"}
 
 # One way per validator to make a file invalid for it: (text in the file, replacement).
