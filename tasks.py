@@ -25,6 +25,10 @@ SELECTION_HELP = {
 }
 
 
+def sentence(doc: str) -> str:
+    return f"{doc[0].upper()}{doc[1:]}."
+
+
 def step_task(step: Step) -> Task[Any]:
     """One task per step of the model that runs outside environments: ``inv lint``, ``inv sast``..."""
 
@@ -32,7 +36,7 @@ def step_task(step: Step) -> Task[Any]:
         cli.run_step(step.name, use_cache=not no_cache)
 
     body.__name__ = body.__qualname__ = step.name.replace("-", "_")
-    body.__doc__ = f"{step.doc}."
+    body.__doc__ = sentence(step.doc)
     made: Task[Any] = task(help={"no_cache": NO_CACHE})(cli.boundary(body))
     return made
 
@@ -59,46 +63,20 @@ def pipeline(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False
             print(epilogue)
 
 
-@task(help={"env": "dev, preprod or prod", "target": TARGET})
-@cli.boundary
-def deploy(c: Context, env: str = "", target: str = "local") -> None:
-    """Deploy the packaged artifact to one environment (no re-synth; a no-op if it already runs it)."""
-    cli.run_step("deploy", env=cli.check_env(env), target=target)
+def env_step_task(step: Step, flag: str = "env", default: str = "") -> Task[Any]:
+    """One task per step that runs in an environment: ``inv deploy --env dev``, ``inv promote --to prod``..."""
 
+    def by_env(c: Context, env: str = default, target: str = "local") -> None:
+        cli.run_step(step.name, env=cli.check_env(env), target=target)
 
-@task(help={"to": "preprod or prod", "target": TARGET})
-@cli.boundary
-def promote(c: Context, to: str = "", target: str = "local") -> None:
-    """Deploy to an environment exactly the artifact that passed the previous one."""
-    cli.run_step("promote", env=cli.check_env(to), target=target)
+    def by_to(c: Context, to: str = default, target: str = "local") -> None:
+        cli.run_step(step.name, env=cli.check_env(to), target=target)
 
-
-@task(help={"env": "dev, preprod or prod", "target": TARGET})
-@cli.boundary
-def rollback(c: Context, env: str = "", target: str = "local") -> None:
-    """Redeploy the last artifact that passed its tests in an environment."""
-    cli.run_step("rollback", env=cli.check_env(env), target=target)
-
-
-@task(help={"env": "dev, preprod or prod", "target": TARGET})
-@cli.boundary
-def integration_test(c: Context, env: str = "", target: str = "local") -> None:
-    """Run the integration tests against an environment's deployed API (JUnit into the run folder)."""
-    cli.run_step("integration-test", env=cli.check_env(env), target=target)
-
-
-@task(help={"env": "prod", "target": TARGET})
-@cli.boundary
-def smoke_test(c: Context, env: str = "prod", target: str = "local") -> None:
-    """Read-only smoke test: /health and /apk/latest answer with the deployed build."""
-    cli.run_step("smoke-test", env=cli.check_env(env), target=target)
-
-
-@task(help={"env": "dev, preprod or prod", "target": TARGET})
-@cli.boundary
-def publish(c: Context, env: str = "", target: str = "local") -> None:
-    """Upload the artifact's APK and web build to an environment (skipped without a Flutter build)."""
-    cli.run_step("publish", env=cli.check_env(env), target=target)
+    body = by_to if flag == "to" else by_env  # `inv promote --to prod` reads better than `--env prod`
+    body.__name__ = body.__qualname__ = step.name.replace("-", "_")
+    body.__doc__ = sentence(step.doc)
+    made: Task[Any] = task(help={flag: ", ".join(step.envs), "target": TARGET})(cli.boundary(body))
+    return made
 
 
 @task(help={"env": "the environment to approve (prod)", "target": TARGET})
@@ -192,11 +170,14 @@ def cache_clear(c: Context) -> None:
     print(cli.clear_cache())
 
 
-ns = Collection(
-    pr_checks, pipeline, deploy, promote, rollback, integration_test, smoke_test, publish, approve, rerun, graph, report
-)
+ns = Collection(pr_checks, pipeline, approve, rerun, graph, report)
 for _step in cli.model().steps:
-    if not _step.per_env and _step.task is None:
+    if _step.name == "approve":
+        continue  # `inv approve` records an approval; the approve step itself only reads it
+    if _step.per_env:
+        flag = "to" if _step.task and "--to" in _step.task else "env"
+        ns.add_task(env_step_task(_step, flag, _step.envs[0] if len(_step.envs) == 1 else ""))
+    elif _step.task is None:
         ns.add_task(step_task(_step))
 ns.add_collection(Collection("local", local_up, local_down, local_status))
 ns.add_collection(Collection("deps", deps_lock))

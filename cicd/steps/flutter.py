@@ -37,7 +37,6 @@ variable); built without one, the app shows its configuration-error screen rathe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -632,11 +631,9 @@ def ensure_internet_permission(manifest: Path) -> bool:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from cicd.artifact import sha256_file
+
+    return sha256_file(path)
 
 
 def flutter_build(ctx: StepContext) -> Outcome:
