@@ -135,6 +135,13 @@ def adapters_bump(c: Context, name: str = "", version: str = "", sha: str = "") 
     print(cli.adapters_bump(name, version, sha))
 
 
+@task(name="lock", help={"name": "semgrep or checkov", "version": "exact version (default: the locked one)"})
+@cli.boundary
+def tools_lock(c: Context, name: str = "", version: str = "") -> None:
+    """Re-lock one isolated scanner environment (cicd/toolenvs/NAME.txt, with hashes)."""
+    print(cli.lock_tool(name, version))
+
+
 @task(name="lock")
 @cli.boundary
 def deps_lock(c: Context) -> None:
@@ -181,5 +188,6 @@ for _step in cli.model().steps:
         ns.add_task(step_task(_step))
 ns.add_collection(Collection("local", local_up, local_down, local_status))
 ns.add_collection(Collection("deps", deps_lock))
+ns.add_collection(Collection("tools", tools_lock))
 ns.add_collection(Collection("adapters", adapters_generate, adapters_check, adapters_bump))
 ns.add_collection(Collection("cache", cache_clear))

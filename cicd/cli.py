@@ -266,6 +266,18 @@ def adapters_bump(name: str, version: str, sha: str) -> str:
     return f"Bumped {name} to {version} in cicd/adapters/pins.py and regenerated {len(written)} files."
 
 
+def lock_tool(name: str, version: str) -> str:
+    from cicd import tools
+
+    if name not in tools.ISOLATED:
+        raise UsageError(f"unknown tool '{name}'", hint=f"choose one of: {', '.join(tools.ISOLATED)}")
+    tool = tools.ISOLATED[name]
+    tools.lock(tool, version or None)
+    return (
+        f"Locked {name} {tool.version} in {tool.lock_file.relative_to(ROOT)}; its environment is rebuilt on next use."
+    )
+
+
 def lock_dependencies() -> str:
     from cicd import deps
 

@@ -79,12 +79,14 @@ def _install(tool: IsolatedTool, env_dir: Path) -> None:
     uv = _uv()
     if uv:
         steps = [
-            [uv, "venv", "--quiet", "--python", sys.executable, str(env_dir)],
+            # --no-config: the project's own [tool.uv] settings (its constraints) must not leak into a tool's env.
+            [uv, "venv", "--quiet", "--no-config", "--python", sys.executable, str(env_dir)],
             [
                 uv,
                 "pip",
                 "install",
                 "--quiet",
+                "--no-config",
                 "--python",
                 str(env_dir / "bin" / "python"),
                 "--require-hashes",
@@ -123,11 +125,12 @@ def lock(tool: IsolatedTool, version: str | None = None) -> None:
     if uv is None:
         raise MissingToolError("uv is needed to lock tool environments", hint="pip install uv")
     spec = f"{tool.name}=={version or tool.version}"
-    subprocess.run(
+    proc = subprocess.run(
         [
             uv,
             "pip",
             "compile",
+            "--no-config",
             "--universal",
             "--python-version",
             "3.11",
@@ -139,6 +142,9 @@ def lock(tool: IsolatedTool, version: str | None = None) -> None:
         ],
         input=spec,
         text=True,
-        check=True,
+        check=False,
         capture_output=True,
     )
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise MissingToolError(f"could not lock {spec}: {last[0]}", hint="check the name and version")
