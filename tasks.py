@@ -70,7 +70,7 @@ def env_step_task(step: Step, flag: str = "env", default: str = "") -> Task[Any]
         cli.run_step(step.name, env=cli.check_env(env), target=target)
 
     def by_to(c: Context, to: str = default, target: str = "local") -> None:
-        cli.run_step(step.name, env=cli.check_env(to), target=target)
+        cli.run_step(step.name, env=cli.check_env(to, "to"), target=target)
 
     body = by_to if flag == "to" else by_env  # `inv promote --to prod` reads better than `--env prod`
     body.__name__ = body.__qualname__ = step.name.replace("-", "_")

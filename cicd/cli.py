@@ -70,9 +70,9 @@ def check_target(target: str) -> str:
     return target
 
 
-def check_env(env: str | None) -> str:
+def check_env(env: str | None, flag: str = "env") -> str:
     if not env:
-        raise UsageError("this task needs --env", hint=f"choose one of: {', '.join(pipeline.ENVIRONMENTS)}")
+        raise UsageError(f"this task needs --{flag}", hint=f"choose one of: {', '.join(pipeline.ENVIRONMENTS)}")
     if env not in pipeline.ENVIRONMENTS:
         raise UsageError(f"unknown environment '{env}'", hint=f"choose one of: {', '.join(pipeline.ENVIRONMENTS)}")
     return env
