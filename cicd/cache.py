@@ -5,7 +5,8 @@ globs match (tracked and new files, not ignored ones); the exact versions of the
 the module that implements it; ``[tool.cicd]``; and the environment variables it declares. A hit restores the
 step's recorded result, log and output files (e.g. the cloud assembly of ``synth``) and marks it ``cached``.
 
-Only passed results are stored (a failure or a skip is never served from the cache). Entries are written to a
+Only passes and skips are stored (a failure never is); a skip served from the cache is reported as *skipped*,
+with its original reason, never as a pass. Entries are written to a
 temporary folder and renamed into place, so two runs at once never see half an entry; a corrupt entry is ignored
 with a warning and rebuilt; the cache is bounded (``CICD_CACHE_MAX_MB``, default 1024) and evicts the least
 recently used entries first.
@@ -35,6 +36,9 @@ from cicd.pipeline import Node, Step
 from cicd.results import Status, StepResult
 
 CACHE_DIR = Path(".cicd") / "cache"
+# A pass, or a skip whose cause is in the key (no Flutter SDK: the SDK's version is "absent"; no advisory service:
+# the key holds the date). A failure is never stored.
+CACHEABLE = (Status.PASSED.value, Status.SKIPPED.value)
 FORMAT = "1"
 DEFAULT_MAX_MB = 1024
 
@@ -210,8 +214,8 @@ class StepCache:
         try:
             result = json.loads((entry / "result.json").read_text(encoding="utf-8"))
             log = (entry / "log.txt").read_text(encoding="utf-8")
-            if not isinstance(result, dict) or result.get("status") != Status.PASSED.value:
-                raise ValueError("not a passed result")
+            if not isinstance(result, dict) or result.get("status") not in CACHEABLE:
+                raise ValueError("not a passed or skipped result")
             for rel in result.get("outputs", []):
                 if not (entry / "outputs" / rel).exists():
                     raise ValueError(f"output {rel} missing")
@@ -232,7 +236,7 @@ class StepCache:
                 shutil.copy2(src, dest)
 
     def store(self, key: str, result: StepResult, log_path: Path, run_dir: Path, outputs: Sequence[str]) -> None:
-        if not self.enabled or result.status is not Status.PASSED:
+        if not self.enabled or result.status.value not in CACHEABLE or result.details.get("blocks"):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=".tmp-"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
+import signal
 import threading
 import time
 import traceback
@@ -25,7 +26,7 @@ from cicd import ci as ci_mod
 from cicd import command, reports, versioning
 from cicd.cache import StepCache, load_durations, save_durations
 from cicd.context import StepContext
-from cicd.errors import CicdError, UsageError
+from cicd.errors import EXIT_USAGE, CicdError, UsageError
 from cicd.pipeline import Model, Node, Step
 from cicd.results import Outcome, Status, StepResult
 
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 StepFunction = Callable[[StepContext], Outcome | None]
 RERUN_PREFIX = "uv run inv"
 LOG_TAIL_LINES = 12
+# What report.json says, while the run goes, about the steps that have not finished yet: if the runner is killed
+# (out of memory, the CI job cancelled with SIGKILL), the report keeps saying so and `inv rerun` resumes from it.
+UNFINISHED = "the run stopped before this step finished"
+NOT_STARTED = "the run stopped before this step started"
 
 
 @dataclass
@@ -177,7 +182,9 @@ class Runner:
             Status.FAILED: "red",
             Status.NOT_RUN: "dim",
         }[result.status]
-        reason = f" — {result.reason}" if result.reason else ""
+        from rich.markup import escape
+
+        reason = f" — {escape(result.reason)}" if result.reason else ""
         line = f"[{style}]{result.status.value:>8}[/] {result.node_id} [dim]({result.duration_s:.1f} s){reason}[/]"
         if self.ci.is_ci and result.log and result.status is not Status.NOT_RUN:
             title = f"{result.node_id}: {result.status.value} ({result.duration_s:.1f} s)"
@@ -206,6 +213,7 @@ class Runner:
         status: Status = Status.FAILED
         reason: str | None = "internal error"
         details: dict[str, Any] = {}
+        scrub = command.scrubber()
         with log_path.open("w", encoding="utf-8") as log:
             ctx = StepContext(
                 root=self.root,
@@ -232,12 +240,16 @@ class Runner:
             except CicdError as err:
                 status, reason = Status.FAILED, str(err)
                 details = {"exit_code": err.return_code}
-                log.write(f"\nFAILED: {err}\n")
+                log.write(scrub(f"\nFAILED: {err}\n"))
+            except OSError as err:
+                status, (reason, details) = Status.FAILED, self._os_error(err)
+                log.write(scrub(traceback.format_exc()))
             except Exception as err:
                 status, reason = Status.FAILED, f"internal error: {err.__class__.__name__}: {err}"
-                log.write(traceback.format_exc())
+                log.write(scrub(traceback.format_exc()))
             if status is Status.SKIPPED and not step.may_skip:
                 status, reason = Status.FAILED, f"reported skipped ({reason}) but this step may not skip"
+            reason = scrub(reason) if reason else reason
             log.write(f"\n# {node.id}: {status.value}{f' — {reason}' if reason else ''}\n")
         with self._lock:
             self._running.pop(node, None)
@@ -246,7 +258,7 @@ class Runner:
             env=node.env,
             status=status,
             duration_s=time.monotonic() - started,
-            reason=command.scrubber()(reason) if reason else reason,
+            reason=reason,
             log=str(log_path.relative_to(self.root)),
             rerun=rerun_command(step, node, self.options.target),
             started_at=started_at,
@@ -254,12 +266,22 @@ class Runner:
             start_offset_s=started - self._t0,
             details=dict(details),
         )
-        if key is not None and status is Status.PASSED:
+        if key is not None and status in (Status.PASSED, Status.SKIPPED) and "cache_key" not in details:
             try:
                 self.cache.store(key, result, log_path, self.run_dir, step.outputs)
             except OSError as err:
                 result.details["cache_warning"] = f"not cached: {err}"
         return result
+
+    def _os_error(self, err: OSError) -> tuple[str, dict[str, Any]]:
+        """One line for an OS error; a path under ``.cicd/`` that cannot be written is a usage problem (exit 2)."""
+        state = self.root / reports.RUNS_DIR.parent
+        path = Path(os.fsdecode(err.filename)) if err.filename else None
+        if path is not None and (path == state or state in path.parents):
+            where = path.relative_to(self.root)
+            fix = f"make {reports.RUNS_DIR.parent}/ writable, or remove the file in the way, and run again"
+            return f"cannot write {where}: {err.strerror or err} ({fix})", {"exit_code": EXIT_USAGE}
+        return f"internal error: {err.__class__.__name__}: {err}", {}
 
     def _cache_key(self, step: Step, node: Node) -> str | None:
         if not (step.cacheable and self.options.use_cache):
@@ -278,6 +300,9 @@ class Runner:
         first = hit.result.get("run_id")
         log.write(f"# restored from the step cache (key {key[:16]}, first run {first})\n")
         log.write(hit.log)
+        if hit.result.get("status") == Status.SKIPPED.value:
+            reason = f"{hit.result.get('reason')} (cached from run {first})"
+            return Status.SKIPPED, reason, {"cache_key": key, "cached_skip": True}
         return (
             Status.CACHED,
             f"inputs unchanged since run {first}",
@@ -324,7 +349,11 @@ class Runner:
         )
         self._done: dict[Node, StepResult] = {}
         self._in_run = set(self.nodes)
+        self._report = report
+        self._interrupted_by = "Ctrl-C"
+        restore_sigterm = self._sigterm_interrupts()
         try:
+            self._checkpoint()
             if self._live_ok():
                 from rich.live import Live
 
@@ -334,19 +363,55 @@ class Runner:
                 self._schedule(lambda: None)
         except KeyboardInterrupt:
             report.interrupted = True
+            with self._lock:
+                running = set(self._running)  # before stopping them: a stopped step leaves this set
             command.PROCESSES.terminate_all()
             command.PROCESSES.stopping = False  # the children are gone; later runs in this process may start new ones
+            by = self._interrupted_by
             for node in self.nodes:
                 if node not in self._done:
-                    reason = "interrupted by Ctrl-C" if node in self._running else "run interrupted by Ctrl-C"
-                    result = self._not_run(node, reason)
-                    if node in self._running:
+                    result = self._not_run(
+                        node, f"interrupted by {by}" if node in running else f"run interrupted by {by}"
+                    )
+                    if node in running:
                         result.status = Status.FAILED
                     self._done[node] = result
+        finally:
+            restore_sigterm()
         report.steps = [self._done[n] for n in self.nodes]
         report.duration_s = time.monotonic() - self._t0
         self._finish(report)
         return report
+
+    def _sigterm_interrupts(self) -> Callable[[], None]:
+        """Treat SIGTERM (a CI job cancelled) like Ctrl-C while the run goes; returns what restores the handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def interrupt(_signum: int, _frame: object) -> None:
+            self._interrupted_by = "SIGTERM"
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupt)
+
+        def restore() -> None:
+            signal.signal(signal.SIGTERM, previous)
+
+        return restore
+
+    def _checkpoint(self) -> None:
+        """Write the report as it stands (unfinished steps as not-run) and point ``latest`` at this run."""
+        with self._lock:
+            running = set(self._running)
+        self._report.steps = [
+            self._done.get(n) or self._not_run(n, UNFINISHED if n in running else NOT_STARTED) for n in self.nodes
+        ]
+        self._report.duration_s = time.monotonic() - self._t0
+        try:
+            reports.write_all(self.run_dir, self._report)
+            reports.point_latest(self.run_dir.parent, self.run_dir)
+        except OSError:
+            pass  # the final write at the end of the run reports a real problem
 
     def _schedule(self, refresh: Callable[[], None]) -> None:
         pending = list(self.nodes)
@@ -365,6 +430,7 @@ class Runner:
                             pending.remove(node)
                             self._done[node] = self._not_run(node, blocker)
                             self._print_result(self._done[node])
+                            self._checkpoint()
                             progressed = True
                         elif len(futures) < self.jobs:
                             pending.remove(node)
@@ -381,6 +447,8 @@ class Runner:
                     node = futures.pop(future)
                     self._done[node] = future.result()
                     self._print_result(self._done[node])
+                if finished:
+                    self._checkpoint()
                 refresh()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -396,6 +464,7 @@ class Runner:
         self._print_summary(report)
 
     def _print_summary(self, report: reports.RunReport) -> None:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"{report.trigger} run {report.run_id}", title_justify="left")
@@ -415,13 +484,13 @@ class Runner:
                 s.node_id,
                 f"[{colours[s.status.value]}]{s.status.value}[/]",
                 f"{s.duration_s:.1f} s",
-                s.reason or "",
+                escape(s.reason or ""),
             )
         self.console.print(table)
         for s in report.steps:
             if s.status is not Status.FAILED:
                 continue
-            self.console.print(f"[red]✗ {s.node_id}[/] failed: {s.reason}", highlight=False)
+            self.console.print(f"[red]✗ {s.node_id}[/] failed: {escape(s.reason or '')}", highlight=False)
             if s.log:
                 tail = _tail(self.root / s.log, LOG_TAIL_LINES)
                 if tail:

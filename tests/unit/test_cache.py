@@ -115,6 +115,26 @@ def test_pass_is_served_from_cache_with_log_and_outputs(tmp_path: Path) -> None:
     assert fn.calls == 3 and forced.status is Status.PASSED
 
 
+def test_a_skip_is_served_as_a_skip_never_as_a_pass(tmp_path: Path) -> None:
+    from cicd.results import Outcome
+
+    calls: list[int] = []
+
+    def offline(ctx: StepContext) -> Outcome:
+        calls.append(1)
+        return Outcome.skipped("the advisory service cannot be reached")
+
+    model = Model((Step("sca", "m:sca", "doc", stage="s", inputs=("src.txt",), may_skip="offline"),))
+    (tmp_path / "src.txt").write_text("v1")
+    results = [
+        Runner(tmp_path, model, [Node("sca")], RunOptions(), environ={}, functions={"sca": offline}).run().steps[0]
+        for _ in range(2)
+    ]
+    assert len(calls) == 1
+    assert results[1].status is Status.SKIPPED
+    assert results[1].reason and results[1].reason.startswith("the advisory service cannot be reached (cached")
+
+
 def test_failure_is_never_cached(tmp_path: Path) -> None:
     fn = Counter(fail=True)
     toy_run(tmp_path, fn)
