@@ -93,10 +93,10 @@ def main() -> int:
             wall, proc = run(project, "pr-checks", "--jobs", str(cores))
             describe("inv pr-checks (nothing changed)", wall, proc, last_report(project), cores)
             handler = project / "functions" / "latest_apk" / "handler.py"
-            handler.write_text(handler.read_text() + "\n# touched by the benchmark\n")
+            handler.write_text(handler.read_text() + "# touched by the benchmark\n")
             wall, proc = run(project, "pr-checks", "--jobs", str(cores))
             describe("inv pr-checks (handler touched)", wall, proc, last_report(project), cores)
-            handler.write_text(handler.read_text().replace("\n# touched by the benchmark\n", ""))
+            handler.write_text(handler.read_text().replace("# touched by the benchmark\n", ""))
             if args.skip_pipeline:
                 return 0
 
