@@ -114,3 +114,6 @@ def test_second_run_redoes_nothing(
         assert steps[name]["status"] == "cached", (name, steps[name])
     for name in ("deploy:dev", "promote:preprod", "promote:prod"):
         assert "already runs artifact" in steps[name]["reason"], steps[name]
+    for name in ("sca", "flutter-build"):  # a skip whose cause is unchanged is served from the cache, as a skip
+        if steps[name]["status"] == "skipped":
+            assert "(cached from run" in steps[name]["reason"], steps[name]
