@@ -38,7 +38,9 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CicdError as err:
-            raise Exit(f"error: {err}", code=err.return_code) from None
+            from cicd.command import scrubber
+
+            raise Exit(scrubber()(f"error: {err}"), code=err.return_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=1) from None
 
@@ -84,7 +86,9 @@ def parse_jobs(jobs: int | str | None) -> int | None:
     try:
         value = int(jobs)
     except (TypeError, ValueError):
-        raise UsageError(f"--jobs must be a whole number, got '{jobs}'") from None
+        raise UsageError(
+            f"--jobs must be a whole number, got '{jobs}'", hint="e.g. --jobs 2, or omit it to use one job per core"
+        ) from None
     if value < 1:
         raise UsageError(f"--jobs must be at least 1, got {value}", hint="omit it to use one job per core")
     return value
@@ -100,16 +104,21 @@ def _run(
     if report.status != "passed":
         from invoke.exceptions import Exit
 
-        from cicd.errors import EXIT_MISSING_TOOL, EXIT_STEP_FAILED
+        from cicd.errors import EXIT_MISSING_TOOL, EXIT_STEP_FAILED, EXIT_USAGE
 
+        # A missing tool or service (3) outranks bad configuration (2), which outranks a failed check (1).
         codes = {s.details.get("exit_code") for s in report.steps}
-        raise Exit(code=EXIT_MISSING_TOOL if EXIT_MISSING_TOOL in codes else EXIT_STEP_FAILED)
+        code = next((c for c in (EXIT_MISSING_TOOL, EXIT_USAGE) if c in codes), EXIT_STEP_FAILED)
+        raise Exit(code=code)
     return report
 
 
 def preflight(target: str, nodes: Sequence[pipeline.Node]) -> None:
-    """Checks before anything is built: the aws target needs accounts, regions and credentials up front."""
+    """Checks before anything is built: ``[tool.cicd]`` is valid; the aws target has accounts, regions, credentials."""
+    from cicd import config
+
     check_target(target)
+    config.load_config(ROOT)
     envs = tuple(sorted({n.env for n in nodes if n.env}, key=pipeline.ENVIRONMENTS.index))
     needs_target = any(pipeline.MODEL.step(n.step).stage in ("deploy", "verify") for n in nodes)
     if target == "aws" and (envs or needs_target):
@@ -167,7 +176,9 @@ def rerun(*, jobs: int | str | None = None) -> None:
         pipeline.MODEL.step(node.step)
     trigger = data.get("trigger") if data.get("trigger") in ("pr", "main") else "manual"
     target = data.get("target") or "local"
-    _run(pipeline.MODEL.ordered(wanted), str(trigger), check_target(str(target)), parse_jobs(jobs))
+    nodes = pipeline.MODEL.ordered(wanted)
+    preflight(str(target), nodes)
+    _run(nodes, str(trigger), str(target), parse_jobs(jobs))
 
 
 def pipeline_epilogue(target: str) -> str:

@@ -20,10 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote, quote_plus
 
 from cicd.errors import CommandFailed, MissingToolError
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+EXTRA_NAMES_VAR = "CICD_SECRET_VARS"
+"""Names of more variables whose values are secret (comma-separated); its own value is names, not a secret."""
 # Values this short or this common are not worth scrubbing (they would mangle ordinary output).
 _MIN_SECRET_LEN = 6
 _NOT_SECRET = {"true", "false", "none", "null", "testing", "dummy"}
@@ -31,17 +34,23 @@ REDACTED = "***"
 
 
 class Scrubber:
-    """Replaces the values of secret-like environment variables with ``***``."""
+    """Replaces the values of secret-like environment variables with ``***``.
+
+    A value is also hidden in its URL-encoded forms: a session token travels percent-encoded inside presigned URLs
+    (``X-Amz-Security-Token=...``), which a failing test may print.
+    """
 
     def __init__(self, environ: Mapping[str, str], extra_names: Iterable[str] = ()) -> None:
         names = {n.upper() for n in extra_names}
-        values = {
+        secrets = {
             value
             for name, value in environ.items()
             if (SECRET_NAME.search(name) or name.upper() in names)
+            and name != EXTRA_NAMES_VAR
             and len(value) >= _MIN_SECRET_LEN
             and value.lower() not in _NOT_SECRET
         }
+        values = {form for value in secrets for form in (value, quote(value, safe=""), quote_plus(value, safe=""))}
         self._pattern = (
             re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
         )
@@ -59,7 +68,7 @@ def scrubber() -> Scrubber:
     global _scrubber  # noqa: PLW0603 - one lazily built scrubber per process
     with _scrubber_lock:
         if _scrubber is None:
-            extra = [n for n in os.environ.get("CICD_SECRET_VARS", "").split(",") if n]
+            extra = [n.strip() for n in os.environ.get(EXTRA_NAMES_VAR, "").split(",") if n.strip()]
             _scrubber = Scrubber(os.environ, extra)
         return _scrubber
 

@@ -420,6 +420,7 @@ class Runner:
         try:
             while pending or futures:
                 progressed = True
+                changed = False
                 while progressed:
                     progressed = False
                     for node in sorted(pending, key=lambda n: -self._priority.get(n, 0.0)):
@@ -430,14 +431,15 @@ class Runner:
                             pending.remove(node)
                             self._done[node] = self._not_run(node, blocker)
                             self._print_result(self._done[node])
-                            self._checkpoint()
-                            progressed = True
+                            progressed = changed = True
                         elif len(futures) < self.jobs:
                             pending.remove(node)
                             with self._lock:
                                 self._running[node] = time.monotonic()
                             futures[pool.submit(self._execute, node)] = node
-                            progressed = True
+                            progressed = changed = True
+                if changed:  # a step started or was marked not-run: the report says so at once
+                    self._checkpoint()
                 if not futures:
                     if pending:  # cannot happen with a validated model; guard against a silent hang
                         raise UsageError(f"cannot schedule {', '.join(n.id for n in pending)}")

@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cicd import artifact as artifacts
+from cicd import command, release
 from cicd import config as cfg
-from cicd import release
 from cicd.context import StepContext
-from cicd.errors import ConfigError, MissingToolError, StepFailed
+from cicd.errors import CommandFailed, ConfigError, MissingToolError, StepFailed
 from cicd.results import Outcome, Status
 
 if TYPE_CHECKING:
@@ -132,6 +134,12 @@ def package(ctx: StepContext) -> Outcome:
     from cicd import versioning
     from cicd.steps import iac
 
+    build = versioning.build_version(ctx.root)
+    if not versioning.VERSION_RE.match(build.version):  # e.g. a bad CICD_BUILD_VERSION, with synth from the cache
+        raise ConfigError(
+            f"build version '{build.version}' is not MAJOR.MINOR.PATCH",
+            hint="set CICD_BUILD_VERSION=1.2.3, or unset it to derive the version from git",
+        )
     assembly = ctx.run_dir / "cdk.out"
     if not (assembly / "manifest.json").is_file():
         ctx.note("no cloud assembly in this run yet: synthesizing it first")
@@ -146,7 +154,6 @@ def package(ctx: StepContext) -> Outcome:
         shutil.copytree(flutter, folder / "flutter")
     else:
         ctx.note("no Flutter build in this run (flutter-build skipped or not run): the artifact carries no APK")
-    build = versioning.build_version(ctx.root)
     made = artifacts.build(folder, version=build.version, commit=build.commit)
     stored = artifacts.put(ctx.root, folder)
     ci_copy = ctx.root / artifacts.CI_ARTIFACT
@@ -162,12 +169,50 @@ def package(ctx: StepContext) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------------- deploy
-def _deploy(ctx: StepContext, art: artifacts.Artifact, why: str) -> Outcome:
-    from cicd import cdk_cli
+class DeployRejected(StepFailed):
+    """CloudFormation (through the CDK CLI) refused a deploy; the environment is rolled back to its last good one."""
 
+
+def _deploy(ctx: StepContext, art: artifacts.Artifact, why: str, *, roll_back: bool = True) -> Outcome:
     env = _env(ctx)
     art = artifacts.verify(art.path)
-    with release.deploy_lock(ctx.root, ctx.target, env.name, notify=ctx.note):
+    try:
+        with release.deploy_lock(ctx.root, ctx.target, env.name, notify=_notifier(ctx)):
+            return _deploy_locked(ctx, env, art, why)
+    except DeployRejected as err:
+        if not roll_back:
+            raise
+        # CloudFormation rolls a failed update back on AWS; moto may leave it half applied. Either way the
+        # environment ends on the last artifact that passed its tests there (outside the lock, which it takes).
+        outcome = rollback_to_last_good(ctx, env.name, art.digest)
+        ctx.note(outcome)
+        raise StepFailed(f"{err}; {outcome}") from None
+
+
+def _notifier(ctx: StepContext) -> Callable[[str], None]:
+    """Note a message in the step log and say it on the terminal too (a deploy waiting for the lock)."""
+
+    def say(message: str) -> None:
+        ctx.note(message)
+        print(command.scrubber()(f"{ctx.node_id}: {message}"), file=sys.stderr, flush=True)
+
+    return say
+
+
+def _check_local_aws(ctx: StepContext) -> None:
+    """On the local target, raise ``LocalAwsStopped`` (exit 3) when the local AWS died under the deploy."""
+    if ctx.target == "local":
+        from cicd import local_aws
+
+        local_aws.current(ctx.root)
+
+
+def _deploy_locked(ctx: StepContext, env: cfg.Environment, art: artifacts.Artifact, why: str) -> Outcome:
+    from botocore.exceptions import BotoCoreError
+
+    from cicd import cdk_cli
+
+    try:
         endpoint = _endpoint(ctx)
         cfn = _session_client(ctx, "cloudformation", env)
         if deployed_digest(cfn, env.stack_name) == art.digest:
@@ -198,12 +243,20 @@ def _deploy(ctx: StepContext, art: artifacts.Artifact, why: str) -> Outcome:
                 root=ctx.root,
             )
         except StepFailed as err:
-            state = _stack_status(cfn, env.stack_name)
-            raise StepFailed(f"deploy of {art.short} to {env.name} failed ({err}); stack is {state}") from None
+            _check_local_aws(ctx)  # a local AWS that died mid-deploy is exit 3, not a rejected deploy
+            message = (
+                f"deploy of {art.short} to {env.name} failed ({err}); stack is {_stack_status(cfn, env.stack_name)}"
+            )
+            if isinstance(err, CommandFailed) and err.returncode > 0 and err.returncode != 130:
+                raise DeployRejected(message) from None
+            raise StepFailed(message) from None  # stopped (Ctrl-C, a signal) or no outputs: not a rejection
         release.record_deploy(
             ctx.root, ctx.target, env.name, digest=art.digest, version=art.version, run_id=ctx.run_dir.name
         )
         _after_deploy(ctx, env, art, outputs or _stack_outputs(cfn, env.stack_name))
+    except BotoCoreError as err:
+        _check_local_aws(ctx)
+        raise StepFailed(f"deploy of {art.short} to {env.name} could not reach AWS: {err}") from None
     return Outcome.passed(f"deployed artifact {art.short} (version {art.version}) to {env.name}", digest=art.digest)
 
 
@@ -293,9 +346,9 @@ def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> st
         return f"no earlier artifact passed in {env}, so there is nothing to roll back to"
     try:
         art = artifacts.get(ctx.root, good)
+        _deploy(ctx, art, f"rollback from {failing[:12] if failing else 'a failed deploy'}", roll_back=False)
     except StepFailed as err:
         return f"could not roll back to {good[:12]}: {err}"
-    _deploy(ctx, art, f"rollback from {failing[:12] if failing else 'a failed deploy'}")
     return f"rolled {env} back to artifact {good[:12]} (version {art.version})"
 
 
@@ -306,7 +359,8 @@ def rollback(ctx: StepContext) -> Outcome:
     good = release.last_good(ctx.root, ctx.target, env.name, other_than=running)
     if good is None:
         raise StepFailed(
-            f"no earlier artifact passed in {env.name} on the {ctx.target} target: nothing to roll back to"
+            f"no earlier artifact passed in {env.name} on the {ctx.target} target: nothing to roll back to",
+            hint="deploy a fixed build instead",
         )
     return _deploy(ctx, artifacts.get(ctx.root, good), "rollback")
 

@@ -8,8 +8,10 @@ nothing downstream is deployed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cicd import artifact as artifacts
-from cicd import release
+from cicd import command, release
 from cicd.context import StepContext
 from cicd.errors import ConfigError, StepFailed
 from cicd.results import Outcome
@@ -38,6 +40,7 @@ def _run_suite(ctx: StepContext, marker: str | None, label: str) -> Outcome:
     if marker:
         args += ["-m", marker]
     result = ctx.run(args, env={"CICD_IT_OUTPUTS": str(outputs), "CICD_IT_ENV": env}, check=False)
+    _scrub_file(junit)  # pytest writes it itself: failure messages may quote secrets (a presigned URL's token)
     if result.returncode == 0:
         artifacts.record_passed(art, ctx.target, env, ctx.run_dir.name)
         release.mark_tested(ctx.root, ctx.target, env, digest=digest, passed=True)
@@ -47,6 +50,14 @@ def _run_suite(ctx: StepContext, marker: str | None, label: str) -> Outcome:
     outcome = rollback_to_last_good(ctx, env, digest)
     ctx.note(outcome)
     raise StepFailed(f"{label} failed in {env} ({what}); {outcome}")
+
+
+def _scrub_file(path: Path) -> None:
+    if path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        clean = command.scrubber()(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
 
 
 def integration_test(ctx: StepContext) -> Outcome:

@@ -1,0 +1,376 @@
+"""What the reliability suites share: project copies, running `inv` in them, reading their reports and environments.
+
+Every pipeline here runs in a throw-away copy of the project (:func:`cicd.sandbox.copy_project`) with its own local
+AWS on a free port (``CICD_LOCAL_PORT=0``) and the checkout's installed scanners (``CICD_TOOLS_DIR``). Variables
+that would change how the pipeline behaves (a CI provider, ``CICD_*``, ``PYTEST_ADDOPTS``) are not inherited from
+the environment the suite runs in; a test sets what it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cicd import artifact as artifacts
+from cicd.pipeline import MODEL, parse_node_id
+from cicd.sandbox import copy_project, git
+from tests.conftest import ROOT
+
+INV = ROOT / ".venv" / "bin" / "inv"
+ENVIRONMENTS = ("dev", "preprod", "prod")
+# The runs of these suites start at synth: lint, typecheck, unit-test, sast, secrets-scan, sca and sbom touch no
+# environment and cost minutes together on 2 cores; the faults that concern them run them on purpose.
+PIPELINE = ("pipeline", "--from", "synth")
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITHUB_STEP_SUMMARY",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "JENKINS_URL",
+    "CATALYST_WORKFLOW_NAME",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+    "CI",
+)
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+# The scanners installed for this checkout (or for the checkout named by the environment the suite runs in).
+TOOLS_DIR = os.environ.get("CICD_TOOLS_DIR") or str(ROOT / ".cicd" / "tools")
+
+
+def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an `inv` run in a copy (wide terminal so each message stays on one line)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in CI_VARIABLES and not k.startswith("CICD_") and k != "PYTEST_ADDOPTS"
+    }
+    env.update(CICD_LOCAL_PORT="0", CICD_TOOLS_DIR=TOOLS_DIR, COLUMNS="400")
+    env.update(extra or {})
+    return env
+
+
+def tail(proc: subprocess.CompletedProcess[str], chars: int = 4000) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-chars:]}\n--- stderr\n{proc.stderr[-chars:]}"
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr, tail(proc)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    """The contract for errors caught before a run: exit code, one line on stderr naming problem and fix."""
+    assert proc.returncode == code, tail(proc)
+    no_traceback(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, tail(proc)
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@dataclass
+class Project:
+    """A copy of the project and the commands a user would type in it."""
+
+    root: Path
+
+    # ------------------------------------------------------------------------------------------------ commands
+    def inv(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(INV), *args],
+            cwd=self.root,
+            env=base_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str, env: Mapping[str, str] | None = None, output: Path) -> subprocess.Popen[bytes]:
+        """`inv ARGS` in the background, in its own process group (so a test can signal it like a terminal)."""
+        with output.open("wb") as out:
+            return subprocess.Popen(
+                [str(INV), *args],
+                cwd=self.root,
+                env=base_env(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def pipeline(self, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.inv(*PIPELINE, env=env)
+
+    def commit(self, message: str = "a new build") -> None:
+        """A new commit: the next package is a new artifact (the version counts commits)."""
+        git(self.root, "commit", "-q", "--allow-empty", "-m", message)
+
+    def down(self) -> None:
+        self.inv("local.down", timeout=120)
+
+    # ------------------------------------------------------------------------------------------------ reports
+    def runs(self) -> Path:
+        return self.root / ".cicd" / "runs"
+
+    def run_dir(self) -> Path:
+        return (self.runs() / "latest").resolve()
+
+    def report(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.runs() / "latest" / "report.json").read_text(encoding="utf-8"))
+        return data
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        return {(r["name"] + (f":{r['env']}" if r["env"] else "")): r for r in self.report()["steps"]}
+
+    def log(self, node: str) -> str:
+        return (self.run_dir() / "logs" / f"{node.replace(':', '-')}.log").read_text(encoding="utf-8")
+
+    # ------------------------------------------------------------------------------------------------ environments
+    def history(self, env: str) -> list[dict[str, Any]]:
+        path = self.root / ".cicd" / "state" / "local" / f"{env}.json"
+        if not path.is_file():
+            return []
+        history: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["history"]
+        return history
+
+    def deploys(self, env: str) -> list[str]:
+        """The digests deployed to ``env``, oldest first (entries written by a deploy, not by a test verdict)."""
+        return [entry["digest"] for entry in self.history(env) if "deployed_at" in entry]
+
+    def server(self) -> dict[str, Any] | None:
+        path = self.root / ".cicd" / "local" / "server.json"
+        if not path.is_file():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def api_url(self, env: str) -> str | None:
+        path = self.root / ".cicd" / "outputs" / f"local-{env}.json"
+        if not path.is_file():
+            return None
+        url = json.loads(path.read_text(encoding="utf-8")).get("api_url")
+        return str(url) if url else None
+
+    def health(self, env: str) -> dict[str, Any] | None:
+        """What ``env`` answers on ``/health`` (None when nothing answers)."""
+        url = self.api_url(env)
+        if url is None:
+            return None
+        status, body = http_get(url + "health")
+        return body if status == 200 else None
+
+    def versions(self) -> dict[str, str | None]:
+        return {env: (h or {}).get("version") for env, h in ((e, self.health(e)) for e in ENVIRONMENTS)}
+
+    def stacks(self) -> dict[str, tuple[str, str | None]]:
+        """Per environment, the CloudFormation stack status and the artifact digest it was deployed with."""
+        server = self.server()
+        if server is None:
+            return {}
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cfn = boto3.client(
+            "cloudformation",
+            endpoint_url=server["endpoint"],
+            region_name=server["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        found: dict[str, tuple[str, str | None]] = {}
+        for env in ENVIRONMENTS:
+            try:
+                stack = cfn.describe_stacks(StackName=f"LatestApk-{env}")["Stacks"][0]
+            except (ClientError, BotoCoreError):
+                continue
+            params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+            found[env] = (stack["StackStatus"], params.get("ArtifactDigest"))
+        return found
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that says what the environments run: the local AWS, the stacks, /health, deploy history."""
+        server = self.server()
+        return {
+            "server": None if server is None else (server["pid"], server["port"]),
+            "stacks": self.stacks(),
+            "health": {env: self.health(env) for env in ENVIRONMENTS},
+            "history": {env: self.history(env) for env in ENVIRONMENTS},
+        }
+
+    # ------------------------------------------------------------------------------------------------ artifacts
+    def latest_artifact(self) -> artifacts.Artifact:
+        latest = artifacts.store_dir(self.root) / artifacts.LATEST
+        return artifacts.get(self.root, latest.read_text(encoding="utf-8").strip())
+
+    def last_passed(self, env: str) -> artifacts.Artifact:
+        """The artifact that most recently passed its tests in ``env`` (what ``promote`` picks from there)."""
+        records = [
+            json.loads(p.read_text(encoding="utf-8"))
+            for p in artifacts.store_dir(self.root).glob(f"*/{artifacts.PASSED}/local-{env}.json")
+        ]
+        newest = max(records, key=lambda r: str(r["passed_at"]))
+        return artifacts.get(self.root, str(newest["digest"]))
+
+    def stage_ci_artifact(self, version: str) -> artifacts.Artifact:
+        """Put a new artifact in ``.cicd/artifact/``, as a CI deploy job receives it from the package job.
+
+        It is the latest packaged artifact under another build version (a new digest, the same templates), so a
+        deploy of it is a real CloudFormation update without synthesizing again.
+        """
+        source = self.latest_artifact()
+        folder = self.root / artifacts.CI_ARTIFACT
+        shutil.rmtree(folder, ignore_errors=True)
+
+        def top_level_records(where: str, names: list[str]) -> list[str]:
+            return [n for n in names if Path(where) == source.path and n in (artifacts.PASSED, artifacts.MANIFEST)]
+
+        shutil.copytree(source.path, folder, ignore=top_level_records)
+        return artifacts.build(folder, version=version, commit=source.commit)
+
+    # ------------------------------------------------------------------------------------------------ processes
+    def processes(self, run_dir: Path) -> list[int]:
+        """Pids of live processes working for the run ``run_dir`` (the CDK CLI, pytest... their command names it)."""
+        marker = str(run_dir)
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if marker in cmdline and state not in ("Z", "X"):
+                    found.append(int(proc.name))
+        return found
+
+    def wait_for_processes_to_end(self, run_dir: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.processes(run_dir):
+            assert time.monotonic() < deadline, f"processes of {run_dir} still running: {self.processes(run_dir)}"
+            time.sleep(0.2)
+
+
+def http_get(url: str, *, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    """GET a localhost URL: ``(status, JSON body)`` (a non-JSON body comes back as ``{"raw": ...}``)."""
+    assert url.startswith(("http://127.0.0.1:", "http://localhost:")), url
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            status, raw = int(resp.status), resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = int(err.code), err.read()
+    except OSError:
+        return 0, {}
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {"raw": raw.decode(errors="replace")}
+    return status, body if isinstance(body, dict) else {"value": body}
+
+
+def downstream(node: str, rows: Mapping[str, Any]) -> list[str]:
+    """The nodes of a run that need ``node`` (directly or not)."""
+    found = MODEL.descendants([parse_node_id(node)])
+    return sorted(n.id for n in found if n.id != node and n.id in rows)
+
+
+def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def deployed_copy(parent: Path) -> Project:
+    """A copy where the pipeline ran once (green): dev, preprod and prod run its artifact on a local AWS."""
+    project = Project(copy_project(parent / "project", share_node_modules=True))
+    try:
+        proc = project.pipeline()
+        assert proc.returncode == 0, tail(proc)
+    except BaseException:
+        project.down()
+        raise
+    return project
+
+
+@contextlib.contextmanager
+def lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding a deploy lock (as a deploy in progress does) until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import fcntl, sys\n"
+        "handle = open(sys.argv[1], 'a+')\n"
+        "fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "handle.seek(0); handle.truncate(); handle.write('pid of another deploy'); handle.flush()\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        if holder.poll() is None:
+            holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
+
+
+def shadow_venv(dest: Path, *, without: set[str]) -> Path:
+    """The project's virtual environment minus some programs; returns its ``bin`` folder.
+
+    ``cicd.command.which`` always searches the interpreter's own ``bin`` folder, so hiding a program from the PATH
+    is not enough while the pipeline runs from ``.venv``. ``<bin>/python -m invoke`` runs the pipeline exactly as
+    ``inv`` does, from an interpreter whose ``bin`` folder lacks the hidden programs.
+    """
+    venv = ROOT / ".venv"
+    (dest / "bin").mkdir(parents=True)
+    shutil.copy2(venv / "pyvenv.cfg", dest / "pyvenv.cfg")
+    (dest / "lib").symlink_to(venv / "lib")
+    for entry in (venv / "bin").iterdir():
+        if entry.name not in without:
+            (dest / "bin" / entry.name).symlink_to(entry)
+    return dest / "bin"
+
+
+def system_path(dest: Path, programs: tuple[str, ...] = ("git",)) -> str:
+    """A PATH with only ``programs`` from the system (so nothing else, e.g. a system Node.js, is found)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in programs:
+        found = shutil.which(name)
+        assert found, f"{name} is needed on the PATH to run the suite"
+        (dest / name).symlink_to(found)
+    return str(dest)
+
+
+def run_without(
+    project: Project, bin_dir: Path, path: str, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`inv ARGS` from a shadow virtual environment with PATH limited to ``path``."""
+    return subprocess.run(
+        [str(bin_dir / "python"), "-m", "invoke", *args],
+        cwd=project.root,
+        env=base_env({**(env or {}), "PATH": f"{bin_dir}{os.pathsep}{path}"}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
