@@ -295,7 +295,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "typecheck",
         "cicd.steps.checks:typecheck",
-        "mypy (strict) over cicd, functions, infra, tasks.py",
+        "mypy (strict) over cicd, functions, infra, tasks.py, benchmarks, tests",
         stage="checks",
         inputs=(*PY_SOURCES, *PROJECT_CONFIG),
         tools=("mypy",),

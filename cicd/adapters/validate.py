@@ -93,7 +93,7 @@ def groovy_lint(path: Path, log: IO[str] | None) -> tuple[Status, str]:
 
 
 def buildspec(path: Path, log: IO[str] | None) -> tuple[Status, str]:
-    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema
 
     schema_doc = json.loads((SCHEMAS / "buildspec.schema.json").read_text(encoding="utf-8"))
     try:

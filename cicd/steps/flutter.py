@@ -240,8 +240,8 @@ def pubspec_problems(pubspec: Path, schema_path: Path, display: str) -> list[str
     _index_yaml(node, (), index)
     problems = [f"{display}:{line}: duplicate key '{key}'" for line, key in index.duplicates]
 
-    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
 
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))

@@ -7,6 +7,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -27,7 +28,7 @@ def test_every_action_is_pinned_by_a_full_sha_and_everything_else_by_an_exact_ve
     assert pins.action("actions/checkout").endswith(" # v5.0.0")
 
 
-def _load(path: Path) -> object:
+def _load(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("pins_copy", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -49,11 +50,11 @@ def test_bump_rewrites_only_that_row_of_the_table(tmp_path: Path) -> None:
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert len(changed) == 1 and new_sha in changed[0][1] and "v6.0.1" in changed[0][1]
     module = _load(copy)
-    bumped = {p.name: p for p in module.PINS}  # type: ignore[attr-defined]
+    bumped = {p.name: p for p in module.PINS}
     assert bumped["actions/checkout"].sha == new_sha
     assert (bumped["uv"].version, bumped["uv"].sha) == (pins.version("uv"), "")
     pins.bump("uv", "0.14.0", source=copy)
-    assert {p.name: p for p in _load(copy).PINS}["uv"].version == "0.14.0"  # type: ignore[attr-defined]
+    assert {p.name: p for p in _load(copy).PINS}["uv"].version == "0.14.0"
 
 
 @pytest.mark.parametrize(

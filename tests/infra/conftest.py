@@ -4,9 +4,9 @@ test reads the same stacks (``Template.from_stack``) and assemblies."""
 from __future__ import annotations
 
 import pytest
-from infra_helpers import Built, build
 
 from cicd import config as cfg
+from tests.infra.infra_helpers import Built, build
 
 
 @pytest.fixture(scope="session")
@@ -22,4 +22,6 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture(scope="session", params=["local", "aws"])
 def built(request: pytest.FixtureRequest) -> Built:
     """Each target in turn (for properties that hold on both)."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+    value = request.getfixturevalue(request.param)
+    assert isinstance(value, Built)
+    return value

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cicd import config as cfg
-from cicd.errors import StepFailed
+from cicd.errors import ConfigError, StepFailed
 from infra import app as infra_app
 
 ROOT = infra_app.ROOT
@@ -27,7 +27,11 @@ ROOT = infra_app.ROOT
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, environ, message
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    message: str,
 ) -> None:
     for key in ("CICD_BUILD_VERSION", "CICD_BUILD_COMMIT"):
         monkeypatch.delenv(key, raising=False)
@@ -44,7 +48,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 
 def test_missing_lambda_code_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.2.0"\n')
-    with pytest.raises(cfg.ConfigError, match=r"Lambda code not found: .*functions/latest_apk/handler\.py") as info:
+    with pytest.raises(ConfigError, match=r"Lambda code not found: .*functions/latest_apk/handler\.py") as info:
         infra_app.Settings.from_environ(tmp_path, {"CICD_BUILD_VERSION": "1.2.3"})
     assert info.value.return_code == 2
 

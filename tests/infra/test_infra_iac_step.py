@@ -16,11 +16,15 @@ import pytest
 from cicd import tools
 from cicd.context import StepContext
 from cicd.errors import ConfigError, StepFailed
-from cicd.results import Status
+from cicd.results import Outcome, Status
 from cicd.steps import iac
 
 ROOT = Path(__file__).resolve().parents[2]
 MakeCtx = Callable[..., StepContext]
+# Installs a fake checkov reporting the given SARIF results; returns the script.
+FakeCheckov = Callable[[list[dict[str, Any]]], Path]
+# synth's context and outcome, then iac-scan's.
+RealRun = tuple[StepContext, Outcome, StepContext, Outcome]
 
 
 @pytest.fixture
@@ -124,7 +128,7 @@ def sarif_result(rule: str, justification: str | None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake_checkov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[list[dict[str, Any]]], Path]:
+def fake_checkov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCheckov:
     """Replace the isolated checkov with a script that writes the given SARIF results (exit 1 when one is open)."""
 
     def install(results: list[dict[str, Any]]) -> Path:
@@ -223,7 +227,7 @@ def test_junit_without_findings_has_one_passing_case(tmp_path: Path) -> None:
 # --- the verdict ----------------------------------------------------------------------------------------------
 
 
-def test_iac_scan_passes_when_every_finding_is_waived(make_ctx: MakeCtx, fake_checkov) -> None:
+def test_iac_scan_passes_when_every_finding_is_waived(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir)
     fake_checkov([sarif_result("CKV_AWS_18", "the access-log bucket itself")])
@@ -239,7 +243,7 @@ def test_iac_scan_passes_when_every_finding_is_waived(make_ctx: MakeCtx, fake_ch
     assert "waived AwsSolutions AwsSolutions-S1 prod/LatestApk/Bucket/Resource" in log
 
 
-def test_iac_scan_fails_on_an_unwaived_checkov_finding(make_ctx: MakeCtx, fake_checkov) -> None:
+def test_iac_scan_fails_on_an_unwaived_checkov_finding(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir)
     fake_checkov([sarif_result("CKV_AWS_21", None)])
@@ -249,7 +253,7 @@ def test_iac_scan_fails_on_an_unwaived_checkov_finding(make_ctx: MakeCtx, fake_c
     assert (ctx.run_dir / "reports" / "checkov.sarif").is_file()
 
 
-def test_iac_scan_fails_on_an_open_nag_finding(make_ctx: MakeCtx, fake_checkov) -> None:
+def test_iac_scan_fails_on_an_open_nag_finding(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir, nag_open=True)
     fake_checkov([])
@@ -259,7 +263,7 @@ def test_iac_scan_fails_on_an_open_nag_finding(make_ctx: MakeCtx, fake_checkov) 
         iac.iac_scan(ctx)
 
 
-def test_iac_scan_needs_the_nag_report(make_ctx: MakeCtx, fake_checkov) -> None:
+def test_iac_scan_needs_the_nag_report(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     (fake_assembly(ctx.run_dir) / iac.VALIDATION_REPORT).unlink()
     fake_checkov([])
@@ -279,7 +283,7 @@ def test_synth_for_aws_without_accounts_is_a_config_error_before_any_work(make_c
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StepContext, Any, StepContext, Any]]:
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRun]:
     """``synth`` then ``iac-scan`` in one run folder, exactly as the runner calls them (real CDK, real checkov)."""
     run = tmp_path_factory.mktemp("real") / "run"
     contexts = []
@@ -306,7 +310,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StepCon
 
 
 @pytest.mark.slow
-def test_real_synth_writes_a_reusable_assembly_of_all_three_stacks(real_run) -> None:
+def test_real_synth_writes_a_reusable_assembly_of_all_three_stacks(real_run: RealRun) -> None:
     synth_ctx, outcome, _, _ = real_run
     assert outcome.status is Status.PASSED
     assert outcome.details["stacks"] == ["LatestApk-dev", "LatestApk-preprod", "LatestApk-prod"]
@@ -321,7 +325,7 @@ def test_real_synth_writes_a_reusable_assembly_of_all_three_stacks(real_run) -> 
 
 
 @pytest.mark.slow
-def test_real_iac_scan_passes_with_every_waiver_explained(real_run) -> None:
+def test_real_iac_scan_passes_with_every_waiver_explained(real_run: RealRun) -> None:
     _, _, scan_ctx, outcome = real_run
     assert outcome.status is Status.PASSED
     assert outcome.details["nag_open"] == 0 and outcome.details["checkov_open"] == 0

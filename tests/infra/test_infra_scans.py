@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_helpers import Built
 
 from cicd import config as cfg
 from cicd.errors import StepFailed
 from cicd.steps import iac
 from infra import app as infra_app
 from infra.waivers import Waiver, waive
+from tests.infra.infra_helpers import Built
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,8 @@ NAG_WAIVED["aws"] = NAG_WAIVED["local"] | {
 
 
 def report(built: Built) -> dict[str, Any]:
-    return json.loads((built.assembly / infra_app.VALIDATION_REPORT).read_text())  # type: ignore[no-any-return]
+    data: dict[str, Any] = json.loads((built.assembly / infra_app.VALIDATION_REPORT).read_text())
+    return data
 
 
 def test_cdk_nag_ran_and_reports_no_open_finding(built: Built) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_helpers import ACCOUNT, BUILD, Built
 
 from cicd.config import APK_PREFIX, ENVIRONMENTS, PROJECT
 from infra.components.service import HANDLER, MEMORY_MB, STAGE_NAME, TIMEOUT_S
+from tests.infra.infra_helpers import ACCOUNT, BUILD, Built
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,8 @@ OUTPUTS = {"ApiUrl", "RestApiId", "ApiStageName", "ApkBucketName", "FunctionName
 
 
 def template(built: Built, env: str) -> dict[str, Any]:
-    return built.templates[env].to_json()  # type: ignore[no-any-return]
+    tpl: dict[str, Any] = built.templates[env].to_json()
+    return tpl
 
 
 def of_type(tpl: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -160,6 +161,7 @@ def test_build_identity_is_a_deploy_time_parameter_not_baked_into_the_assembly(l
     params = tpl["Parameters"]
     assert params["BuildVersion"]["Default"] == "0.0.0" and params["BuildVersion"]["AllowedPattern"]
     assert params["BuildCommit"]["Default"] == "unknown" and params["ArtifactDigest"]["Default"] == "none"
+    assert BUILD.commit is not None
     assert BUILD.version not in json.dumps(tpl) and BUILD.commit not in json.dumps(tpl)
     assert tpl["Outputs"]["DeployedArtifactDigest"]["Value"] == {"Ref": "ArtifactDigest"}
 

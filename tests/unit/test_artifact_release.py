@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_manifest_digest_changes_with_any_byte_version_or_commit(tmp_path: Path)
         (lambda f: (f / "manifest.json").write_text("{not json"), "is corrupt"),
     ],
 )
-def test_verify_names_the_tampered_file(tmp_path: Path, tamper, message: str) -> None:
+def test_verify_names_the_tampered_file(tmp_path: Path, tamper: Callable[[Path], object], message: str) -> None:
     folder = make_payload(tmp_path / "art")
     artifacts.build(folder, version="1.0.0", commit=None)
     artifacts.verify(folder)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cicd import config
-from cicd.config import AWS, ENVIRONMENTS, LOCAL, ConfigError, load_config, parse_config, require_aws
-from cicd.errors import EXIT_USAGE, UsageError
+from cicd.config import AWS, ENVIRONMENTS, LOCAL, Target, load_config, parse_config, require_aws
+from cicd.errors import EXIT_USAGE, ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,14 +59,16 @@ def test_defaults_per_environment() -> None:
 def test_environment_is_frozen() -> None:
     env = config.PipelineConfig().environment("dev")
     with pytest.raises(FrozenInstanceError):
-        env.account = "123456789012"  # type: ignore[misc]
+        env.account = "123456789012"  # type: ignore[misc]  # assigning to a frozen field is the point
 
 
 @pytest.mark.parametrize(
     ("tgt", "cloudfront", "codedeploy", "alarms", "pinned"),
     [(LOCAL, False, False, False, False), (AWS, True, True, True, True)],
 )
-def test_target_switches_match_the_documented_table(tgt, cloudfront, codedeploy, alarms, pinned) -> None:
+def test_target_switches_match_the_documented_table(
+    tgt: Target, cloudfront: bool, codedeploy: bool, alarms: bool, pinned: bool
+) -> None:
     assert (tgt.cloudfront, tgt.codedeploy, tgt.alarms, tgt.pinned_env) == (cloudfront, codedeploy, alarms, pinned)
     table = config.__doc__ or ""
     for switch, on in (("cloudfront", cloudfront), ("codedeploy", codedeploy), ("alarms", alarms)):

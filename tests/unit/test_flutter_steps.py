@@ -15,9 +15,11 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, TypedDict
 
 import pytest
 
+from cicd import tools
 from cicd.context import StepContext
 from cicd.errors import ConfigError, MissingToolError, StepFailed
 from cicd.results import Status
@@ -69,7 +71,14 @@ def fake_flutter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return calls
 
 
-def _calls(log: Path) -> list[dict[str, object]]:
+class Call(TypedDict):
+    """One call of the fake ``flutter``, as ``fixtures/flutter/fake_flutter.py`` records it."""
+
+    argv: list[str]
+    cwd: str
+
+
+def _calls(log: Path) -> list[Call]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines()]
@@ -79,9 +88,9 @@ def _calls(log: Path) -> list[dict[str, object]]:
 def flutter_ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeCtx]:
     """Build StepContexts by hand: run folder in tmp, log file open, semgrep from the shared tool folder."""
     monkeypatch.setenv("CICD_TOOLS_DIR", os.environ.get("CICD_TOOLS_DIR", str(REPO / ".cicd" / "tools")))
-    opened = []
+    opened: list[IO[str]] = []
 
-    def make(root: Path, step: str = "flutter-check", **kwargs: object) -> StepContext:
+    def make(root: Path, step: str = "flutter-check", options: dict[str, str] | None = None) -> StepContext:
         run_dir = tmp_path / "runs" / f"{step}-{len(opened)}"
         log_path = run_dir / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True)
@@ -96,7 +105,7 @@ def flutter_ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mak
             log=log,
             log_path=log_path,
             environ=dict(os.environ),
-            **kwargs,  # type: ignore[arg-type]
+            options=options or {},
         )
 
     yield make
@@ -374,7 +383,7 @@ def test_rule_files_without_rules_are_a_problem_and_semgrep_is_not_started(
 ) -> None:
     root = _copy_project(tmp_path / "repo")
     (root / "semgrep" / "dart" / "empty.yaml").write_text("rules: []\n")
-    monkeypatch.setattr(flutter.tools, "ensure", lambda *a: pytest.fail("semgrep must not run"))
+    monkeypatch.setattr(tools, "ensure", lambda *a: pytest.fail("semgrep must not run"))
 
     result = flutter.run_semgrep(flutter_ctx(root))
 
@@ -390,9 +399,10 @@ def test_machine_output_of_a_passing_run_becomes_junit() -> None:
     suites = junit.findall("testsuite")
     assert [s.get("name") for s in suites] == ["test/api_client_test.dart", "test/widget_test.dart"]
     assert [s.get("tests") for s in suites] == ["2", "1"]
-    names = [c.get("name") for c in junit.iter("testcase")]
+    names = [c.attrib["name"] for c in junit.iter("testcase")]
     assert not any(name.startswith("loading ") for name in names)
-    assert junit.find("testsuite/testcase").get("time") == "0.048"
+    first = junit.find("testsuite/testcase")
+    assert first is not None and first.get("time") == "0.048"
 
 
 def test_machine_output_of_a_failing_run_keeps_failures_skips_and_load_errors() -> None:
@@ -674,7 +684,7 @@ def fake_semgrep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
     script = tmp_path / "fake-semgrep"
     script.write_text(f"#!{sys.executable}\n{FAKE_SEMGREP}")
     script.chmod(0o755)
-    monkeypatch.setattr(flutter.tools, "ensure", lambda tool, root: script)
+    monkeypatch.setattr(tools, "ensure", lambda tool, root: script)
 
     def configure(scanned: list[str], findings: list[dict[str, object]] = [], exit_code: int | None = None) -> None:  # noqa: B006
         monkeypatch.setenv("FAKE_SEMGREP_SCANNED", json.dumps(scanned))

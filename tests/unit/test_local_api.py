@@ -14,12 +14,15 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cicd import local_api, local_aws
 from cicd.errors import CicdError, StepFailed, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation.type_defs import ParameterTypeDef
 
 HANDLER_V1 = textwrap.dedent(
     """
@@ -188,7 +191,7 @@ def _template() -> dict[str, Any]:
 
 def _deploy(server: local_aws.LocalAws, stack: str, key: str, greeting: str, *, update: bool = False) -> dict[str, str]:
     cfn = server.session().client("cloudformation", endpoint_url=server.endpoint)
-    params = [
+    params: list[ParameterTypeDef] = [
         {"ParameterKey": "CodeBucket", "ParameterValue": "code-assets"},
         {"ParameterKey": "CodeKey", "ParameterValue": key},
         {"ParameterKey": "Greeting", "ParameterValue": greeting},

@@ -11,9 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
-from apk_helpers import LAMBDA_ENV, OPTIONAL_VARS, REGION, create_bucket
 from latest_apk import handler as lambda_handler
 from moto import mock_aws
+
+from tests.unit.functions.apk_helpers import LAMBDA_ENV, OPTIONAL_VARS, REGION, create_bucket
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apk_helpers import BUCKET, put_apk, put_pointer
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from cicd.errors import EXIT_USAGE, StepFailed, UsageError
@@ -22,6 +21,7 @@ from cicd.publish import (
     publish_apk,
     publish_directory,
 )
+from tests.unit.functions.apk_helpers import BUCKET, put_apk, put_pointer
 
 
 def apk(tmp_path: Path, data: bytes = b"PK\x03\x04 android", name: str = "app-release.apk") -> Path:
@@ -31,7 +31,8 @@ def apk(tmp_path: Path, data: bytes = b"PK\x03\x04 android", name: str = "app-re
 
 
 def pointer(client: Any) -> dict[str, Any]:
-    return json.loads(client.get_object(Bucket=BUCKET, Key="apk/LATEST")["Body"].read())
+    data: dict[str, Any] = json.loads(client.get_object(Bucket=BUCKET, Key="apk/LATEST")["Body"].read())
+    return data
 
 
 def keys(client: Any) -> list[str]:
@@ -51,7 +52,7 @@ def test_publish_uploads_with_metadata_then_writes_the_pointer(s3: Any, tmp_path
     assert (result.pointer_key, result.pointer_moved, result.latest_version) == ("apk/LATEST", True, "1.4.27")
     assert result.uploaded_at.endswith("Z")
     with pytest.raises(FrozenInstanceError):
-        result.version = "2.0.0"  # type: ignore[misc]
+        result.version = "2.0.0"  # type: ignore[misc]  # assigning to a frozen field is the point
 
     head = s3.head_object(Bucket=BUCKET, Key=result.key)
     assert head["ContentType"] == APK_CONTENT_TYPE
@@ -122,7 +123,7 @@ def test_a_racing_publish_cannot_move_the_pointer_backwards(s3: Any, tmp_path: P
     we read again, and leave the pointer at 5.0.0."""
     put_pointer(s3, {"version": "1.0.0", "key": "apk/1.0.0/app-release.apk"})
     original = s3._make_api_call
-    raced = []
+    raced: list[bool] = []
 
     def make_api_call(operation: str, params: Any) -> Any:
         response = original(operation, params)

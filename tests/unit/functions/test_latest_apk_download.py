@@ -17,10 +17,10 @@ from typing import Any
 
 import boto3
 import pytest
-from apk_helpers import BUCKET, REGION, api_event, create_bucket, invoke, reset_cold_start
 from moto.server import ThreadedMotoServer
 
 from cicd.publish import publish_apk
+from tests.unit.functions.apk_helpers import BUCKET, REGION, api_event, create_bucket, invoke, reset_cold_start
 
 
 @pytest.fixture

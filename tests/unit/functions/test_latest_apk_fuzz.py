@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from apk_helpers import api_event, invoke, put_apk, put_pointer
 from botocore.exceptions import EndpointConnectionError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from latest_apk import handler as lambda_handler
+
+from tests.unit.functions.apk_helpers import api_event, invoke, put_apk, put_pointer
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FEWER = settings(SETTINGS, max_examples=80)

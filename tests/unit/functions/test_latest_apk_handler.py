@@ -10,7 +10,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from apk_helpers import (
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from latest_apk import handler as lambda_handler
+from latest_apk import logic
+from latest_apk.models import ServiceError
+
+from cicd.publish import publish_apk
+from tests.unit.functions.apk_helpers import (
     BUCKET,
     REGION,
     FakeContext,
@@ -21,12 +27,6 @@ from apk_helpers import (
     put_pointer,
     reset_config,
 )
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from latest_apk import handler as lambda_handler
-from latest_apk import logic
-from latest_apk.models import ServiceError
-
-from cicd.publish import publish_apk
 
 ALLOW = "GET, HEAD, OPTIONS"
 
@@ -333,7 +333,7 @@ def test_the_s3_client_is_created_once(published: dict[str, bytes]) -> None:
 def fail_operations(monkeypatch: Any, error: Exception, operations: set[str] | None = None) -> None:
     """Make the function's S3 client raise ``error`` for ``operations`` (all when None)."""
     client = lambda_handler.s3_client()
-    original = client._make_api_call
+    original = client._make_api_call  # type: ignore[attr-defined]  # botocore's private dispatch, patched on purpose
 
     def make_api_call(operation: str, params: Any) -> Any:
         if operations is None or operation in operations:
@@ -345,7 +345,16 @@ def fail_operations(monkeypatch: Any, error: Exception, operations: set[str] | N
 
 def client_error(code: str, status: int = 500) -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": "secret internal detail"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": "secret internal detail"},
+            "ResponseMetadata": {
+                "RequestId": "request-1",
+                "HostId": "host-1",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
         "GetObject",
     )
 
@@ -401,7 +410,7 @@ def test_an_unexpected_bug_is_a_generic_500_logged_with_its_traceback(s3: Any, m
 
 
 def test_every_domain_error_has_a_status_in_the_one_table() -> None:
-    def subclasses(cls: type) -> list[type]:
+    def subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
         return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
 
     table = lambda_handler.STATUS_BY_ERROR

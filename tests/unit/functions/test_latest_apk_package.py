@@ -8,7 +8,7 @@ import subprocess
 import sys
 import zipfile
 
-from apk_helpers import FUNCTIONS, package_zip
+from tests.unit.functions.apk_helpers import FUNCTIONS, package_zip
 
 RUNTIME_PROVIDED = {"boto3", "botocore"}  # the Lambda Python runtime ships these
 TYPE_CHECKING_ONLY = {"mypy_boto3_s3"}  # stubs: imported for annotations only, never at run time

@@ -5,14 +5,24 @@ from __future__ import annotations
 import hashlib
 import random
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from apk_helpers import BUCKET, api_event, invoke, put_apk, put_pointer, reset_cold_start, reset_config, seed_objects
 from latest_apk import handler as lambda_handler
 from latest_apk.logic import ApkStore
 from latest_apk.models import Config, ConfigError
 from latest_apk.versions import Version, parse_version
+
+from tests.unit.functions.apk_helpers import (
+    BUCKET,
+    api_event,
+    invoke,
+    put_apk,
+    put_pointer,
+    reset_cold_start,
+    reset_config,
+    seed_objects,
+)
 
 
 def count_calls(monkeypatch: Any, client: Any) -> dict[str, int]:
@@ -245,7 +255,8 @@ def test_the_client_uses_the_function_region_and_sigv4(monkeypatch: Any) -> None
     reset_cold_start()
     client = lambda_handler.s3_client()
     assert client.meta.region_name == "ap-southeast-2"
-    assert client.meta.config.signature_version == "s3v4"
+    # botocore-stubs declare ``signature_version`` only as a ``Config()`` argument; botocore sets the attribute.
+    assert cast(Any, client.meta.config).signature_version == "s3v4"
     reset_cold_start()
 
 
