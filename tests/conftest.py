@@ -1,18 +1,33 @@
-"""Shared fixtures: the repository root, the report schema, hand-built step contexts, a throw-away project copy."""
+"""Shared fixtures: the repository root, the report schema, hand-built step contexts, throw-away project copies."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cicd.context import StepContext
 from cicd.sandbox import copy_project, git  # noqa: F401 - git is re-exported for the test modules
 
+if TYPE_CHECKING:
+    from tests.harness import FirstRun
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n N --dist loadgroup`` (how `.ci/run` spreads the suite over the cores): every test that
+    uses the shared pipelined copy runs in one worker, in collection order, since the suites after the end-to-end
+    test change that copy; every other module stays whole in one worker, since some modules' tests build on each
+    other. Without ``-n`` the groups change nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        uses_copy = "pipelined_project" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("pipelined" if uses_copy else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +64,18 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., StepContext]]:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def pipelined_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """One copy where `inv pipeline` ran once from a cold start, shared by the slow suites: the end-to-end test
+    asserts on that first run, the adapters' local runs restore its step cache, and the reliability suites start
+    from its deployed environments (they run last: they change the copy). A cold pipeline is the most expensive
+    thing the suite does, so it happens once."""
+    from tests.harness import pipelined_copy
+
+    first = pipelined_copy(tmp_path_factory.mktemp("pipelined"))
+    try:
+        yield first
+    finally:
+        first.project.down()

@@ -1,4 +1,4 @@
-"""What the reliability suites share: project copies, running `inv` in them, reading their reports and environments.
+"""What the slow suites share: project copies, running `inv` in them, reading their reports and environments.
 
 Every pipeline here runs in a throw-away copy of the project (:func:`cicd.sandbox.copy_project`) with its own local
 AWS on a free port (``CICD_LOCAL_PORT=0``) and the checkout's installed scanners (``CICD_TOOLS_DIR``). Variables
@@ -44,7 +44,7 @@ CI_VARIABLES = (
     "CODEBUILD_BUILD_ID",
     "CI",
 )
-PLUGINS = Path(__file__).resolve().parent / "plugins"
+PLUGINS = Path(__file__).resolve().parent / "reliability" / "plugins"
 # The scanners installed for this checkout (or for the checkout named by the environment the suite runs in).
 TOOLS_DIR = os.environ.get("CICD_TOOLS_DIR") or str(ROOT / ".cicd" / "tools")
 
@@ -174,6 +174,12 @@ class Project:
         status, body = http_get(url + "health")
         return body if status == 200 else None
 
+    def version(self, env: str) -> str:
+        """The build version ``env`` serves (it must answer)."""
+        health = self.health(env)
+        assert health is not None, f"{env} does not answer on /health"
+        return str(health["version"])
+
     def versions(self) -> dict[str, str | None]:
         return {env: (h or {}).get("version") for env, h in ((e, self.health(e)) for e in ENVIRONMENTS)}
 
@@ -295,16 +301,24 @@ def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.0
         time.sleep(interval)
 
 
-def deployed_copy(parent: Path) -> Project:
-    """A copy where the pipeline ran once (green): dev, preprod and prod run its artifact on a local AWS."""
+@dataclass(frozen=True)
+class FirstRun:
+    """A copy where the README's main command, ``inv pipeline``, ran once from a cold start."""
+
+    project: Project
+    proc: subprocess.CompletedProcess[str]
+    report: dict[str, Any]
+
+
+def pipelined_copy(parent: Path) -> FirstRun:
+    """Copy the project and run the whole pipeline in it, cold: its own local AWS, an empty step cache."""
     project = Project(copy_project(parent / "project", share_node_modules=True))
     try:
-        proc = project.pipeline()
-        assert proc.returncode == 0, tail(proc)
+        proc = project.inv("pipeline", timeout=2400)
+        return FirstRun(project, proc, project.report())
     except BaseException:
         project.down()
         raise
-    return project
 
 
 @contextlib.contextmanager

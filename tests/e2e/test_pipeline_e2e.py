@@ -1,4 +1,5 @@
-"""The README's main command, for real: `inv pipeline` on the local target in a fresh copy of the project.
+"""The README's main command, for real: `inv pipeline` on the local target in a fresh copy of the project
+(the copy the slow suites share, ``pipelined_project``).
 
 Runs every step (real tools, real CDK deploys to the embedded moto, the deployed API served on localhost), checks
 what the three environments answer, then runs the pipeline again to prove nothing is redone: the checks come from
@@ -8,36 +9,24 @@ the step cache and the deploys are no-ops.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, copy_project
+from tests.harness import FirstRun, Project
 
 pytestmark = pytest.mark.slow
 
 
-def inv(project: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CICD_LOCAL_PORT": "0", "CICD_TOOLS_DIR": str(ROOT / ".cicd" / "tools")}
-    return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "inv"), *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def inv(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return Project(project).inv(*args, timeout=1200)
 
 
 def report(project: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((project / ".cicd" / "runs" / "latest" / "report.json").read_text())
-    return data
+    return Project(project).report()
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -48,16 +37,14 @@ def get_json(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    copy = copy_project(tmp_path_factory.mktemp("e2e") / "project", share_node_modules=True)
-    yield copy
-    inv(copy, "local.down", timeout=120)
+def first_run(pipelined_project: FirstRun) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The cold run of the shared copy (see ``pipelined_project`` in tests/conftest.py)."""
+    return pipelined_project.proc, pipelined_project.report
 
 
 @pytest.fixture(scope="module")
-def first_run(project: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = inv(project, "pipeline")
-    return proc, report(project)
+def project(pipelined_project: FirstRun) -> Path:
+    return pipelined_project.project.root
 
 
 def test_pipeline_runs_green_end_to_end(

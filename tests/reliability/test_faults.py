@@ -32,8 +32,8 @@ import pytest
 
 from cicd import artifact as artifacts
 from cicd.runner import NOT_STARTED, UNFINISHED
-from tests.reliability import harness
-from tests.reliability.harness import ENVIRONMENTS, PLUGINS, Project, tail
+from tests import harness
+from tests.harness import ENVIRONMENTS, PLUGINS, Project, tail
 
 pytestmark = pytest.mark.slow
 
