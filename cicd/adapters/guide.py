@@ -239,8 +239,14 @@ FOOTNOTES: Final = (
     "[^codebuild]: No registry package ships a buildspec schema; `cicd/adapters/schemas/buildspec.schema.json` is "
     "written from the buildspec reference. The CodePipeline stack is checked with CDK template assertions "
     "(`tests/adapters/test_ci_infra.py`), not deployed.",
-    "[^executed]: Executed here: `act` runs the `lint` entry of the pull-request matrix and `gitlab-ci-local` the "
-    "merge-request `lint` job, for real, on a copy of the project (`tests/adapters/test_local_runs.py`); "
+    "[^executed]: Executed here (`tests/adapters/test_local_runs.py`), on a commit of the project where `inv pipeline` "
+    "already ran: `act` runs the whole pull-request workflow (every entry of the checks matrix; local stand-ins for "
+    "the pinned actions, with `actions/cache` and the artifact actions backed by a folder on the machine, SARIF "
+    "upload a no-op) and `gitlab-ci-local` (shell executor, shell isolation) every job of a merge-request pipeline. "
+    "Each job runs `uv run inv` for its steps; the step cache reaches it through the adapter's own cache mechanism, "
+    "so steps whose inputs the commit did not change are served from the cache (`cached`), as on CI. Run for real: "
+    "`secrets-scan` (its key holds the commit) and `flutter-check`, which fails by design where no Flutter SDK is "
+    "installed (`CICD_REQUIRE_FLUTTER=1`); `sca` too on another day (its key holds the date). "
     "`gitlab-ci-local --list` also checks which jobs a merge request and a push to main get.",
 )
 
@@ -248,8 +254,8 @@ FOOTNOTES: Final = (
 def _support(adapter: Adapter) -> tuple[str, str]:
     validators = ", ".join(dict.fromkeys(v for v, _ in adapter.checks)) or "-"
     runner = {
-        "github": "`act`: PR job `lint` executed[^executed]",
-        "gitlab": "`gitlab-ci-local`: MR job `lint` executed[^executed]",
+        "github": "`act`: every PR job executed[^executed]",
+        "gitlab": "`gitlab-ci-local`: every MR job executed[^executed]",
         "bitbucket": "not run[^bb-run]",
     }.get(adapter.name, "none available offline")
     return validators, runner

@@ -1,64 +1,187 @@
-"""The pull-request jobs of the rendered GitHub and GitLab adapters, executed for real on this machine.
+"""Every pull-request job of the rendered GitHub and GitLab adapters, executed for real on this machine.
 
-What runs: the project is copied to a temporary git repository with the adapter at the path the tool expects;
-``act`` (self-hosted mode, local stand-ins for the pinned remote actions) runs the ``checks`` matrix entry
-``lint`` of the pull_request workflow, and ``gitlab-ci-local`` (shell executor) runs the merge-request job
-``lint``: both install nothing but call ``uv run inv lint`` on the copy, which must pass. gitlab-ci-local also
-evaluates the rules: a merge-request pipeline has the checks and no deploy job; a push to main has every job,
-with prod behind the manual gate. ``UV_NO_SYNC=1`` keeps ``uv run`` from re-syncing the shared virtual environment
-that the copy links to.
+What runs: the commit where the shared ``pipelined_project`` ran ``inv pipeline`` is cloned, the generated adapter is
+put where its tool expects it and committed; then ``act`` (self-hosted mode, :mod:`cicd.adapters.runners` stand-ins
+for the pinned actions) runs the whole ``pull_request`` workflow - every entry of the ``checks`` matrix, the jobs for
+``main`` are skipped by their ``if:`` - and ``gitlab-ci-local`` (shell executor, ``--shell-isolation``) runs the whole
+``merge_request_event`` pipeline. Every job must run ``uv run inv <its step>`` and show the step's outcome line.
+
+The step cache travels as on CI, through the adapter's own cache mechanism: the step cache of the pipelined copy
+seeds act's cache store (restored by the workflow's ``actions/cache`` step, saved back by its post step) and
+gitlab-ci-local's ``.gitlab-ci-local/cache/cicd-JOB`` folders (the ``cicd-$CI_JOB_NAME_SLUG`` cache of
+``.gitlab-ci.yml``). So a step whose inputs the new commit did not change is served from the cache (``cached``),
+exactly as on CI, and costs seconds. What runs for real, and why:
+
+* ``secrets-scan``: its key holds the commit (gitleaks scans the history) and the added adapter file is one of its
+  inputs (``**``); it takes a few seconds;
+* ``sca`` when the date (UTC) changed since the pipelined run: its key holds the date; it is served from the cache
+  otherwise (a skip is served as the skip, with its reason: no advisory service from this machine);
+* ``flutter-check``: both adapters set ``CICD_REQUIRE_FLUTTER=1`` in that job, where the SDK is installed. Without a
+  Flutter SDK on this machine the step fails at once with exit code 3 (the guard against a broken SDK install) -
+  the test asserts exactly that; with an SDK on PATH (the stand-in puts it there) the job must pass.
+
+``synth`` and ``iac-scan`` share one job in both adapters (the plan puts a check that needs only one other check
+into its job), so no artifact passes between pull-request jobs; the report artifacts of every job are checked in
+the stand-ins' store (act) and in ``.gitlab-ci-local/artifacts`` (gitlab-ci-local) instead. SARIF upload is a no-op
+stand-in (it needs GitHub's code-scanning service). ``UV_NO_SYNC=1`` keeps ``uv run`` from re-syncing the shared
+virtual environment; the isolated scanners of this checkout come through ``CICD_TOOLS_DIR``.
+
+The third test checks the rules with gitlab-ci-local: a merge-request pipeline has the checks and no deploy job; a
+push to main has every job, with prod behind the manual gate.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cicd import pipeline
 from cicd.adapters import github, gitlab, runners
-from cicd.adapters.plan import build_plan
-from cicd.sandbox import copy_project, git
+from cicd.adapters.plan import RUNS_DIR, Job, build_plan
+from cicd.sandbox import git
 from tests.adapters.toy import toy_model
+from tests.conftest import ROOT
+from tests.harness import TOOLS_DIR, FirstRun
 
 pytestmark = pytest.mark.slow
 
+PR_JOBS = build_plan(pipeline.MODEL).for_trigger("pr")
+REMOTE = "https://gitlab.example.invalid/example/apk-pipeline.git"
+CACHE = Path(".cicd") / "cache"
+JOB_ENV = {"UV_NO_SYNC": "1", "CICD_TOOLS_DIR": TOOLS_DIR, "COLUMNS": "400"}
+HAS_FLUTTER = shutil.which("flutter") is not None
+# Steps whose inputs the adapter's commit leaves unchanged: their results must come from the cache.
+FROM_CACHE = {"lint", "typecheck", "unit-test", "sast", "sbom", "synth", "iac-scan", "adapters-check"}
 
-def project_with(tmp_path: Path, files: list[tuple[str, str]]) -> Path:
-    project = copy_project(tmp_path / "project")
-    for rel, text in files:
-        path = project / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+
+def _link_tree(src: Path, dest: Path) -> None:
+    """Copy a folder as hard links (cheap; the tools replace files rather than write into them)."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dest, symlinks=True, copy_function=link, dirs_exist_ok=True)
+
+
+def entries(cache: Path) -> set[str]:
+    """The keys of the step-cache entries in a ``.cicd/cache`` folder."""
+    return {p.name for p in (cache / "steps").glob("*/*")}
+
+
+def clone_with(tmp_path: Path, pipelined: FirstRun, files: dict[str, str]) -> Path:
+    """The pipelined commit, cloned, with ``files`` (``{path here: path in the pipelined copy}``) added, committed."""
+    source = pipelined.project.root
+    project = tmp_path / "project"
+    git(tmp_path, "clone", "-q", str(source), str(project))
+    if not (project / ".venv").exists():  # the copy commits its link to the shared environment
+        (project / ".venv").symlink_to(ROOT / ".venv")
+    for dest, src in files.items():
+        (project / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / src, project / dest)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "adapter")
     return project
 
 
-def test_act_runs_the_pull_request_lint_job_green(tmp_path: Path) -> None:
-    rendered = github.render(build_plan(pipeline.MODEL))
-    project = project_with(tmp_path, [(r.path, r.text) for r in rendered])
-    result = runners.run_act(project, matrix=["job:lint"], env={"UV_NO_SYNC": "1"})
-    assert result.returncode == 0, result.output[-3000:]
-    assert "Success - Main uv run inv lint" in result.output
-    assert "Job succeeded" in result.output
+def outcomes(lines: list[str]) -> dict[str, tuple[str, str]]:
+    """``{step: (status, reason)}`` from the runner's result lines (``  cached lint (0.0 s) — inputs unchanged``)."""
+    pattern = re.compile(r"^[\s|>]*(passed|cached|skipped|failed)\s+(\S+) \([\d.]+ s\)(?: — (.*))?$")
+    return {m.group(2): (m.group(1), m.group(3) or "") for m in map(pattern.match, lines) if m}
 
 
-def test_gitlab_ci_local_runs_the_merge_request_lint_job_green(tmp_path: Path) -> None:
-    rendered = gitlab.render(build_plan(pipeline.MODEL))
-    project = project_with(tmp_path, [(r.path, r.text) for r in rendered])
-    git(project, "remote", "add", "origin", "https://gitlab.example.invalid/example/apk-pipeline.git")
-    mr = {"UV_NO_SYNC": "1", "CI_PIPELINE_SOURCE": "merge_request_event"}
-    result = runners.run_gitlab_ci_local(project, ["lint"], variables=mr)
-    assert result.returncode == 0, result.output[-3000:]
-    assert "$ uv run inv lint" in result.output
-    assert "PASS" in result.output and "lint" in result.output
+def reported(runs: Path) -> dict[str, str]:
+    """``{step: status}`` from every run report kept in an uploaded ``.cicd/runs`` artifact."""
+    found: dict[str, str] = {}
+    for report in runs.glob("*/report.json"):
+        data: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+        found.update({s["name"]: s["status"] for s in data["steps"]})
+    return found
+
+
+def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
+    """The job ran its ``inv`` commands; each step shows the expected outcome, in the output and in the report."""
+    text = "\n".join(lines)
+    for call in job.inv():
+        assert call in text, f"{job.id}: `{call}` not run\n{text[-3000:]}"
+    seen = outcomes(lines)
+    kept = reported(runs)
+    for node in job.nodes:
+        status, reason = seen.get(node.step, ("missing", ""))
+        assert kept.get(node.step) == status, (job.id, node.step, kept, status)
+        if node.step == "flutter-check" and not HAS_FLUTTER:
+            assert (status, succeeded) == ("failed", False) and "Flutter SDK not on PATH" in reason, text[-3000:]
+            continue
+        assert succeeded, f"{job.id} failed\n{text[-3000:]}"
+        if node.step in FROM_CACHE:
+            assert status == "cached" and "inputs unchanged since run" in reason, (job.id, node.step, status, reason)
+        elif node.step == "secrets-scan":
+            assert status == "passed", (job.id, status, reason)
+        elif node.step == "sca":
+            assert status in ("cached", "skipped") and reason, (job.id, status, reason)
+        else:
+            assert status in ("passed", "cached"), (job.id, node.step, status, reason)
+
+
+def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    project = clone_with(tmp_path, pipelined_project, {github.PATH: f"ci-adapters/github/{github.PATH}"})
+    store = tmp_path / "store"
+    _link_tree(pipelined_project.project.root / CACHE, store / "cache" / CACHE)
+    seeded = entries(store / "cache" / CACHE)
+    result = runners.run_act(project, store=store, env=JOB_ENV, timeout=900)
+    for job in PR_JOBS:
+        lines = runners.job_lines(result.output, runners.act_prefix(job.id))
+        assert lines, f"{job.id} did not run\n{result.output[-3000:]}"
+        text = "\n".join(lines)
+        assert "cache: restored .cicd/cache" in text, text[-3000:]
+        # act gives the entries of a matrix one result: an entry that ends after a failed sibling says "Job failed"
+        succeeded = "Success - Complete job" in text and "❌  Failure" not in text
+        check_job(job, lines, succeeded, store / "artifacts" / f"reports-{job.id}")
+    for main_only in {j.id for j in build_plan(pipeline.MODEL).jobs} - {j.id for j in PR_JOBS}:
+        assert "Run Main" not in "\n".join(runners.job_lines(result.output, runners.act_prefix(main_only)))
+    saved = entries(store / "cache" / CACHE)
+    assert saved > seeded, "secrets-scan ran for real: the post step of actions/cache saved its result"
+
+
+def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    project = clone_with(tmp_path, pipelined_project, {gitlab.PATH: f"ci-adapters/gitlab/{gitlab.PATH}"})
+    git(project, "remote", "set-url", "origin", REMOTE)
+    mr = {**JOB_ENV, "CI_PIPELINE_SOURCE": "merge_request_event"}
+    assert set(runners.gitlab_jobs(project, variables=mr)) == {j.id for j in PR_JOBS}
+    for job in PR_JOBS:
+        _link_tree(pipelined_project.project.root / CACHE, runners.gitlab_cache(project, f"cicd-{job.id}") / CACHE)
+    seeded = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
+    result = runners.run_gitlab_ci_local(project, variables=mr, isolate=True, timeout=900)
+    for job in PR_JOBS:
+        lines = runners.job_lines(result.output, runners.gitlab_prefix(job.id))
+        assert lines, f"{job.id} did not run\n{result.output[-3000:]}"
+        text = "\n".join(lines)
+        assert f"imported cache 'cicd-{job.id}'" in text, text[-3000:]
+        succeeded = any(re.match(rf"\s*PASS\s+{re.escape(job.id)}\b", ln) for ln in result.output.splitlines())
+        runs = runners.gitlab_artifacts(project, job.id) / RUNS_DIR
+        check_job(job, lines, succeeded, runs)
+    saved = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
+    assert saved > seeded, "secrets-scan ran for real: gitlab-ci-local saved its result in the job's cache"
 
 
 def test_gitlab_ci_local_keeps_deploys_out_of_merge_requests(tmp_path: Path) -> None:
     plan = build_plan(toy_model())
-    project = project_with(tmp_path, [(r.path, r.text) for r in gitlab.render(plan)])
-    git(project, "remote", "add", "origin", "https://gitlab.example.invalid/example/apk-pipeline.git")
+    project = tmp_path / "project"
+    for r in gitlab.render(plan):
+        (project / r.path).parent.mkdir(parents=True, exist_ok=True)
+        (project / r.path).write_text(r.text)
+    git(tmp_path, "init", "-q", "-b", "main", str(project))
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "adapter")
+    git(project, "remote", "add", "origin", REMOTE)
     mr_jobs = runners.gitlab_jobs(project, variables={"CI_PIPELINE_SOURCE": "merge_request_event"})
     assert set(mr_jobs) == {j.id for j in plan.for_trigger("pr")}
     main_jobs = runners.gitlab_jobs(project)
