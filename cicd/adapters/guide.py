@@ -304,7 +304,12 @@ def render(plan: Plan) -> dict[str, str]:
         "",
         "1. **Pinning**: no `@vN`, `@main`, `@master`, `@latest` or `:latest`; GitHub actions by full commit SHA "
         "with the tag in a comment; images, uv, Flutter and CodeCatalyst actions at exact versions, all from one "
-        "table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`).",
+        "table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`). Each action's SHA is the commit its "
+        "release tag pointed to, cross-checked against public workflows and runner logs that record it "
+        "(`Download action repository 'actions/upload-artifact@v5' (SHA:330a01c...)`); this project's machines "
+        "cannot reach GitHub, so before adopting a bump resolve the tag yourself "
+        "(`git ls-remote https://github.com/OWNER/REPO 'refs/tags/vX.Y.Z*'`; for an annotated tag the commit is "
+        "the `^{}` line) and compare.",
         "2. **Credentials**: federation wherever the tool has it, one role per environment (`infra/ci`), STS-valid "
         "session names, credential steps that fail at once on a missing value; no stored keys anywhere.",
         "3. **Branch guard** inside every deploy job; pull-request pipelines never reach a deploy job.",
