@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Final
 
 INDICATORS: Final = set("-?:,[]{}#&*!|>'\"%@`")
-RESERVED: Final = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}
+# YAML 1.1 words a parser resolves to something else: booleans, null, and the value (=) and merge (<<) keys.
+RESERVED: Final = {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n", "=", "<<"}
+TIMESTAMP: Final = re.compile(r"^\d{4}-\d\d?-\d\d?([Tt ]|$)")
 NUMBER: Final = re.compile(r"^[-+]?(\d[\d_]*)?(\.\d*)?([eE][-+]?\d+)?$|^0x[0-9a-fA-F]+$|^0o[0-7]+$|^\.inf$|^\.nan$")
 FLOW_WIDTH: Final = 100
 
@@ -108,6 +110,7 @@ def needs_quotes(text: str, *, flow: bool = False) -> bool:
         or "\t" in text
         or text.lower() in RESERVED
         or bool(NUMBER.match(text))
+        or bool(TIMESTAMP.match(text))
         or (flow and any(c in text for c in ",[]{}#:?&*!|>'\"%@`"))
     )
 
