@@ -49,7 +49,7 @@ def _junit_counts(path_text: str) -> tuple[int, int, int]:
 
 
 def unit_test(ctx: StepContext) -> Outcome:
-    """pytest over the unit tests, JUnit into the run folder, coverage gate on cicd/ and functions/."""
+    """pytest over the unit tests on every core, JUnit into the run folder, coverage gate on cicd/ and functions/."""
     junit = ctx.out("reports", "unit-junit.xml")
     cov_xml = ctx.out("reports", "coverage.xml")
     result = ctx.run(
@@ -61,6 +61,8 @@ def unit_test(ctx: StepContext) -> Outcome:
             "not slow",
             "-p",
             "no:cacheprovider",
+            "-n",  # pytest-xdist, one worker per core; a module's tests stay in one worker (tests/conftest.py)
+            "auto",
             f"--junitxml={junit}",
             "--cov=cicd",
             "--cov=functions",
