@@ -232,8 +232,11 @@ FOOTNOTES: Final = (
     "SARIF goes to code scanning and `junit.xml` is kept with the run folder artifact.",
     "[^cc-cache]: CodeCatalyst file caches are keyed by name; uv's cache is content-addressed (wheels by hash), so "
     "a stale cache costs a download, never a wrong dependency.",
-    "[^bb-run]: Not run here: `bb-run` needs Python >= 3.12 and this project's machines have Python 3.11. The "
-    "Bitbucket adapter is validated by its schema, the parity check and the property checks only.",
+    "[^bb-run]: Not run here: `bb-run` (PyPI, host mode) needs Python >= 3.12, outside the project's 3.11 "
+    "environment. Tried with bb-run 1.3.0 on a Python 3.13: it ran every pull-request step, but all steps of the "
+    "parallel group at once in the one project folder, and it reads only `name: path` caches, not the keyed ones "
+    "this file declares; that run is not yet reliable enough to keep as a test. The Bitbucket adapter is validated "
+    "by its schema, the parity check and the property checks only.",
     "[^jenkins-lint]: No offline validator for declarative pipelines exists; `npm-groovy-lint` (16.x, on Java) "
     "checks Groovy syntax only. It is skipped, with the reason, where Java is not installed.",
     "[^codebuild]: No registry package ships a buildspec schema; `cicd/adapters/schemas/buildspec.schema.json` is "
