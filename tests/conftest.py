@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into scheduling scopes
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (how `.ci/run` spreads the suite over the cores): every test that
     uses the shared pipelined copy runs in one worker, in collection order, since the suites after the end-to-end
