@@ -19,7 +19,16 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, flutter_clone, guard, header, inputs_with, web_identity
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import APPROVAL_WAIT_MINUTES, ARTIFACT_DIR, JUNIT_GLOB, MAIN_BRANCH, SUMMARY, Job, Plan
+from cicd.adapters.plan import (
+    APPROVAL_WAIT_MINUTES,
+    ARTIFACT_DIR,
+    JUNIT_GLOB,
+    MAIN_BRANCH,
+    STEP_CACHE,
+    SUMMARY,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -54,6 +63,20 @@ def _setup(job: Job, plan: Plan) -> list[object]:
         ),
         Flow({"script": pins.uv_install()}),
     ]
+    if job.cached:
+        # The step cache: keyed per job and commit; a pull request restores the newest entry of its target branch.
+        steps.insert(
+            -1,
+            {
+                "task": "Cache@2",
+                "displayName": "Step cache",
+                "inputs": {
+                    "key": f'cicd | "$(Agent.OS)" | "{job.id}" | "$(Build.SourceVersion)"',
+                    "restoreKeys": f'cicd | "$(Agent.OS)" | "{job.id}"',
+                    "path": STEP_CACHE,
+                },
+            },
+        )
     if job.flutter:
         steps.append(
             {
@@ -285,6 +308,12 @@ def _job_facts(job: dict[str, Any], triggers: set[str], stage: str, sequential: 
         reports=any(t.startswith("PublishTestResults@") for t in tasks),
         caches=any(
             t.startswith("Cache@") and "requirements.lock" in text_of(s.get("inputs"))
+            for t, s in zip(tasks, steps, strict=True)
+        ),
+        step_cache=any(
+            t.startswith("Cache@")
+            and (s.get("inputs") or {}).get("path") == STEP_CACHE
+            and s["inputs"].get("restoreKeys")
             for t, s in zip(tasks, steps, strict=True)
         ),
         keeps_run_folder=any(s.get("publish") == ".cicd/runs" and s.get("condition") == "always()" for s in steps),

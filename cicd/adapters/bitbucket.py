@@ -17,12 +17,20 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, collect_junit, guard, header, web_identity
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, TIMEOUT_CHECK, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TIMEOUT_CHECK, Job, Plan
 from cicd.adapters.yamltext import Flow, Reuse, dump
 from cicd.errors import ConfigError
 
 PATH: Final = "bitbucket-pipelines.yml"
 CACHES: Final = ["uv", "cicd-tools", "npm-tools"]
+NO_INPUTS: Final = ["pyproject.toml", "requirements.lock"]
+"""The key files of a step cache whose job declares no input files (its configuration and tool versions)."""
+
+
+def step_cache_name(job: Job) -> str:
+    """The job's step cache: keyed by the job's input files, so a new key (and a fresh save) follows every change
+    to them, and a pull request whose inputs equal main's restores main's entries."""
+    return f"steps-{job.id}"
 
 
 def levels(plan: Plan, jobs: tuple[Job, ...]) -> list[list[Job]]:
@@ -55,7 +63,7 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
         script += [f"export AWS_REGION={plan.region(job.env)}"]
     if job.timeout != TIMEOUT_CHECK:
         step["max-time"] = job.timeout
-    step["caches"] = reuse("caches", CACHES)
+    step["caches"] = Flow([*CACHES, step_cache_name(job)]) if job.cached else reuse("caches", CACHES)
     if job.flutter:
         script += [
             "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null",
@@ -106,6 +114,11 @@ def render(plan: Plan) -> list[Rendered]:
                     {"key": Flow({"files": ["requirements.lock", "package-lock.json"]}), "path": ".cicd/tools"}
                 ),
                 "npm-tools": Flow({"key": Flow({"files": ["package-lock.json"]}), "path": "node_modules"}),
+                **{
+                    step_cache_name(j): Flow({"key": Flow({"files": list(j.inputs) or NO_INPUTS}), "path": STEP_CACHE})
+                    for j in plan.order(plan.jobs)
+                    if j.cached
+                },
             }
         },
         "pipelines": pipelines,
@@ -157,6 +170,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=step.get("trigger") == "manual",
                     reports="test-results" in after,
                     caches=bool(used) and all(caches[c].get("key", {}).get("files") for c in used),
+                    step_cache=any(caches[c].get("path") == STEP_CACHE for c in used),
                     keeps_run_folder=any(
                         f"{RUNS_DIR}/**" in as_list(u.get("paths")) and u.get("capture-on") == "always" for u in uploads
                     ),

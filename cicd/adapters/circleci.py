@@ -17,13 +17,21 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, collect_junit, guard, header
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
 PATH: Final = ".circleci/config.yml"
 BRANCH: Final = "<< pipeline.git.branch >>"
 CACHE_KEY: Final = 'cicd-v1-{{ arch }}-{{ checksum "requirements.lock" }}-{{ checksum "package-lock.json" }}'
+STEP_KEY: Final = "cicd-steps-v1-{{ arch }}-{{ .Environment.CIRCLE_JOB }}-"
+"""The step cache's key prefix per job. A saved key ends ``BRANCH~REVISION`` (``~`` cannot occur in a branch name, so
+``main~`` is a prefix only main's entries have): a job restores its own branch's newest entry, else main's."""
+STEP_KEYS: Final = [
+    STEP_KEY + "{{ .Branch }}~{{ .Revision }}",
+    STEP_KEY + "{{ .Branch }}~",
+    STEP_KEY + f"{MAIN_BRANCH}~",
+]
 # Reusable commands are invoked with an empty argument map: the CircleCI config parser rejects a bare command name.
 USE_SETUP: Final = {"setup": Flow({})}
 USE_FINISH: Final = {"finish": Flow({})}
@@ -41,10 +49,11 @@ def _run(name: str, command: str, minutes: int | None = None) -> dict[str, objec
 def _commands(plan: Plan) -> dict[str, object]:
     commands: dict[str, object] = {
         "setup": {
-            "description": "Check out, restore the lock-file-keyed caches, install uv (pinned).",
+            "description": "Check out, restore the lock-file-keyed caches and the step cache, install uv (pinned).",
             "steps": [
                 "checkout",
                 {"restore_cache": Flow({"keys": [CACHE_KEY]})},
+                {"restore_cache": {"name": "Restore the step cache", "keys": STEP_KEYS}},
                 _run("Install uv", pins.uv_install()),
             ],
         },
@@ -52,6 +61,7 @@ def _commands(plan: Plan) -> dict[str, object]:
             "description": "Save the caches; JUnit to the Tests tab; the run folder (reports, outputs) as artifacts.",
             "steps": [
                 {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
+                {"save_cache": Flow({"name": "Save the step cache", "key": STEP_KEYS[0], "paths": [STEP_CACHE]})},
                 {"run": Flow({"name": "Collect JUnit", "when": "always", "command": collect_junit("test-results")})},
                 {"store_test_results": Flow({"path": "test-results"})},
                 {"store_artifacts": Flow({"path": RUNS_DIR})},
@@ -213,6 +223,8 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 gate=gate,
                 reports=any("store_test_results" in s for s in stored),
                 caches=any("checksum" in text_of(k) for k in keys),
+                step_cache=any(f"{MAIN_BRANCH}~" in text_of(k) for k in keys)
+                and any(STEP_CACHE in as_list(s["save_cache"].get("paths")) for s in stored if "save_cache" in s),
                 keeps_run_folder=any(s.get("store_artifacts", {}).get("path") == RUNS_DIR for s in stored),
                 downloads=any("attach_workspace" in s for s in stored),
                 uploads=any("persist_to_workspace" in s for s in stored),

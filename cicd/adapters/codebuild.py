@@ -21,7 +21,7 @@ from cicd.adapters import pins
 from cicd.adapters.bitbucket import levels
 from cicd.adapters.common import GENERATOR, Rendered, flutter_clone, guard, header, inputs_with
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, STEP_CACHE, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 
 FOLDER: Final = "buildspecs"
@@ -117,15 +117,25 @@ def _buildspec(plan: Plan, job: Job) -> str:
             )
         },
         "artifacts": {"files": [".cicd/runs/**/*"], "secondary-artifacts": secondary},
-        "cache": {
-            "key": HASHED_CACHE,
-            "fallback-keys": ["cicd-"],
-            "paths": ["/root/.cache/uv/**/*", ".cicd/tools/**/*", "node_modules/**/*"],
-        },
+        "cache": _cache(job),
     }
     path = buildspec_path(job.id)
     extra = (f"Job {job.id} of the CodePipeline built by infra/ci (see pipeline.json next to this folder).",)
     return dump(doc, header=header("AWS CodeBuild", path, plan, extra=extra))
+
+
+def _cache(job: Job) -> dict[str, object]:
+    """One cache per buildspec. A job with cacheable steps adds the step cache and keys it per job and commit (a key
+    is never updated once saved); its fallback, the job's prefix, restores the newest entry another commit saved."""
+    paths = ["/root/.cache/uv/**/*", ".cicd/tools/**/*", "node_modules/**/*"]
+    if not job.cached:
+        return {"key": HASHED_CACHE, "fallback-keys": ["cicd-"], "paths": paths}
+    prefix = f"cicd-{job.id}-"
+    return {
+        "key": prefix + HASHED_CACHE.removeprefix("cicd-") + "-$CODEBUILD_RESOLVED_SOURCE_VERSION",
+        "fallback-keys": [prefix, "cicd-"],
+        "paths": [*paths, f"{STEP_CACHE}/**/*"],
+    }
 
 
 def render(plan: Plan) -> list[Rendered]:
@@ -180,6 +190,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=gate,
                     reports=any(r.get("file-format") == "JUNITXML" for r in (spec.get("reports") or {}).values()),
                     caches="codebuild-hash-files" in str(cache.get("key", "")),
+                    step_cache=f"{STEP_CACHE}/**/*" in as_list(cache.get("paths")) and bool(cache.get("fallback-keys")),
                     keeps_run_folder=any(
                         isinstance(v, dict) and v.get("base-directory") == ".cicd/runs" for v in secondary.values()
                     ),

@@ -17,7 +17,7 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, header, inputs_with
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -63,12 +63,15 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
             "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.env)})],
         }
     action["Timeout"] = job.timeout
-    action["Caching"] = {
-        "FileCaching": {
-            "uv": Flow({"Path": "/root/.cache/uv", "RestoreKeys": ["uv"]}),
-            "cicd_tools": Flow({"Path": ".cicd/tools", "RestoreKeys": ["cicd_tools"]}),
-        }
+    caches: dict[str, object] = {
+        "uv": Flow({"Path": "/root/.cache/uv", "RestoreKeys": ["uv"]}),
+        "cicd_tools": Flow({"Path": ".cicd/tools", "RestoreKeys": ["cicd_tools"]}),
     }
+    if job.cached:
+        # One step cache per action (a shared name would keep only the last action's entries).
+        name = f"steps_{job.id.replace('-', '_')}"
+        caches[name] = Flow({"Path": STEP_CACHE, "RestoreKeys": [name]})
+    action["Caching"] = {"FileCaching": caches}
     steps: list[object] = []
     if job.kind == "deploy":
         steps.append(Flow({"Run": GUARD}))
@@ -206,6 +209,10 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 gate=gate,
                 reports=any(r.get("Format") == "JUNITXML" for r in (outputs.get("Reports") or {}).values()),
                 caches=bool((action.get("Caching") or {}).get("FileCaching")),
+                step_cache=any(
+                    isinstance(c, dict) and c.get("Path") == STEP_CACHE
+                    for c in ((action.get("Caching") or {}).get("FileCaching") or {}).values()
+                ),
                 keeps_run_folder=any(f"{RUNS_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),
                 downloads=bool((action.get("Inputs") or {}).get("Artifacts")),
                 uploads=any(f"{ARTIFACT_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),

@@ -54,6 +54,8 @@ class JobFacts:
     reports: bool = False
     """The job's JUnit (or, on GitHub, its summary) reaches the tool's test report UI."""
     caches: bool = False
+    step_cache: bool = False
+    """The step cache (``.cicd/cache``) is saved after the job and restored by the next run of it."""
     keeps_run_folder: bool = False
     """The run folder (reports, logs, stack outputs) is kept as an artifact."""
     downloads: bool = False
@@ -172,6 +174,8 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
             problems.append(f"{tool} {job.id}: no timeout")
         if not job.caches:
             problems.append(f"{tool} {job.id}: no lock-file-keyed cache")
+        if not job.step_cache and any(_cacheable(model, c) for c in job.commands):
+            problems.append(f"{tool} {job.id}: its step cache (.cicd/cache) is not persisted for the next run")
         if not job.reports:
             problems.append(f"{tool} {job.id}: its test report does not reach the tool's report UI")
         if not job.keeps_run_folder:
@@ -217,6 +221,11 @@ def _sample(name: str) -> str:
 def _is_env_command(model: Model, command: str) -> bool:
     step = _step_of(model, command)
     return step is not None and step.per_env
+
+
+def _cacheable(model: Model, command: str) -> bool:
+    step = _step_of(model, command)
+    return step is not None and step.cacheable
 
 
 def _is_approval_command(model: Model, command: str) -> bool:

@@ -16,7 +16,7 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, guard, header, inputs_with
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import ARTIFACT_DIR, LOCK_FILES, MAIN_BRANCH, RUNS_DIR, SARIF_DIR, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, LOCK_FILES, MAIN_BRANCH, RUNS_DIR, SARIF_DIR, STEP_CACHE, Job, Plan
 from cicd.adapters.yamltext import Commented, Flow, dump
 from cicd.errors import ConfigError
 
@@ -80,7 +80,7 @@ class Steps:
             {
                 "uses": _uses("actions/cache"),
                 "with": {
-                    "path": ".cicd/cache\n.cicd/tools\nnode_modules\n",
+                    "path": f"{STEP_CACHE}\n.cicd/tools\nnode_modules\n",
                     "key": key + "-${{ github.sha }}",
                     "restore-keys": key + "-",
                 },
@@ -146,7 +146,11 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
         body.append(_flutter())
     run: dict[str, object] = {"run": "${{ matrix.run }}"}
     if any_flutter:
-        run["env"] = Flow({"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && '1' || '0' }}"})
+        # Where the SDK is installed a missing one is an error; the repository variable CICD_REQUIRE_FLUTTER=0 lets
+        # a runner without it (a self-hosted one, or act on a laptop) report the Flutter check skipped instead.
+        run["env"] = Flow(
+            {"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && (vars.CICD_REQUIRE_FLUTTER || '1') || '0' }}"}
+        )
     body.append(run)
     body.append(
         {
@@ -323,6 +327,12 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             u.startswith("astral-sh/setup-uv@") and s.get("with", {}).get("enable-cache")
             for u, s in zip(uses, steps, strict=True)
         )
+        step_cache = any(
+            u.startswith("actions/cache@")
+            and STEP_CACHE in str(s.get("with", {}).get("path", "")).split()
+            and s.get("with", {}).get("restore-keys")
+            for u, s in zip(uses, steps, strict=True)
+        )
         keeps = any(
             u.startswith("actions/upload-artifact@")
             and str(s.get("with", {}).get("path", "")).startswith(RUNS_DIR)
@@ -339,6 +349,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             "timeout": raw.get("timeout-minutes"),
             "triggers": triggers,
             "caches": bool(caches),
+            "step_cache": step_cache,
             "reports": keeps,  # GitHub has no JUnit UI: the runner writes summary.md to the job summary
             "keeps_run_folder": keeps,
             "downloads": any(u.startswith("actions/download-artifact@") for u in uses),

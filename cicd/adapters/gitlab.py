@@ -16,7 +16,17 @@ import yaml
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, guard, header, inputs_with, web_identity
 from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import ARTIFACT_DIR, JUNIT_GLOB, MAIN_BRANCH, RUNS_DIR, TIMEOUT_BUILD, TIMEOUT_CHECK, Job, Plan
+from cicd.adapters.plan import (
+    ARTIFACT_DIR,
+    JUNIT_GLOB,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    STEP_CACHE,
+    TIMEOUT_BUILD,
+    TIMEOUT_CHECK,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -99,7 +109,7 @@ def render(plan: Plan) -> list[Rendered]:
                         "paths": ["node_modules", ".cicd/tools"],
                     }
                 ),
-                Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [".cicd/cache"]}),
+                Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [STEP_CACHE]}),
             ],
             "artifacts": Flow(
                 {"when": "always", "expire_in": "30 days", "paths": [f"{RUNS_DIR}/"], "reports": {"junit": JUNIT_GLOB}}
@@ -222,6 +232,12 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 reports=bool((artifacts.get("reports") or {}).get("junit")) and artifacts.get("when") == "always",
                 caches=any(
                     isinstance(c, dict) and isinstance(c.get("key"), dict) and c["key"].get("files")
+                    for c in as_list(job.get("cache"))
+                ),
+                step_cache=any(
+                    isinstance(c, dict)
+                    and STEP_CACHE in as_list(c.get("paths"))
+                    and "$CI_COMMIT" not in str(c.get("key"))
                     for c in as_list(job.get("cache"))
                 ),
                 keeps_run_folder=f"{RUNS_DIR}/" in as_list(artifacts.get("paths")),

@@ -123,6 +123,27 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         },
     ),
     (
+        "Step cache (`.cicd/cache`)",
+        {
+            "github": "`actions/cache` per job, key ends in the commit, `restore-keys` prefix: a PR restores main's "
+            "newest; a PR's own entries stay in its scope",
+            "gitlab": "`cache: key: cicd-$CI_JOB_NAME_SLUG`; protected branches keep their own caches, so MRs share "
+            "theirs, not main's[^gl-cache]",
+            "circleci": "`restore_cache` keys `JOB-BRANCH~REVISION`, `JOB-BRANCH~`, `JOB-main~`: the branch's newest, "
+            "else main's",
+            "bitbucket": "a cache per step keyed by the step's input files: the same inputs restore the same entries, "
+            "whichever branch saved them[^bb-cache]",
+            "azure": "`Cache@2` per job, key ends in `Build.SourceVersion`, `restoreKeys` prefix: a PR restores its "
+            "target branch's newest",
+            "codecatalyst": "`FileCaching` per action; caches are scoped to workflow and branch, so the pull-request "
+            "workflow keeps its own[^cc-cache]",
+            "jenkins": "Job Cacher `arbitraryFileCache` per stage; `defaultBranch: 'main'` seeds a branch or PR job "
+            "that has none",
+            "codebuild": "one `cache:` per buildspec, key per job and commit, `fallback-keys` prefix: the newest entry "
+            "of any run sharing the cache location",
+        },
+    ),
+    (
         "Test reports",
         {
             "github": "job summary (written by the runner), SARIF to code scanning; JUnit as an artifact[^gh-junit]",
@@ -231,7 +252,17 @@ FOOTNOTES: Final = (
     "[^gh-junit]: GitHub Actions has no built-in JUnit view; the runner writes `summary.md` to the job summary, "
     "SARIF goes to code scanning and `junit.xml` is kept with the run folder artifact.",
     "[^cc-cache]: CodeCatalyst file caches are keyed by name; uv's cache is content-addressed (wheels by hash), so "
-    "a stale cache costs a download, never a wrong dependency.",
+    "a stale cache costs a download, never a wrong dependency. The step cache is content-addressed too (an entry "
+    "is found only by the hash of its step's inputs). Caches are isolated per workflow and branch, so the "
+    "pull-request workflow never restores the main workflow's step cache: a pull request's first run does every "
+    "step, its later runs only what changed.",
+    "[^gl-cache]: GitLab adds `-protected` / `-non_protected` to every cache key unless *Use separate caches for "
+    "protected branches* is turned off (Settings > CI/CD). Turned off, merge requests would restore main's step "
+    "cache, but main would also restore entries a merge-request pipeline wrote; since a step-cache entry stands "
+    "for a passed step, the adapter keeps GitLab's default.",
+    "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
+    "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
+    "any branch's pipeline can save a cache that main then restores, the trust Bitbucket gives its caches.",
     "[^bb-run]: Not run here: `bb-run` (PyPI, host mode) needs Python >= 3.12, outside the project's 3.11 "
     "environment. Tried with bb-run 1.3.0 on a Python 3.13: it ran every pull-request step, but all steps of the "
     "parallel group at once in the one project folder, and it reads only `name: path` caches, not the keyed ones "
@@ -248,8 +279,11 @@ FOOTNOTES: Final = (
     "upload a no-op) and `gitlab-ci-local` (shell executor, shell isolation) every job of a merge-request pipeline. "
     "Each job runs `uv run inv` for its steps; the step cache reaches it through the adapter's own cache mechanism, "
     "so steps whose inputs the commit did not change are served from the cache (`cached`), as on CI. Run for real: "
-    "`secrets-scan` (its key holds the commit) and `flutter-check`, which fails by design where no Flutter SDK is "
-    "installed (`CICD_REQUIRE_FLUTTER=1`); `sca` too on another day (its key holds the date). "
+    "`secrets-scan` (its key holds the commit), `flutter-check` and `sca` on another day (its key holds the date). "
+    "The Flutter jobs require the SDK (`CICD_REQUIRE_FLUTTER=1`, so a broken install fails them); this machine "
+    "has none, so the runs set `CICD_REQUIRE_FLUTTER=0` the way a repository without it on its runners would (a "
+    "GitHub repository variable, `act --var`; a GitLab pipeline variable, `gitlab-ci-local --variable`): the "
+    "offline half of `flutter-check` runs and passes, and its result names the SDK half that did not run. "
     "`gitlab-ci-local --list` also checks which jobs a merge request and a push to main get.",
 )
 

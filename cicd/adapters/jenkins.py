@@ -3,9 +3,10 @@
 Stages follow the plan's dependency levels (``parallel`` inside a level). Pull-request builds (``PR-*`` branches)
 run the checks; stages after them carry ``when { branch 'main' }``. Each stage runs in a pinned Docker image;
 ``stash``/``unstash`` carry ``.cicd/artifact/``; the JUnit plugin reads the reports; the Job Cacher plugin keeps
-lock-file-keyed caches; ``lock`` (Lockable Resources) and ``disableConcurrentBuilds`` keep one deploy per
-environment. Jenkins has no OIDC: each environment stage runs on an agent labelled ``aws-<env>`` whose instance
-role is the environment's deploy role (``infra/ci``), so no key is ever stored. The gate is an ``input`` stage.
+lock-file-keyed caches and a step cache per stage (a branch without one starts from main's); ``lock`` (Lockable
+Resources) and ``disableConcurrentBuilds`` keep one deploy per environment. Jenkins has no OIDC: each environment
+stage runs on an agent labelled ``aws-<env>`` whose instance role is the environment's deploy role (``infra/ci``),
+so no key is ever stored. The gate is an ``input`` stage.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from cicd.adapters import pins
 from cicd.adapters.bitbucket import levels
 from cicd.adapters.common import Rendered, guard, header
 from cicd.adapters.facts import AdapterFacts, JobFacts, inv_calls
-from cicd.adapters.plan import APPROVAL_WAIT_MINUTES, ARTIFACT_DIR, JUNIT_GLOB, MAIN_BRANCH, Job, Plan
+from cicd.adapters.plan import APPROVAL_WAIT_MINUTES, ARTIFACT_DIR, JUNIT_GLOB, MAIN_BRANCH, STEP_CACHE, Job, Plan
 
 PATH: Final = "Jenkinsfile"
 AGENT_LABEL: Final = "aws-{env}"
@@ -106,9 +107,12 @@ def render(plan: Plan) -> list[Rendered]:
             ("node_modules", "package-lock.json"),
         )
     )
+    # The step cache, one per stage; a branch or pull-request job without one starts from main's (defaultBranch).
+    caches += f', arbitraryFileCache(path: {_q(STEP_CACHE)}, cacheName: "steps-${{env.STAGE_NAME}}")'
     lines = [
-        "// Helpers: the Job Cacher plugin's lock-file-keyed caches, and the reports every stage keeps.",
-        f"def withCaches(Closure body) {{ cache(maxCacheSize: 2048, caches: [{caches}]) {{ body() }} }}",
+        "// Helpers: the Job Cacher plugin's lock-file-keyed caches and step cache, and the reports every stage keeps.",
+        f"def withCaches(Closure body) {{ cache(maxCacheSize: 2048, defaultBranch: {_q(MAIN_BRANCH)}, "
+        f"caches: [{caches}]) {{ body() }} }}",
         "",
         "def reports() {",
         f"  junit allowEmptyResults: true, testResults: {_q(JUNIT_GLOB)}",
@@ -152,6 +156,8 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     """Read the Jenkinsfile back, stage by stage (see :mod:`cicd.adapters.facts`)."""
     text_all = files[PATH]
     caches_defined = "cacheValidityDecidingFile" in text_all and "def withCaches" in text_all
+    helper = next((line for line in text_all.splitlines() if line.startswith("def withCaches")), "")
+    step_cache = f"path: {_q(STEP_CACHE)}" in helper and f"defaultBranch: {_q(MAIN_BRANCH)}" in helper
     reports_defined = "junit " in text_all and "archiveArtifacts artifacts: '.cicd/runs/**'" in text_all
     serial = "disableConcurrentBuilds()" in text_all
     jobs: list[JobFacts] = []
@@ -186,6 +192,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=gate_pending,
                     reports=reports_defined and "reports()" in text,
                     caches=caches_defined and "withCaches {" in text,
+                    step_cache=step_cache and "withCaches {" in text,
                     keeps_run_folder=reports_defined and "reports()" in text,
                     downloads="unstash " in text,
                     uploads="stash name:" in text,

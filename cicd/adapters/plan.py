@@ -40,7 +40,10 @@ JUNIT_GLOB: Final = ".cicd/runs/[0-9]*/junit.xml"
 """Every run folder's JUnit report (a job may run several tasks; ``latest`` is a symlink and is left out)."""
 SARIF_DIR: Final = ".cicd/runs/latest/reports"
 SUMMARY: Final = ".cicd/runs/latest/summary.md"
-CACHE_DIRS: Final = ("~/.cache/uv", ".cicd/cache", ".cicd/tools", "node_modules")
+STEP_CACHE: Final = ".cicd/cache"
+"""The step cache (:mod:`cicd.cache`). Each adapter persists it per job with the tool's own cache, keyed so that a
+pull request restores the entries ``main`` saved (and ``main`` never restores a pull request's)."""
+CACHE_DIRS: Final = ("~/.cache/uv", STEP_CACHE, ".cicd/tools", "node_modules")
 LOCK_FILES: Final = ("requirements.lock", "package-lock.json", "cicd/toolenvs/*.txt")
 MAIN_BRANCH: Final = "main"
 TIMEOUT_CHECK: Final = 20
@@ -80,6 +83,8 @@ class Job:
     """True when a build job upstream produced ``.cicd/artifact/`` that this job needs."""
     gated: bool = False
     """True for the environment job that the manual gate (after the approval job) holds."""
+    cached: bool = False
+    """True when a step of this job can be served from the step cache (so the job persists :data:`STEP_CACHE`)."""
 
     @property
     def on_pr(self) -> bool:
@@ -254,6 +259,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
                 flutter=any(is_flutter(s) for s in steps),
                 inputs=inputs,
                 docs=tuple(s.doc for s in steps),
+                cached=any(s.cacheable for s in steps),
             )
         )
     _check_acyclic(jobs)

@@ -179,6 +179,7 @@ def run_act(
     job: str | None = None,
     matrix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
     log: IO[str] | None = None,
     timeout: float = 600,
 ) -> command.CommandResult:
@@ -186,6 +187,8 @@ def run_act(
 
     Without ``job`` every job of the workflow that ``EVENT`` triggers runs (those whose ``if:`` is false are
     skipped). ``store`` is the host folder of the cache and artifact stand-ins (``cache/``, ``artifacts/``).
+    ``env`` goes to every job's environment (``--env``); ``variables`` are the repository's configuration
+    variables, the workflow's ``vars`` context (``--var``).
     """
     act = command.which("act")
     if act is None:
@@ -226,6 +229,8 @@ def run_act(
             cmd += ["--matrix", entry]
         for key, value in {**(env or {}), STORE_VARIABLE: str(store)}.items():
             cmd += ["--env", f"{key}={value}"]
+        for key, value in (variables or {}).items():
+            cmd += ["--var", f"{key}={value}"]
         return command.run(
             cmd, cwd=project, log=log, check=False, timeout=timeout, env={"HOME": os.environ.get("HOME", "")}
         )

@@ -76,6 +76,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         ),
         Breaker("no cache", drop(r"enable-cache: true"), "cache"),
         Breaker("no gate", sub(r"required reviewers", "reviewers"), "no manual gate"),
+        Breaker("no step cache", drop(r"^ +\.cicd/cache$"), "step cache"),
     ],
     "gitlab": [
         Breaker("latest image", sub(r"image: python:[\w.-]+", "image: python:latest"), ":latest"),
@@ -94,6 +95,8 @@ BREAKERS: dict[str, list[Breaker]] = {
             "can start before `package`",
         ),
         Breaker("path filter without itself", sub(r", \.gitlab-ci\.yml\]", "]"), "leaves out the adapter file"),
+        Breaker("no step cache", drop(r"key: cicd-\$CI_JOB_NAME_SLUG"), "step cache"),
+        Breaker("step cache per commit", sub(r"key: cicd-\$CI_JOB_NAME_SLUG", "key: $CI_COMMIT_SHA"), "step cache"),
     ],
     "circleci": [
         Breaker("no guard", drop(r'test "\$\{CIRCLE_BRANCH'), "no branch guard"),
@@ -105,6 +108,8 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no test results", drop(r"store_test_results"), "report UI"),
         Breaker("dropped check", drop(r"^      - sast$"), "never runs `sast`"),
         Breaker("latest image", sub(r"cimg/python:[\d.]+", "cimg/python:latest"), ":latest"),
+        Breaker("no step cache saved", drop(r"Save the step cache"), "step cache"),
+        Breaker("no fallback to main", drop(r"-main~$"), "step cache"),
     ],
     "bitbucket": [
         Breaker("no guard", drop(r'test "\$\{BITBUCKET_BRANCH'), "no branch guard"),
@@ -118,6 +123,7 @@ BREAKERS: dict[str, list[Breaker]] = {
             "packaged artifact",
         ),
         Breaker("dropped check on main", drop(r"- step: \*sast$"), "main: never runs `sast`"),
+        Breaker("no step cache", sub(r", steps-lint\]", "]"), "lint: its step cache"),
     ],
     "azure": [
         Breaker("no guard", sub(r'test "\$\{BUILD_SOURCEBRANCH:-\}" = refs/heads/main', "true"), "no branch guard"),
@@ -130,6 +136,7 @@ BREAKERS: dict[str, list[Breaker]] = {
             "runs on pull requests",
         ),
         Breaker("no workload identity", drop(r"addSpnToEnvironment: true"), "no federated credentials"),
+        Breaker("no step cache restore keys", drop(r"restoreKeys: cicd"), "step cache"),
     ],
     "codecatalyst": [
         Breaker(
@@ -158,6 +165,9 @@ BREAKERS: dict[str, list[Breaker]] = {
             sub(r", \.codecatalyst/workflows/pull-request\.yaml\]", "]"),
             "leaves out the adapter file",
         ),
+        Breaker(
+            "no step cache", drop(r"steps_lint: \{Path"), "lint: its step cache", ".codecatalyst/workflows/main.yaml"
+        ),
     ],
     "jenkins": [
         Breaker("no guard", drop(r"sh 'test \"\$\{BRANCH_NAME"), "no branch guard"),
@@ -168,6 +178,8 @@ BREAKERS: dict[str, list[Breaker]] = {
             "no timeout", sub(r"options \{ timeout\(time: 20, unit: 'MINUTES'\) \}", "options { }", 1), "no timeout"
         ),
         Breaker("no junit", sub(r"junit allowEmptyResults", "echo allowEmptyResults"), "report UI"),
+        Breaker("no step cache", sub(r", arbitraryFileCache\(path: '\.cicd/cache'[^)]*\)", ""), "step cache"),
+        Breaker("step cache not seeded from main", sub(r"defaultBranch: 'main', ", ""), "step cache"),
     ],
     "codebuild": [
         Breaker("no guard", drop(r'test "\$\{CICD_BRANCH'), "no branch guard", "buildspecs/dev.yml"),
@@ -183,7 +195,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         ),
         Breaker(
             "unkeyed cache",
-            sub(r"key: cicd-\$\(codebuild-hash-files [^)]*\)", "key: cicd"),
+            sub(r"key: cicd-lint-\$\(codebuild-hash-files [^)]*\)", "key: cicd-lint"),
             "cache",
             "buildspecs/lint.yml",
         ),
@@ -193,5 +205,6 @@ BREAKERS: dict[str, list[Breaker]] = {
             "build once",
             "buildspecs/dev.yml",
         ),
+        Breaker("no step cache", sub(r', "\.cicd/cache/\*\*/\*"', ""), "lint: its step cache", "buildspecs/lint.yml"),
     ],
 }
