@@ -137,6 +137,28 @@ class Project:
     def rows(self) -> dict[str, dict[str, Any]]:
         return {(r["name"] + (f":{r['env']}" if r["env"] else "")): r for r in self.report()["steps"]}
 
+    def start_until_deploying(self, output: Path, env: str = "dev") -> tuple[subprocess.Popen[bytes], Path]:
+        """Commit a new build, start ``inv pipeline --from synth`` and return (the process, its run folder) once the
+        CDK CLI of that run deploys ``env``. If it never does, the process group is killed before the error."""
+        self.commit()
+        known = set(self.runs().iterdir())
+        proc = self.start(*PIPELINE, output=output)
+
+        def new_runs() -> list[Path]:
+            return [r for r in set(self.runs().iterdir()) - known if r.is_dir() and not r.is_symlink()]
+
+        def deploying() -> bool:
+            logs = [r / "logs" / f"deploy-{env}.log" for r in new_runs()]
+            return any(" deploy --app " in log.read_text(errors="replace") for log in logs if log.is_file())
+
+        try:
+            wait_for(deploying, timeout=300, what=f"the CDK CLI to start deploying {env}")
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        (run_dir,) = new_runs()
+        return proc, run_dir
+
     def log(self, node: str) -> str:
         return (self.run_dir() / "logs" / f"{node.replace(':', '-')}.log").read_text(encoding="utf-8")
 

@@ -332,7 +332,8 @@ def render(plan: Plan) -> dict[str, str]:
     out.append("| | " + " | ".join(a.title for a in ADAPTERS) + " |")
     out.append("|---" * (len(ADAPTERS) + 1) + "|")
     for concept, cells in CONCEPTS:
-        out.append(f"| **{concept}** | " + " | ".join(cells[a.name] for a in ADAPTERS) + " |")
+        # A pipe inside a cell (Azure's cache keys) must be escaped, or it splits the cell.
+        out.append(f"| **{concept}** | " + " | ".join(cells[a.name].replace("|", "\\|") for a in ADAPTERS) + " |")
     out += [
         "",
         "## What every adapter guarantees",

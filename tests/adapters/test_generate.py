@@ -3,6 +3,7 @@ committed files are in sync, and the ``adapters-check`` step fails on drift with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,4 +129,8 @@ def test_guide_has_the_graph_the_tables_and_every_adapter_verbatim() -> None:
         for rendered in adapter.render(plan):
             assert rendered.text.rstrip("\n") in text
     assert "| **One deploy at a time** |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| **")]
+    assert any(r.startswith("| **Step cache") for r in rows)
+    for row in rows:  # an unescaped pipe inside a cell would add a column
+        assert len(re.split(r"(?<!\\)\|", row)) == len(ADAPTERS) + 3, row
     assert "[^bb-run]: Not run here" in text

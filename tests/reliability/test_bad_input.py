@@ -562,23 +562,7 @@ def test_two_deploys_to_one_environment_never_both_deploy(deployed: Project, tmp
 
 def interrupt_during_deploy(project: Project, output: Path, sig: signal.Signals) -> tuple[int, Path]:
     """Start a pipeline of a new commit and send ``sig`` to its process group while the CDK CLI deploys dev."""
-    project.commit()
-    known = set(project.runs().iterdir())
-    proc = project.start(*harness.PIPELINE, output=output)
-    try:
-        harness.wait_for(
-            lambda: any(
-                " deploy --app " in (run / "logs" / "deploy-dev.log").read_text(errors="replace")
-                for run in set(project.runs().iterdir()) - known
-                if (run / "logs" / "deploy-dev.log").is_file()
-            ),
-            timeout=300,
-            what="the CDK CLI to start deploying dev",
-        )
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    (run_dir,) = [r for r in set(project.runs().iterdir()) - known if r.is_dir() and not r.is_symlink()]
+    proc, run_dir = project.start_until_deploying(output)
     os.killpg(proc.pid, sig)
     return proc.wait(timeout=300), run_dir
 
@@ -633,18 +617,7 @@ def test_local_aws_killed_mid_deploy_then_the_next_run_recovers(deployed: Projec
     server = deployed.server()
     assert server is not None
     output = tmp_path / "pipeline.out"
-    deployed.commit()
-    known = set(deployed.runs().iterdir())
-    proc = deployed.start(*harness.PIPELINE, output=output)
-    harness.wait_for(
-        lambda: any(
-            " deploy --app " in (run / "logs" / "deploy-dev.log").read_text(errors="replace")
-            for run in set(deployed.runs().iterdir()) - known
-            if (run / "logs" / "deploy-dev.log").is_file()
-        ),
-        timeout=300,
-        what="the CDK CLI to start deploying dev",
-    )
+    proc, _ = deployed.start_until_deploying(output)
     os.kill(server["pid"], signal.SIGKILL)
     code = proc.wait(timeout=600)
     text = output.read_text(errors="replace")

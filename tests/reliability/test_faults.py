@@ -289,24 +289,9 @@ def test_deploy_rejected_by_cloudformation_rolls_dev_back(project: Project, repo
 # ---------------------------------------------------------------------------------------------------- the runner
 def test_runner_killed_mid_deploy_then_rerun_resumes(project: Project, tmp_path: Path) -> None:
     before = project.snapshot()
-    project.commit()
-    output = tmp_path / "pipeline.out"
-    known = set(project.runs().iterdir())
-    proc = project.start(*harness.PIPELINE, output=output)
-
-    def deploying() -> bool:
-        return any(
-            " deploy --app " in (run / "logs" / "deploy-dev.log").read_text(errors="replace")
-            for run in set(project.runs().iterdir()) - known
-            if (run / "logs" / "deploy-dev.log").is_file()
-        )
-
-    try:
-        harness.wait_for(deploying, timeout=300, what="the CDK CLI to start deploying dev")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)  # the runner dies at once: no handler, no final report
+    proc, run_dir = project.start_until_deploying(tmp_path / "pipeline.out")
+    os.kill(proc.pid, signal.SIGKILL)  # the runner dies at once: no handler, no final report
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    (run_dir,) = [r for r in set(project.runs().iterdir()) - known if r.is_dir() and not r.is_symlink()]
     project.wait_for_processes_to_end(run_dir)  # its orphaned CDK CLI ends too (or finishes its deploy)
 
     assert project.run_dir() == run_dir  # the report was kept current while the run went
