@@ -10,11 +10,20 @@ with its original reason, never as a pass. Entries are written to a
 temporary folder and renamed into place, so two runs at once never see half an entry; a corrupt entry is ignored
 with a warning and rebuilt; the cache is bounded (``CICD_CACHE_MAX_MB``, default 1024) and evicts the least
 recently used entries first.
+
+A cache that several branches share (a CI cache a pull request can write and main restores) must not let one
+branch plant a "passed" that another trusts. With ``CICD_CACHE_SECRET`` set (a CI secret only the trusted branch
+gets, e.g. a GitLab protected variable) every stored entry carries an HMAC-SHA256 of its key and content, and a
+lookup serves only entries whose signature verifies: an unsigned or tampered entry is thrown away with a warning
+and rebuilt. Without the secret (a pull request's run) every entry is served, the trusted branch's included.
+``CICD_CACHE_VERIFY=true`` (set by an adapter on protected branches) demands signatures even when the secret is
+missing, so a forgotten secret costs cache hits, never trust: every step then runs, with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib.metadata
 import importlib.util
 import json
@@ -36,6 +45,9 @@ from cicd.pipeline import Node, Step
 from cicd.results import Status, StepResult
 
 CACHE_DIR = Path(".cicd") / "cache"
+SIGNING_VARIABLE = "CICD_CACHE_SECRET"
+VERIFY_VARIABLE = "CICD_CACHE_VERIFY"
+SIGNATURE = "signature"
 # A pass, or a skip whose cause is in the key (no Flutter SDK: the SDK's version is "absent"; no advisory service:
 # the key holds the date). A failure is never stored.
 CACHEABLE = (Status.PASSED.value, Status.SKIPPED.value)
@@ -158,6 +170,8 @@ class StepCache:
         env = os.environ if environ is None else environ
         self.max_bytes = int(env.get("CICD_CACHE_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024
         self._environ = env
+        self._secret = env.get(SIGNING_VARIABLE, "").encode()
+        self._verify = bool(self._secret) or env.get(VERIFY_VARIABLE, "").strip().lower() in ("1", "true", "yes")
         self._files: list[str] | None = None
         self._digests: dict[str, str] = {}
 
@@ -219,6 +233,14 @@ class StepCache:
             for rel in result.get("outputs", []):
                 if not (entry / "outputs" / rel).exists():
                     raise ValueError(f"output {rel} missing")
+            if self._verify and not self._secret:
+                return None, (
+                    f"{VERIFY_VARIABLE} is set but {SIGNING_VARIABLE} is not: cached results cannot be verified, "
+                    "so the step runs (set the secret for this branch)"
+                )
+            if self._verify and not self._signed(key, entry):
+                shutil.rmtree(entry, ignore_errors=True)
+                return None, f"cache entry {key[:12]} is not signed with {SIGNING_VARIABLE}; ignored and rebuilt"
         except (OSError, ValueError) as err:
             shutil.rmtree(entry, ignore_errors=True)
             return None, f"cache entry {key[:12]} is corrupt ({err}); ignored and rebuilt"
@@ -264,6 +286,8 @@ class StepCache:
                 "outputs": present,
             }
             (tmp / "result.json").write_text(json.dumps(data, default=str), encoding="utf-8")
+            if self._secret:
+                (tmp / SIGNATURE).write_text(self._signature(key, tmp), encoding="utf-8")
             entry = self._entry(key)
             entry.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -274,6 +298,22 @@ class StepCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.evict()
+
+    def _signature(self, key: str, entry: Path) -> str:
+        """HMAC-SHA256 (keyed by ``CICD_CACHE_SECRET``) over the key and every file of the entry, path and content."""
+        mac = hmac.new(self._secret, key.encode(), hashlib.sha256)
+        for path in sorted(entry.rglob("*")):
+            if path == entry / SIGNATURE or not path.is_file():
+                continue
+            mac.update(b"\0" + path.relative_to(entry).as_posix().encode() + b"\0")
+            mac.update(hashlib.sha256(path.read_bytes()).digest())
+        return mac.hexdigest()
+
+    def _signed(self, key: str, entry: Path) -> bool:
+        signature = entry / SIGNATURE
+        if not signature.is_file():
+            return False
+        return hmac.compare_digest(signature.read_text(encoding="utf-8").strip(), self._signature(key, entry))
 
     def evict(self) -> None:
         entries = [

@@ -4,6 +4,10 @@ Merge-request pipelines run the checks only; ``main`` runs everything. Every che
 runners), ``needs:`` draws the graph, artifacts pass ``.cicd/artifact/`` from the build jobs to the environment
 jobs, and each environment job has ``environment:``, ``resource_group:`` (one deploy at a time),
 ``id_tokens:`` (OIDC, no stored keys) and a branch guard. The manual gate is the prod job's ``when: manual``.
+
+The step cache (``cicd-$CI_JOB_NAME_SLUG``) is ``unprotect``-ed, so merge requests restore what main saved; since a
+merge request can also write it, protected branches set ``CICD_CACHE_VERIFY`` and trust only the entries signed
+with the protected variable ``CICD_CACHE_SECRET`` (:mod:`cicd.cache`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from cicd.adapters.plan import (
     Plan,
 )
 from cicd.adapters.yamltext import Flow, dump
+from cicd.cache import SIGNING_VARIABLE, VERIFY_VARIABLE
 from cicd.errors import ConfigError
 
 PATH: Final = ".gitlab-ci.yml"
+VERIFY_ON_PROTECTED: Final = "$CI_COMMIT_REF_PROTECTED"
+"""``CICD_CACHE_VERIFY`` is ``true`` exactly on protected branches: only they demand signed step-cache entries."""
 MR: Final = '$CI_PIPELINE_SOURCE == "merge_request_event"'
 ON_MAIN: Final = f'$CI_COMMIT_BRANCH == "{MAIN_BRANCH}" && $CI_PIPELINE_SOURCE != "merge_request_event"'
 TIERS: Final = {"dev": "development", "preprod": "staging", "prod": "production"}
@@ -94,7 +101,12 @@ def render(plan: Plan) -> list[Rendered]:
         },
         "stages": ["checks", "build", *dict.fromkeys(_stage(j) for j in plan.jobs if j.env)],
         "variables": Flow(
-            {"GIT_DEPTH": "0", "UV_CACHE_DIR": "$CI_PROJECT_DIR/.cache/uv", "CICD_BUILD_COMMIT": "$CI_COMMIT_SHA"}
+            {
+                "GIT_DEPTH": "0",
+                "UV_CACHE_DIR": "$CI_PROJECT_DIR/.cache/uv",
+                "CICD_BUILD_COMMIT": "$CI_COMMIT_SHA",
+                VERIFY_VARIABLE: VERIFY_ON_PROTECTED,
+            }
         ),
         "default": {
             "image": pins.image("python"),
@@ -109,7 +121,7 @@ def render(plan: Plan) -> list[Rendered]:
                         "paths": ["node_modules", ".cicd/tools"],
                     }
                 ),
-                Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [STEP_CACHE]}),
+                Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [STEP_CACHE], "unprotect": True}),
             ],
             "artifacts": Flow(
                 {"when": "always", "expire_in": "30 days", "paths": [f"{RUNS_DIR}/"], "reports": {"junit": JUNIT_GLOB}}
@@ -152,7 +164,8 @@ def render(plan: Plan) -> list[Rendered]:
         doc[job.id] = _job(plan, job)
     extra = (
         "Per environment (Settings > CI/CD > Variables, scoped to it): AWS_ROLE_ARN, the role from infra/ci;",
-        f"protect {MAIN_BRANCH} and the environments. The gate is the manual job after an approval job.",
+        f"protect {MAIN_BRANCH} and the environments. The gate is the manual job after an approval job. Protected,",
+        f"masked variable {SIGNING_VARIABLE} (any random value): main signs its step cache and trusts nothing else.",
     )
     text = dump(doc, header=header("GitLab CI", PATH, plan, extra=extra), gap_keys=())
     return [Rendered(PATH, _space_jobs(text))]
@@ -203,6 +216,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     doc: dict[str, Any] = yaml.safe_load(files[PATH])
     reserved = {"workflow", "stages", "variables", "default", "include"}
     names = [k for k in doc if k not in reserved and not k.startswith(".")]
+    verified = (doc.get("variables") or {}).get(VERIFY_VARIABLE) == VERIFY_ON_PROTECTED
     merged = {n: _merged(doc, n) for n in names}
     builds = {n for n, j in merged.items() if f"{ARTIFACT_DIR}/" in as_list(j.get("artifacts", {}).get("paths"))}
     jobs: list[JobFacts] = []
@@ -238,6 +252,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     isinstance(c, dict)
                     and STEP_CACHE in as_list(c.get("paths"))
                     and "$CI_COMMIT" not in str(c.get("key"))
+                    and (not c.get("unprotect") or verified)
                     for c in as_list(job.get("cache"))
                 ),
                 keeps_run_folder=f"{RUNS_DIR}/" in as_list(artifacts.get("paths")),

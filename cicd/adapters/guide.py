@@ -127,8 +127,8 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         {
             "github": "`actions/cache` per job, key ends in the commit, `restore-keys` prefix: a PR restores main's "
             "newest; a PR's own entries stay in its scope",
-            "gitlab": "`cache: key: cicd-$CI_JOB_NAME_SLUG`; protected branches keep their own caches, so MRs share "
-            "theirs, not main's[^gl-cache]",
+            "gitlab": "`cache: key: cicd-$CI_JOB_NAME_SLUG`, `unprotect: true`: an MR restores main's entries; main "
+            "serves only entries signed with its protected `CICD_CACHE_SECRET`[^gl-cache]",
             "circleci": "`restore_cache` keys `JOB-BRANCH~REVISION`, `JOB-BRANCH~`, `JOB-main~`: the branch's newest, "
             "else main's",
             "bitbucket": "a cache per step keyed by the step's input files: the same inputs restore the same entries, "
@@ -256,10 +256,13 @@ FOOTNOTES: Final = (
     "is found only by the hash of its step's inputs). Caches are isolated per workflow and branch, so the "
     "pull-request workflow never restores the main workflow's step cache: a pull request's first run does every "
     "step, its later runs only what changed.",
-    "[^gl-cache]: GitLab adds `-protected` / `-non_protected` to every cache key unless *Use separate caches for "
-    "protected branches* is turned off (Settings > CI/CD). Turned off, merge requests would restore main's step "
-    "cache, but main would also restore entries a merge-request pipeline wrote; since a step-cache entry stands "
-    "for a passed step, the adapter keeps GitLab's default.",
+    "[^gl-cache]: By default GitLab keeps the caches of protected and unprotected branches apart (a `-protected` / "
+    "`-non_protected` key suffix), so a merge request could never start from main's step cache. `unprotect: true` "
+    "shares it; but then a merge-request pipeline (which runs the merge request's own `.gitlab-ci.yml`) can write "
+    "entries main restores, and a step-cache entry stands for a passed step. So the protected branches run with "
+    "`CICD_CACHE_VERIFY=$CI_COMMIT_REF_PROTECTED` and serve only entries carrying an HMAC made with the protected, "
+    "masked variable `CICD_CACHE_SECRET`, which merge-request pipelines never receive; without it main runs every "
+    "step, with a warning, rather than trust an unsigned entry (`cicd/cache.py`, `tests/unit/test_cache.py`).",
     "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
     "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
     "any branch's pipeline can save a cache that main then restores, the trust Bitbucket gives its caches.",

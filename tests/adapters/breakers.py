@@ -97,6 +97,11 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("path filter without itself", sub(r", \.gitlab-ci\.yml\]", "]"), "leaves out the adapter file"),
         Breaker("no step cache", drop(r"key: cicd-\$CI_JOB_NAME_SLUG"), "step cache"),
         Breaker("step cache per commit", sub(r"key: cicd-\$CI_JOB_NAME_SLUG", "key: $CI_COMMIT_SHA"), "step cache"),
+        Breaker(
+            "shared step cache trusted unsigned",
+            sub(r", CICD_CACHE_VERIFY: \$CI_COMMIT_REF_PROTECTED", ""),
+            "step cache",
+        ),
     ],
     "circleci": [
         Breaker("no guard", drop(r'test "\$\{CIRCLE_BRANCH'), "no branch guard"),

@@ -90,13 +90,15 @@ class Counter:
             raise StepFailed("broken")
 
 
-def toy_run(root: Path, fn: Any, use_cache: bool = True) -> Any:
+def toy_run(root: Path, fn: Any, use_cache: bool = True, environ: dict[str, str] | None = None) -> Any:
     if not (root / "src.txt").exists():
         (root / "src.txt").write_text("v1")
     model = Model(
         (Step("work", "tests.unit.test_cache:x", "doc", stage="s", inputs=("src.txt",), outputs=("reports/out.txt",)),)
     )
-    runner = Runner(root, model, [Node("work")], RunOptions(use_cache=use_cache), environ={}, functions={"work": fn})
+    runner = Runner(
+        root, model, [Node("work")], RunOptions(use_cache=use_cache), environ=environ or {}, functions={"work": fn}
+    )
     return runner, runner.run().steps[0]
 
 
@@ -155,6 +157,61 @@ def test_corrupt_entry_is_ignored_with_a_warning_and_rebuilt(
     assert "is corrupt" in (tmp_path / result.log).read_text()
     _, third = toy_run(tmp_path, fn)
     assert third.status is Status.CACHED and fn.calls == 2
+
+
+MAIN = {cache_mod.SIGNING_VARIABLE: "main-only-signing-key"}
+
+
+def only_entry(root: Path) -> Path:
+    (entry,) = [p for p in (root / ".cicd/cache/steps").glob("*/*") if p.is_dir()]
+    return entry
+
+
+def test_with_a_signing_key_only_entries_it_signed_are_served(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fn = Counter()
+    toy_run(tmp_path, fn)  # a pull request's run (no key) stores an unsigned entry
+    assert not (only_entry(tmp_path) / cache_mod.SIGNATURE).exists()
+    _, result = toy_run(tmp_path, fn, environ=MAIN)  # main does not trust it: it runs the step and signs the result
+    assert fn.calls == 2 and result.status is Status.PASSED
+    assert "is not signed with" in capsys.readouterr().out
+    assert "is not signed with CICD_CACHE_SECRET; ignored and rebuilt" in (tmp_path / result.log).read_text()
+    assert (only_entry(tmp_path) / cache_mod.SIGNATURE).is_file()
+    _, signed = toy_run(tmp_path, fn, environ=MAIN)
+    assert fn.calls == 2 and signed.status is Status.CACHED
+    _, on_a_branch = toy_run(tmp_path, fn)  # a run without the key is served main's signed entry
+    assert fn.calls == 2 and on_a_branch.status is Status.CACHED
+
+
+@pytest.mark.parametrize("tamper", ["result", "output", "other key"])
+def test_a_tampered_or_foreign_signed_entry_is_not_served(tmp_path: Path, tamper: str) -> None:
+    fn = Counter()
+    toy_run(tmp_path, fn, environ=MAIN)
+    entry = only_entry(tmp_path)
+    environ = MAIN
+    if tamper == "result":  # a planted result keeps its old signature
+        data = json.loads((entry / "result.json").read_text())
+        (entry / "result.json").write_text(json.dumps({**data, "reason": "planted"}))
+    elif tamper == "output":
+        (entry / "outputs" / "reports" / "out.txt").write_text("planted")
+    else:  # signed, but with another key
+        environ = {cache_mod.SIGNING_VARIABLE: "someone-elses-key"}
+    _, result = toy_run(tmp_path, fn, environ=environ)
+    assert fn.calls == 2 and result.status is Status.PASSED
+
+
+def test_verification_without_the_secret_runs_every_step_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fn = Counter()
+    toy_run(tmp_path, fn, environ=MAIN)
+    _, result = toy_run(tmp_path, fn, environ={cache_mod.VERIFY_VARIABLE: "true"})  # the secret was forgotten
+    assert fn.calls == 2 and result.status is Status.PASSED
+    assert "CICD_CACHE_VERIFY is set" in capsys.readouterr().out
+    assert "cached results cannot be verified, so the step runs" in (tmp_path / result.log).read_text()
+    _, unchecked = toy_run(tmp_path, fn, environ={cache_mod.VERIFY_VARIABLE: "false"})
+    assert fn.calls == 2 and unchecked.status is Status.CACHED
 
 
 CONCURRENT = """
