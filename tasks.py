@@ -135,10 +135,10 @@ def adapters_bump(c: Context, name: str = "", version: str = "", sha: str = "") 
     print(cli.adapters_bump(name, version, sha))
 
 
-@task(name="lock", help={"name": "semgrep or checkov", "version": "exact version (default: the locked one)"})
+@task(name="lock", help={"name": "semgrep, checkov or bb-run", "version": "exact version (default: the locked one)"})
 @cli.boundary
 def tools_lock(c: Context, name: str = "", version: str = "") -> None:
-    """Re-lock one isolated scanner environment (cicd/toolenvs/NAME.txt, with hashes)."""
+    """Re-lock one isolated tool environment (cicd/toolenvs/NAME.txt, with hashes)."""
     print(cli.lock_tool(name, version))
 
 

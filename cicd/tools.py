@@ -1,7 +1,9 @@
 """Isolated, version-pinned tool environments for scanners whose pins clash with the project.
 
 checkov pins an old boto3 and semgrep brings its own dependency tree, so each lives in its own virtual environment
-under ``.cicd/tools/<name>-<digest>/``, installed on first use from a hash-locked requirements file kept in
+under ``.cicd/tools/<name>-<digest>/``; bb-run (the local Bitbucket runner the adapter tests use) needs Python >= 3.12,
+so its environment is made with the first such interpreter found (``CICD_PYTHON_3_12``, ``python3.13``/``python3.12``
+on PATH, pyenv's versions). Each is installed on first use from a hash-locked requirements file kept in
 ``cicd/toolenvs/<name>.txt`` (regenerate with ``inv tools.lock``). A changed lock file gives a new digest and so a
 fresh environment; installs are serialized with a file lock, so parallel steps never race.
 """
@@ -27,6 +29,8 @@ TOOLENVS = Path(__file__).parent / "toolenvs"
 class IsolatedTool:
     name: str
     executable: str
+    python: tuple[int, int] = (3, 11)
+    """The oldest Python the tool runs on; its environment is made with an interpreter at least that new."""
 
     @property
     def lock_file(self) -> Path:
@@ -45,7 +49,34 @@ class IsolatedTool:
 
 SEMGREP = IsolatedTool("semgrep", "semgrep")
 CHECKOV = IsolatedTool("checkov", "checkov")
-ISOLATED = {t.name: t for t in (SEMGREP, CHECKOV)}
+BB_RUN = IsolatedTool("bb-run", "bb-run", python=(3, 12))
+ISOLATED = {t.name: t for t in (SEMGREP, CHECKOV, BB_RUN)}
+PYTHON_VARIABLE = "CICD_PYTHON_3_12"
+
+
+def interpreter(version: tuple[int, int]) -> str:
+    """A Python interpreter at least ``version``: this one if it is, else the newest found (see the module doc)."""
+    if sys.version_info >= version:
+        return sys.executable
+    candidates = [os.environ.get(PYTHON_VARIABLE, "")]
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(14, version[1] - 1, -1)]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += [str(p / "bin" / "python3") for p in sorted(pyenv.glob("3.*"), key=_version_of, reverse=True)]
+    for candidate in filter(None, candidates):
+        proc = subprocess.run(
+            [candidate, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True, check=False
+        )
+        found = tuple(int(n) for n in proc.stdout.split()) if proc.returncode == 0 else ()
+        if len(found) == 2 and found >= version:
+            return candidate
+    raise MissingToolError(
+        f"no Python >= {version[0]}.{version[1]} on this machine",
+        hint=f"install one, or point {PYTHON_VARIABLE} at its interpreter",
+    )
+
+
+def _version_of(path: Path) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", path.name)[:3])
 
 
 def tools_home(root: Path) -> Path:
@@ -80,7 +111,7 @@ def _install(tool: IsolatedTool, env_dir: Path) -> None:
     if uv:
         steps = [
             # --no-config: the project's own [tool.uv] settings (its constraints) must not leak into a tool's env.
-            [uv, "venv", "--quiet", "--no-config", "--python", sys.executable, str(env_dir)],
+            [uv, "venv", "--quiet", "--no-config", "--python", interpreter(tool.python), str(env_dir)],
             [
                 uv,
                 "pip",
@@ -96,7 +127,7 @@ def _install(tool: IsolatedTool, env_dir: Path) -> None:
         ]
     else:
         steps = [
-            [sys.executable, "-m", "venv", str(env_dir)],
+            [interpreter(tool.python), "-m", "venv", str(env_dir)],
             [
                 str(env_dir / "bin" / "python"),
                 "-m",
@@ -133,7 +164,7 @@ def lock(tool: IsolatedTool, version: str | None = None) -> None:
             "--no-config",
             "--universal",
             "--python-version",
-            "3.11",
+            ".".join(map(str, tool.python)),
             "--generate-hashes",
             "--no-header",
             "-",

@@ -23,6 +23,7 @@ from cicd.errors import ConfigError
 
 PATH: Final = "bitbucket-pipelines.yml"
 CACHES: Final = ["uv", "cicd-tools", "npm-tools"]
+REQUIRE: Final = "export CICD_REQUIRE_FLUTTER=1"
 NO_INPUTS: Final = ["pyproject.toml", "requirements.lock"]
 """The key files of a step cache whose job declares no input files (its configuration and tool versions)."""
 
@@ -69,7 +70,8 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
             "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null",
             "export PIP_BREAK_SYSTEM_PACKAGES=1",
         ]
-        script += ["export CICD_REQUIRE_FLUTTER=1"]
+        # A check honours the repository variable CICD_REQUIRE_FLUTTER=0 (a runner without the SDK); a build never.
+        script += ['export CICD_REQUIRE_FLUTTER="${CICD_REQUIRE_FLUTTER:-1}"' if job.kind == "check" else REQUIRE]
     script += [pins.uv_install(), *job.inv()]
     step["script"] = script
     step["after-script"] = reuse("junit", [collect_junit("test-results")])

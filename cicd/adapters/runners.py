@@ -258,10 +258,22 @@ def _gitlab_ci_local(
         cmd += ["--variable", f"{key}={value}"]
         if key.startswith("CI_"):
             cmd += ["--ignore-predefined-vars", key]
-    return command.run([*cmd, *args], cwd=project, log=log, check=False, timeout=timeout, env=_host_env(bin_dir))
+    return command.run([*cmd, *args], cwd=project, log=log, check=False, timeout=timeout, env=host_env(bin_dir))
 
 
-def _host_env(stand_ins: Path) -> dict[str, str]:
+def link_tree(src: Path, dest: Path) -> None:
+    """Copy a folder as hard links (cheap; the tools replace files rather than write into them)."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dest, symlinks=True, copy_function=link, dirs_exist_ok=True)
+
+
+def host_env(stand_ins: Path) -> dict[str, str]:
     """PATH and VIRTUAL_ENV for jobs on the host: the stand-ins first, no virtual environment (a job's
     ``python3 -m pip install uv`` must reach this machine's Python, as it reaches the image's, never the project's
     environment that the copy shares)."""

@@ -36,17 +36,18 @@ push to main has every job, with prod behind the manual gate.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cicd import pipeline
-from cicd.adapters import github, gitlab, runners
+from cicd.adapters import bbrun, bitbucket, github, gitlab, runners
 from cicd.adapters.plan import RUNS_DIR, Job, build_plan
+from cicd.errors import MissingToolError
 from cicd.sandbox import git
 from tests.adapters.toy import toy_model
 from tests.conftest import ROOT
@@ -63,18 +64,6 @@ HAS_FLUTTER = shutil.which("flutter") is not None
 NO_SDK: dict[str, str] = {} if HAS_FLUTTER else {"CICD_REQUIRE_FLUTTER": "0"}
 # Steps whose inputs the adapter's commit leaves unchanged: their results must come from the cache.
 FROM_CACHE = {"lint", "typecheck", "unit-test", "sast", "sbom", "synth", "iac-scan", "adapters-check"}
-
-
-def _link_tree(src: Path, dest: Path) -> None:
-    """Copy a folder as hard links (cheap; the tools replace files rather than write into them)."""
-
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dest, symlinks=True, copy_function=link, dirs_exist_ok=True)
 
 
 def entries(cache: Path) -> set[str]:
@@ -139,7 +128,7 @@ def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
 def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
     project = clone_with(tmp_path, pipelined_project, {github.PATH: f"ci-adapters/github/{github.PATH}"})
     store = tmp_path / "store"
-    _link_tree(pipelined_project.project.root / CACHE, store / "cache" / CACHE)
+    runners.link_tree(pipelined_project.project.root / CACHE, store / "cache" / CACHE)
     seeded = entries(store / "cache" / CACHE)
     result = runners.run_act(project, store=store, env=JOB_ENV, variables=NO_SDK, timeout=900)
     for job in PR_JOBS:
@@ -161,8 +150,9 @@ def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_
     git(project, "remote", "set-url", "origin", REMOTE)
     mr = {**JOB_ENV, **NO_SDK, "CI_PIPELINE_SOURCE": "merge_request_event"}
     assert set(runners.gitlab_jobs(project, variables=mr)) == {j.id for j in PR_JOBS}
+    source = pipelined_project.project.root / CACHE
     for job in PR_JOBS:
-        _link_tree(pipelined_project.project.root / CACHE, runners.gitlab_cache(project, f"cicd-{job.id}") / CACHE)
+        runners.link_tree(source, runners.gitlab_cache(project, f"cicd-{job.id}") / CACHE)
     seeded = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
     result = runners.run_gitlab_ci_local(project, variables=mr, isolate=True, timeout=900)
     for job in PR_JOBS:
@@ -175,6 +165,34 @@ def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_
         check_job(job, lines, succeeded, runs)
     saved = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
     assert saved > seeded, "secrets-scan ran for real: gitlab-ci-local saved its result in the job's cache"
+
+
+def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    try:
+        python = bbrun.bb_run_python(ROOT)
+    except MissingToolError as err:  # bb-run needs Python >= 3.12
+        pytest.skip(f"bb-run cannot run here: {err}")
+    project = clone_with(tmp_path, pipelined_project, {bitbucket.PATH: f"ci-adapters/bitbucket/{bitbucket.PATH}"})
+    config = yaml.safe_load((project / bitbucket.PATH).read_text(encoding="utf-8"))
+    store = tmp_path / "store"
+    # Bitbucket holds each step's cache under its key files' hash. Seed them with the pipelined step cache, except
+    # secrets-scan's: its key files are `**`, so the commit that added this file made it a new, empty key.
+    layers = bbrun.cache_layers(config, project)
+    for job in PR_JOBS:
+        if job.id != "secrets-scan":
+            runners.link_tree(pipelined_project.project.root / CACHE, store / "caches" / layers[f"steps-{job.id}"])
+    result = bbrun.run_bb_run(project, store=store, env=JOB_ENV, variables=NO_SDK, jobs=2, python=python)
+
+    assert set(result.steps) == {j.id for j in PR_JOBS} and not result.not_run, result.not_run
+    for job in PR_JOBS:
+        run = result.steps[job.id]
+        succeeded = run.returncode == 0 and bbrun.step_result(run) == "ok"
+        check_job(job, run.output.splitlines(), succeeded, run.artifacts[f"runs-{job.id}"] / RUNS_DIR)
+        if job.id == "secrets-scan":  # a new key: nothing to restore; its first successful run saves it
+            assert (run.restored, run.saved) == ((), ("steps-secrets-scan",)), run.output[-3000:]
+        else:
+            assert run.restored == (f"steps-{job.id}",), (job.id, run.restored, run.output[-3000:])
+    assert result.returncode == 0
 
 
 def test_gitlab_ci_local_keeps_deploys_out_of_merge_requests(tmp_path: Path) -> None:
