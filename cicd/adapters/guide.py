@@ -266,11 +266,16 @@ FOOTNOTES: Final = (
     "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
     "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
     "any branch's pipeline can save a cache that main then restores, the trust Bitbucket gives its caches.",
-    "[^bb-run]: Not run here: `bb-run` (PyPI, host mode) needs Python >= 3.12, outside the project's 3.11 "
-    "environment. Tried with bb-run 1.3.0 on a Python 3.13: it ran every pull-request step, but all steps of the "
-    "parallel group at once in the one project folder, and it reads only `name: path` caches, not the keyed ones "
-    "this file declares; that run is not yet reliable enough to keep as a test. The Bitbucket adapter is validated "
-    "by its schema, the parity check and the property checks only.",
+    "[^bb-run]: Executed here (`tests/adapters/test_local_runs.py`) with `bb-run` 1.3.0 in host mode, from its own "
+    "environment on a Python >= 3.12 (`cicd/toolenvs/bb-run.txt`; the test is skipped, saying so, where no such "
+    "Python exists). Left to itself bb-run runs every step of a parallel group at once in the one project folder "
+    "(interleaved output, each step's artifacts holding every step's files) and drops keyed caches, so "
+    "`cicd/adapters/bbrun.py` runs each step with `bb-run --step` in its own clone, as Bitbucket does: bb-run picks "
+    "the pull-request pipeline, sets the `BITBUCKET_*` variables, runs `script` and `after-script` and saves the "
+    "step's caches and artifacts, while the harness passes artifacts between steps and emulates the keyed caches "
+    "(`NAME-<hash of the key files>`, saved only when absent and after a success, as Bitbucket does; the hash is "
+    "the harness's, not Bitbucket's). Not exercised: images, services, OIDC, deployments, manual triggers and "
+    "`max-time`, which bb-run ignores in host mode.",
     "[^jenkins-lint]: No offline validator for declarative pipelines exists; `npm-groovy-lint` (16.x, on Java) "
     "checks Groovy syntax only. It is skipped, with the reason, where Java is not installed.",
     "[^codebuild]: No registry package ships a buildspec schema; `cicd/adapters/schemas/buildspec.schema.json` is "
@@ -296,7 +301,7 @@ def _support(adapter: Adapter) -> tuple[str, str]:
     runner = {
         "github": "`act`: every PR job executed[^executed]",
         "gitlab": "`gitlab-ci-local`: every MR job executed[^executed]",
-        "bitbucket": "not run[^bb-run]",
+        "bitbucket": "`bb-run`: every PR step executed, one clone per step[^bb-run]",
     }.get(adapter.name, "none available offline")
     return validators, runner
 

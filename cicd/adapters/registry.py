@@ -78,7 +78,7 @@ ADAPTERS: Final[tuple[Adapter, ...]] = (
         bitbucket.facts,
         (("schema vendor.bitbucket-pipelines", bitbucket.PATH),),
         Budget("no generated anchor", None),
-        local_runner="bb-run (needs Python >= 3.12)",
+        local_runner="bb-run",
     ),
     Adapter(
         "azure",

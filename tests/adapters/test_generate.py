@@ -133,4 +133,4 @@ def test_guide_has_the_graph_the_tables_and_every_adapter_verbatim() -> None:
     assert any(r.startswith("| **Step cache") for r in rows)
     for row in rows:  # an unescaped pipe inside a cell would add a column
         assert len(re.split(r"(?<!\\)\|", row)) == len(ADAPTERS) + 3, row
-    assert "[^bb-run]: Not run here" in text
+    assert "[^bb-run]: Executed here" in text

@@ -1,26 +1,29 @@
-"""Every pull-request job of the rendered GitHub and GitLab adapters, executed for real on this machine.
+"""Every pull-request job of the rendered GitHub, GitLab and Bitbucket adapters, executed for real on this machine.
 
 What runs: the commit where the shared ``pipelined_project`` ran ``inv pipeline`` is cloned, the generated adapter is
 put where its tool expects it and committed; then ``act`` (self-hosted mode, :mod:`cicd.adapters.runners` stand-ins
 for the pinned actions) runs the whole ``pull_request`` workflow - every entry of the ``checks`` matrix, the jobs for
 ``main`` are skipped by their ``if:`` - and ``gitlab-ci-local`` (shell executor, ``--shell-isolation``) runs the whole
-``merge_request_event`` pipeline. Every job must run ``uv run inv <its step>`` and show the step's outcome line.
+``merge_request_event`` pipeline, and ``bb-run`` (host mode, :mod:`cicd.adapters.bbrun`: one clone per step) the
+``pull-requests`` pipeline. Every job must run ``uv run inv <its step>`` and show the step's outcome line.
 
 The step cache travels as on CI, through the adapter's own cache mechanism: the step cache of the pipelined copy
 seeds act's cache store (restored by the workflow's ``actions/cache`` step, saved back by its post step) and
 gitlab-ci-local's ``.gitlab-ci-local/cache/cicd-JOB`` folders (the ``cicd-$CI_JOB_NAME_SLUG`` cache of
-``.gitlab-ci.yml``). So a step whose inputs the new commit did not change is served from the cache (``cached``),
+``.gitlab-ci.yml``) and bb-run's cache store (each step's ``steps-JOB`` cache under its key files' hash). So a
+step whose inputs the new commit did not change is served from the cache (``cached``),
 exactly as on CI, and costs seconds. What runs for real, and why:
 
 * ``secrets-scan``: its key holds the commit (gitleaks scans the history) and the added adapter file is one of its
   inputs (``**``); it takes a few seconds;
 * ``sca`` when the date (UTC) changed since the pipelined run: its key holds the date; it is served from the cache
   otherwise (a skip is served as the skip, with its reason: no advisory service from this machine);
-* ``flutter-check``: both adapters require the Flutter SDK in that job (``CICD_REQUIRE_FLUTTER=1``, so a broken SDK
-  install fails it). Both let a runner without the SDK say so: the repository variable ``CICD_REQUIRE_FLUTTER=0``
-  on GitHub (act's ``--var``), a pipeline variable of that name on GitLab (gitlab-ci-local's ``--variable``, which
-  outranks the job's ``variables:``). This machine has no SDK, so the runs set it: the offline half (Dart syntax,
-  pubspec schema, semgrep Dart rules) runs for real and passes, and the reason names the half that did not run.
+* ``flutter-check``: the adapters require the Flutter SDK in that job (``CICD_REQUIRE_FLUTTER=1``, so a broken SDK
+  install fails it). Each lets a runner without the SDK say so: the repository variable ``CICD_REQUIRE_FLUTTER=0``
+  on GitHub (act's ``--var``) and Bitbucket (bb-run's ``-v``), a pipeline variable of that name on GitLab
+  (gitlab-ci-local's ``--variable``, which outranks the job's ``variables:``). This machine has no SDK, so the runs
+  set it: the offline half (Dart syntax, pubspec schema, semgrep Dart rules) runs for real and passes, and the
+  reason names the half that did not run.
   With an SDK on PATH (the stand-in puts it there) the whole step runs.
 
 ``synth`` and ``iac-scan`` share one job in both adapters (the plan puts a check that needs only one other check
