@@ -67,6 +67,7 @@ import yaml
 
 from cicd import tools
 from cicd.adapters.runners import ANSI, host_env, link_tree
+from cicd.cache import glob_regex
 
 PR_TARGET: Final = "pull-requests.**"
 PIPELINE_FILE: Final = "bitbucket-pipelines.yml"
@@ -147,16 +148,10 @@ def levels(items: Sequence[Any]) -> list[tuple[list[dict[str, Any]], bool]]:
     return out
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    parts = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
-    table = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
-    return re.compile("".join(table.get(p, re.escape(p)) for p in parts) + r"\Z")
-
-
 def cache_key(tree: Path, files: Sequence[str]) -> str:
     """A hash of the tracked files of ``tree`` that the ``key: files:`` globs match (path and content)."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=tree, capture_output=True, check=True).stdout
-    patterns = [_glob_regex(f) for f in files]
+    patterns = [glob_regex(f) for f in files]
     digest = hashlib.sha256()
     for rel in sorted(p for p in listed.decode().split("\0") if p):
         if not any(rx.match(rel) for rx in patterns):
