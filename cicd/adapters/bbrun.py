@@ -68,6 +68,7 @@ import yaml
 from cicd import tools
 from cicd.adapters.runners import ANSI, host_env, link_tree
 from cicd.cache import glob_regex
+from cicd.errors import MissingToolError
 
 PR_TARGET: Final = "pull-requests.**"
 PIPELINE_FILE: Final = "bitbucket-pipelines.yml"
@@ -148,9 +149,16 @@ def levels(items: Sequence[Any]) -> list[tuple[list[dict[str, Any]], bool]]:
     return out
 
 
+def _git() -> str:
+    found = shutil.which("git")
+    if found is None:
+        raise MissingToolError("git is not installed", hint="install git")
+    return found
+
+
 def cache_key(tree: Path, files: Sequence[str]) -> str:
     """A hash of the tracked files of ``tree`` that the ``key: files:`` globs match (path and content)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=tree, capture_output=True, check=True).stdout
+    listed = subprocess.run([_git(), "ls-files", "-z"], cwd=tree, capture_output=True, check=True).stdout
     patterns = [glob_regex(f) for f in files]
     digest = hashlib.sha256()
     for rel in sorted(p for p in listed.decode().split("\0") if p):
@@ -276,7 +284,7 @@ class _Session:
     def clone(self, index: int, name: str) -> Path:
         clone = self.store / "work" / f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
         shutil.rmtree(clone, ignore_errors=True)
-        subprocess.run(["git", "clone", "-q", str(self.project), str(clone)], check=True)
+        subprocess.run([_git(), "clone", "-q", str(self.project), str(clone)], check=True)
         with (clone / ".git" / "info" / "exclude").open("a") as exclude:
             exclude.write("/.bb-run/\n")  # bb-run's state stays out of `git status`
         return clone
