@@ -191,10 +191,11 @@ def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_project: 
         run = result.steps[job.id]
         succeeded = run.returncode == 0 and bbrun.step_result(run) == "ok"
         check_job(job, run.output.splitlines(), succeeded, run.artifacts[f"runs-{job.id}"] / RUNS_DIR)
+        # (the dependency caches a step restores depend on which steps ran before it: only the step cache is checked)
         if job.id == "secrets-scan":  # a new key: nothing to restore; its first successful run saves it
-            assert (run.restored, run.saved) == ((), ("steps-secrets-scan",)), run.output[-3000:]
+            assert "steps-secrets-scan" not in run.restored and "steps-secrets-scan" in run.saved, run.output[-3000:]
         else:
-            assert run.restored == (f"steps-{job.id}",), (job.id, run.restored, run.output[-3000:])
+            assert f"steps-{job.id}" in run.restored, (job.id, run.restored, run.output[-3000:])
     assert result.returncode == 0
 
 
