@@ -329,8 +329,9 @@ class _Session:
         clone = self.clone(index, name)
         caches = [str(c) for c in (step.get("caches") or [])]  # predefined names (node, pip...) are their own layer
         restored = self.restore(step, clone, caches)
+        # --verbose: bb-run echoes the whole script line (it cuts it at 200 characters otherwise)
         cmd = [*self.command, "--repo", str(clone), "--mode", "host", "--target", self.target,
-               "--branch", self.branch, "--step", name, "--color", "never"]  # fmt: skip
+               "--branch", self.branch, "--step", name, "--color", "never", "--verbose"]  # fmt: skip
         for key, value in self.variables.items():
             cmd += ["-v", f"{key}={value}"]
         t0 = time.monotonic()
