@@ -156,36 +156,40 @@ def _git() -> str:
     return found
 
 
-def cache_key(tree: Path, files: Sequence[str]) -> str:
-    """A hash of the tracked files of ``tree`` that the ``key: files:`` globs match (path and content)."""
-    listed = subprocess.run([_git(), "ls-files", "-z"], cwd=tree, capture_output=True, check=True).stdout
-    patterns = [glob_regex(f) for f in files]
-    digest = hashlib.sha256()
-    for rel in sorted(p for p in listed.decode().split("\0") if p):
-        if not any(rx.match(rel) for rx in patterns):
-            continue
-        path = tree / rel
-        if path.is_symlink():
-            data = str(path.readlink()).encode()
-        elif path.is_file():
-            data = path.read_bytes()
-        else:
-            continue  # deleted in the work tree
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-    return digest.hexdigest()[:16]
+def _file_digest(tree: Path, rel: str) -> bytes | None:
+    """The sha256 of a tracked file's content (a symlink's target), None when it is gone from the work tree."""
+    path = tree / rel
+    if path.is_symlink():
+        return hashlib.sha256(str(path.readlink()).encode()).digest()
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).digest()
+    return None
 
 
 def cache_layers(config: Mapping[str, Any], tree: Path) -> dict[str, str]:
-    """``{cache name: store layer}``: ``NAME-<key>`` for a keyed cache (its key computed on ``tree``), the name
-    itself for a ``name: path`` one. Seed ``store/caches/LAYER`` with the layers of the tree the cache came from."""
+    """``{cache name: store layer}``: ``NAME-<key>`` for a keyed cache, the key a hash of the tracked files of ``tree``
+    its ``key: files:`` globs match (path and content); the name itself for a ``name: path`` one. Seed
+    ``store/caches/LAYER`` with the layers of the tree the cache came from. The files are listed and read once."""
+    listed = subprocess.run([_git(), "ls-files", "-z"], cwd=tree, capture_output=True, check=True).stdout
+    tracked = sorted(p for p in listed.decode().split("\0") if p)
+    digests: dict[str, bytes | None] = {}
     defs = (config.get("definitions") or {}).get("caches") or {}
     layers: dict[str, str] = {}
     for name, value in defs.items():
-        if isinstance(value, dict):
-            files = ((value.get("key") or {}).get("files")) or []
-            layers[str(name)] = f"{name}-{cache_key(tree, [str(f) for f in files])}"
-        else:
+        if not isinstance(value, dict):
             layers[str(name)] = str(name)
+            continue
+        patterns = [glob_regex(str(f)) for f in ((value.get("key") or {}).get("files")) or []]
+        key = hashlib.sha256()
+        for rel in tracked:
+            if not any(rx.match(rel) for rx in patterns):
+                continue
+            if rel not in digests:
+                digests[rel] = _file_digest(tree, rel)
+            digest = digests[rel]
+            if digest is not None:
+                key.update(rel.encode() + b"\0" + digest)
+        layers[str(name)] = f"{name}-{key.hexdigest()[:16]}"
     return layers
 
 

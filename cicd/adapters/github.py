@@ -147,7 +147,7 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
     run: dict[str, object] = {"run": "${{ matrix.run }}"}
     if any_flutter:
         # Where the SDK is installed a missing one is an error; the repository variable CICD_REQUIRE_FLUTTER=0 lets
-        # a runner without it (a self-hosted one, or act on a laptop) report the Flutter check skipped instead.
+        # a runner without it (a self-hosted one, or act on a laptop) run the offline half and say the rest did not run.
         run["env"] = Flow(
             {"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && (vars.CICD_REQUIRE_FLUTTER || '1') || '0' }}"}
         )
