@@ -17,6 +17,7 @@ from cicd.pipeline import Step
 
 cli.usage_errors_exit_2()
 
+TARGET = "local (embedded moto) or aws (a real account); default: $CICD_TARGET, else local"
 NO_CACHE = "run even if the step's inputs are unchanged (ignore the step cache)"
 SELECTION_HELP = {
     "jobs": "steps to run at once (default: one per core)",
@@ -32,33 +33,30 @@ def sentence(doc: str) -> str:
 def step_task(step: Step) -> Task[Any]:
     """One task per step of the model that runs outside environments: ``inv lint``, ``inv sast``..."""
 
-    def body(c: Context, no_cache: bool = False) -> None:
-        cli.run_step(step.name, use_cache=not no_cache)
+    def body(c: Context, no_cache: bool = False, target: str = "") -> None:
+        cli.run_step(step.name, use_cache=not no_cache, target=target)
 
     body.__name__ = body.__qualname__ = step.name.replace("-", "_")
     body.__doc__ = sentence(step.doc)
-    made: Task[Any] = task(help={"no_cache": NO_CACHE})(cli.boundary(body))
+    made: Task[Any] = task(help={"no_cache": NO_CACHE, "target": TARGET})(cli.boundary(body))
     return made
-
-
-@task(help=SELECTION_HELP)
-@cli.boundary
-def pr_checks(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False) -> None:
-    """Run the pull-request selection of the pipeline (fast checks, in parallel)."""
-    cli.run_selection("pr", start=from_, jobs=jobs, use_cache=not no_cache)
-
-
-TARGET = "local (embedded moto, default) or aws (a real account)"
 
 
 @task(help={**SELECTION_HELP, "target": TARGET})
 @cli.boundary
-def pipeline(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False, target: str = "local") -> None:
+def pr_checks(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False, target: str = "") -> None:
+    """Run the pull-request selection of the pipeline (fast checks, in parallel)."""
+    cli.run_selection("pr", start=from_, jobs=jobs, target=target, use_cache=not no_cache)
+
+
+@task(help={**SELECTION_HELP, "target": TARGET})
+@cli.boundary
+def pipeline(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False, target: str = "") -> None:
     """Run the trunk pipeline: checks, package once, deploy dev, test, promote to preprod and prod, smoke test."""
     try:
         cli.run_selection("main", start=from_, jobs=jobs, target=target, use_cache=not no_cache)
     finally:
-        epilogue = cli.pipeline_epilogue(target)
+        epilogue = cli.pipeline_epilogue(cli.check_target(target))
         if epilogue:
             print(epilogue)
 
@@ -66,14 +64,15 @@ def pipeline(c: Context, from_: str = "", jobs: str = "", no_cache: bool = False
 def env_step_task(step: Step, flag: str = "env", default: str = "") -> Task[Any]:
     """One task per step that runs in an environment: ``inv deploy --env dev``, ``inv promote --to prod``..."""
 
-    def by_env(c: Context, env: str = default, target: str = "local") -> None:
+    def by_env(c: Context, env: str = default, target: str = "") -> None:
         cli.run_step(step.name, env=cli.check_env(env), target=target)
 
-    def by_to(c: Context, to: str = default, target: str = "local") -> None:
+    def by_to(c: Context, to: str = default, target: str = "") -> None:
         cli.run_step(step.name, env=cli.check_env(to, "to"), target=target)
 
     body = by_to if flag == "to" else by_env  # `inv promote --to prod` reads better than `--env prod`
-    body.__name__ = body.__qualname__ = step.name.replace("-", "_")
+    name = step.task.split()[0] if step.task else step.name  # the approve step runs as `inv change-set`
+    body.__name__ = body.__qualname__ = name.replace("-", "_")
     body.__doc__ = sentence(step.doc)
     made: Task[Any] = task(help={flag: ", ".join(step.envs), "target": TARGET})(cli.boundary(body))
     return made
@@ -81,8 +80,8 @@ def env_step_task(step: Step, flag: str = "env", default: str = "") -> Task[Any]
 
 @task(help={"env": "the environment to approve (prod)", "target": TARGET})
 @cli.boundary
-def approve(c: Context, env: str = "prod", target: str = "local") -> None:
-    """Approve the artifact that passed preprod for production (when [tool.cicd] approval is on)."""
+def approve(c: Context, env: str = "prod", target: str = "") -> None:
+    """Approve the artifact handed on from preprod for production (when [tool.cicd] approval is on)."""
     print(cli.approve(env, target))
 
 
@@ -179,8 +178,6 @@ def cache_clear(c: Context) -> None:
 
 ns = Collection(pr_checks, pipeline, approve, rerun, graph, report)
 for _step in cli.model().steps:
-    if _step.name == "approve":
-        continue  # `inv approve` records an approval; the approve step itself only reads it
     if _step.per_env:
         flag = "to" if _step.task and "--to" in _step.task else "env"
         ns.add_task(env_step_task(_step, flag, _step.envs[0] if len(_step.envs) == 1 else ""))

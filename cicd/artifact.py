@@ -3,14 +3,16 @@
 An artifact is a folder: ``cdk.out/`` (the cloud assembly of every environment), ``lambda.zip`` (the function code,
 for the record and for audits), ``flutter/`` when the app was built, and ``manifest.json``::
 
-    {"digest": "<sha256>", "version": "0.1.42", "commit": "...", "created_at": "...",
+    {"digest": "<sha256>", "version": "0.1.42", "commit": "...", "target": "aws", "created_at": "...",
      "files": {"cdk.out/manifest.json": "<sha256>", ...}}
 
-``digest`` is the SHA-256 of the version, the commit and every ``<sha256>  <path>`` line, sorted, so one changed byte
-anywhere gives another digest. Artifacts live in the store ``.cicd/artifacts/<digest>/`` (``latest`` names the newest
-one) and, on CI, travel between jobs as the folder ``.cicd/artifact/``, which :func:`resolve` imports into the store
-after verifying it. Records of which environments an artifact passed (``passed/<target>-<env>.json``) sit beside
-the payload and are not part of the digest.
+``target`` is the target the assembly was synthesized for (``local`` or ``aws``): a deploy to another target
+refuses the artifact. ``digest`` is the SHA-256 of the version, the commit, the target and every
+``<sha256>  <path>`` line, sorted, so one changed byte anywhere gives another digest. Artifacts live in the
+workspace's store ``.cicd/artifacts/<digest>/`` (``LATEST`` names the newest one) and, on CI, travel between jobs
+as the folder ``.cicd/artifact/``, which :func:`resolve` imports into the store after verifying it. The evidence
+of the environments an artifact passed (``passed/<target>-<env>.json``, written by :mod:`cicd.state`) travels
+beside the payload and is not part of the digest.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Artifact:
     version: str
     commit: str | None
     created_at: str
+    target: str = "local"
 
     @property
     def assembly(self) -> Path:
@@ -75,8 +78,9 @@ def _payload_files(folder: Path) -> dict[str, str]:
     return files
 
 
-def overall_digest(files: dict[str, str], version: str, commit: str | None) -> str:
-    lines = [f"version {version}", f"commit {commit or ''}"] + [f"{sha}  {rel}" for rel, sha in sorted(files.items())]
+def overall_digest(files: dict[str, str], version: str, commit: str | None, target: str = "local") -> str:
+    lines = [f"version {version}", f"commit {commit or ''}", f"target {target}"]
+    lines += [f"{sha}  {rel}" for rel, sha in sorted(files.items())]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -93,14 +97,21 @@ def deterministic_zip(source: Path, dest: Path, *, exclude: tuple[str, ...] = ("
             archive.writestr(info, path.read_bytes())
 
 
-def build(folder: Path, *, version: str, commit: str | None) -> Artifact:
+def build(folder: Path, *, version: str, commit: str | None, target: str = "local") -> Artifact:
     """Write the manifest of an artifact folder whose payload is already in place."""
     files = _payload_files(folder)
-    digest = overall_digest(files, version, commit)
+    digest = overall_digest(files, version, commit, target)
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    manifest = {"digest": digest, "version": version, "commit": commit, "created_at": created, "files": files}
+    manifest = {
+        "digest": digest,
+        "version": version,
+        "commit": commit,
+        "target": target,
+        "created_at": created,
+        "files": files,
+    }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return Artifact(folder, digest, version, commit, created)
+    return Artifact(folder, digest, version, commit, created, target)
 
 
 def verify(folder: Path) -> Artifact:
@@ -109,6 +120,7 @@ def verify(folder: Path) -> Artifact:
         manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         recorded: dict[str, str] = dict(manifest["files"])
         version, commit, digest = str(manifest["version"]), manifest.get("commit"), str(manifest["digest"])
+        target = str(manifest.get("target") or "local")
     except FileNotFoundError:
         raise StepFailed(f"artifact {folder} has no {MANIFEST}", hint="run `inv package` to build one") from None
     except (OSError, ValueError, KeyError, TypeError):
@@ -123,17 +135,17 @@ def verify(folder: Path) -> Artifact:
             raise StepFailed(
                 f"artifact {digest[:12]} was tampered with: {rel} no longer matches its sha256", hint="package again"
             )
-    if overall_digest(actual, version, commit) != digest:
+    if overall_digest(actual, version, commit, target) != digest:
         raise StepFailed(f"artifact {digest[:12]}: the manifest digest does not match its contents")
-    return Artifact(folder, digest, version, commit, str(manifest.get("created_at", "")))
+    return Artifact(folder, digest, version, commit, str(manifest.get("created_at", "")), target)
 
 
 def store_dir(root: Path) -> Path:
     return root / STORE
 
 
-def put(root: Path, folder: Path) -> Artifact:
-    """Copy a verified artifact folder into the store (once per digest) and mark it the latest."""
+def put(root: Path, folder: Path, *, latest: bool = True) -> Artifact:
+    """Copy a verified artifact folder into the store (once per digest); ``latest`` marks it the newest."""
     artifact = verify(folder)
     store = store_dir(root)
     dest = store / artifact.digest
@@ -150,8 +162,9 @@ def put(root: Path, folder: Path) -> Artifact:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     _merge_passed(folder, dest)
-    _write_text_atomic(store / LATEST, artifact.digest)
-    return Artifact(dest, artifact.digest, artifact.version, artifact.commit, artifact.created_at)
+    if latest:
+        _write_text_atomic(store / LATEST, artifact.digest)
+    return Artifact(dest, artifact.digest, artifact.version, artifact.commit, artifact.created_at, artifact.target)
 
 
 def _merge_passed(src: Path, dest: Path) -> None:
@@ -191,21 +204,3 @@ def resolve(root: Path, run_dir: Path | None = None) -> Artifact:
     if latest.exists():
         return get(root, latest.read_text(encoding="utf-8").strip())
     raise StepFailed("no packaged artifact found", hint="run `inv package` (or `inv pipeline`) first")
-
-
-def record_passed(artifact: Artifact, target: str, env: str, run_id: str) -> Path:
-    record = artifact.path / PASSED / f"{target}-{env}.json"
-    data = {
-        "digest": artifact.digest,
-        "version": artifact.version,
-        "env": env,
-        "target": target,
-        "run_id": run_id,
-        "passed_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-    _write_text_atomic(record, json.dumps(data, indent=1) + "\n")
-    return record
-
-
-def passed_in(artifact: Artifact, target: str, env: str) -> bool:
-    return (artifact.path / PASSED / f"{target}-{env}.json").is_file()

@@ -150,7 +150,8 @@ def _run(
     env: Mapping[str, str],
     cwd: Path,
     root: Path,
-) -> None:
+    ok_codes: Sequence[int] = (0,),
+) -> command.CommandResult:
     from cicd.context import StepContext
 
     ensure_cdk(root, log=ctx_or_log.log if isinstance(ctx_or_log, StepContext) else ctx_or_log)
@@ -158,9 +159,25 @@ def _run(
     full_env = {**env, "PATH": os.pathsep.join([str(node.parent), os.environ.get("PATH", "")])}
     cmd = [str(node), str(cdk_script(root)), *args]
     if isinstance(ctx_or_log, StepContext):
-        ctx_or_log.run(cmd, cwd=cwd, env=full_env)
-    else:
-        command.run(cmd, cwd=cwd, env=full_env, log=ctx_or_log)
+        return ctx_or_log.run(cmd, cwd=cwd, env=full_env, ok_codes=ok_codes)
+    return command.run(cmd, cwd=cwd, env=full_env, log=ctx_or_log, ok_codes=ok_codes)
+
+
+def diff(
+    ctx_or_log: StepContext | IO[str] | None,
+    assembly_dir: Path,
+    stack: str,
+    *,
+    endpoint: str | None,
+    region: str = DEFAULT_REGION,
+    root: Path = REPO_ROOT,
+) -> str:
+    """``cdk diff`` of ``stack`` in the synthesized ``assembly_dir`` against the deployed stack: its text."""
+    args = ["diff", "--app", str(assembly_dir.resolve()), stack, "--no-notices", "--ci", "--no-color"]
+    if endpoint is not None:
+        args.append("--no-change-set")  # the embedded AWS runs no change sets for diffs
+    result = _run(ctx_or_log, args, env=cdk_env(endpoint, region=region), cwd=root, root=root, ok_codes=(0, 1))
+    return result.output
 
 
 def bootstrap(

@@ -66,7 +66,12 @@ def usage_errors_exit_2() -> None:
     Program.parse_tasks = parse_tasks  # type: ignore[method-assign]
 
 
-def check_target(target: str) -> str:
+TARGET_ENV = "CICD_TARGET"
+
+
+def check_target(target: str | None) -> str:
+    """``target``, else ``$CICD_TARGET``, else ``local``; a :class:`UsageError` for anything but local or aws."""
+    target = target or os.environ.get(TARGET_ENV) or "local"
     if target not in TARGETS:
         raise UsageError(f"unknown target '{target}'", hint=f"choose one of: {', '.join(TARGETS)}")
     return target
@@ -132,18 +137,18 @@ def run_selection(
     *,
     start: str | None = None,
     jobs: int | str | None = None,
-    target: str = "local",
+    target: str = "",
     use_cache: bool = True,
 ) -> RunReport:
     njobs = parse_jobs(jobs)
-    check_target(target)
+    target = check_target(target)
     nodes = pipeline.select(pipeline.MODEL, trigger, start=start or None)
     preflight(target, nodes)
     return _run(nodes, trigger, target, njobs, use_cache=use_cache)
 
 
-def run_step(name: str, *, env: str | None = None, target: str = "local", use_cache: bool = True) -> None:
-    check_target(target)
+def run_step(name: str, *, env: str | None = None, target: str = "", use_cache: bool = True) -> None:
+    target = check_target(target)
     if env and env not in pipeline.ENVIRONMENTS:
         check_env(env)
     step = pipeline.MODEL.step(name)
@@ -205,7 +210,7 @@ def approve(env: str, target: str) -> str:
     from cicd.context import StepContext
     from cicd.steps.deploy import grant_approval
 
-    check_target(target)
+    target = check_target(target)
     env = check_env(env)
     ctx = StepContext(ROOT, ROOT / ".cicd", "approve", env, target, io.StringIO(), ROOT / ".cicd" / "approve.log")
     return grant_approval(ctx, getpass.getuser())
@@ -229,7 +234,8 @@ def local_status() -> str:
     """The server, and per environment what is deployed (build version, artifact digest) and its local API URL."""
     from botocore.exceptions import ClientError
 
-    from cicd import config, local_aws, release
+    from cicd import config, local_aws
+    from cicd import state as pipeline_state
 
     state = local_aws.status(ROOT)
     if not state.running or state.server is None:
@@ -247,11 +253,8 @@ def local_status() -> str:
             continue
         outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
         digest = outputs.get("DeployedArtifactDigest", "?")
-        tested = "not tested"
-        for entry in reversed(release.read_state(ROOT, "local", env)["history"]):
-            if entry.get("digest") == digest and entry.get("passed") is not None:
-                tested = "passed" if entry["passed"] else "FAILED"
-                break
+        verdict = pipeline_state.open_store(ROOT, env, "local").tested(digest)
+        tested = "not tested" if verdict is None else "passed" if verdict else "FAILED"
         api = apis.get(env)
         url = api.url if api and api.alive else "API not served (redeploy to serve it)"
         lines.append(

@@ -81,6 +81,7 @@ REMOVAL_POLICIES: Final = ("destroy", "retain")
 PRESIGNED_URL_MAX_S: Final = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 
 ACCOUNT_RE: Final = re.compile(r"^\d{12}$")
+BUCKET_RE: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REGION_RE: Final = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 
 
@@ -147,6 +148,9 @@ class Environment:
     """Let this stack set the account-wide API Gateway CloudWatch Logs role (aws target only). API Gateway
     access/execution logging needs that role once per account and region; set this on one environment per
     account, or create the role outside this project."""
+    state_bucket: str | None = None
+    """The S3 bucket keeping this environment's pipeline state on the aws target (deploy history, the artifacts
+    it ran, approvals): default ``latestapk-state-<env>-<account>-<region>``, created on first use (cicd/state.py)."""
 
     @property
     def stack_name(self) -> str:
@@ -322,6 +326,11 @@ def _field_value(key: str, value: object, where: str) -> object:  # noqa: PLR091
         return text
     if key == "region":
         return _region(value, where)
+    if key == "state_bucket":
+        text = _str(value, where)
+        if not BUCKET_RE.match(text):
+            raise ConfigError(f"{where} must be an S3 bucket name, got '{text}'", hint=f'e.g. {key} = "my-state"')
+        return text
     if key in ("alarms", "web_hosting", "api_cloudwatch_role"):
         return _bool(value, where)
     if key == "deployment":

@@ -1,7 +1,8 @@
 """The embedded AWS of the ``local`` target: a moto server started on demand, shared by every environment.
 
 ``up(root)`` starts ``python -m moto.server`` bound to ``127.0.0.1`` in the background (its own session, so it keeps
-answering after ``inv pipeline`` returns) and records it in ``.cicd/local/server.json``::
+answering after ``inv pipeline`` returns) and records it in ``.cicd/local/server.json`` (or under
+``$CICD_LOCAL_HOME``, shared by several workspaces)::
 
     {"pid": 4242, "port": 4566, "endpoint": "http://localhost:4566", "region": "us-east-1",
      "account_id": "123456789012", "started_at": "...", "bootstrapped": ["us-east-1"], "log": "..."}
@@ -158,8 +159,14 @@ def client_environ(endpoint: str, region: str = DEFAULT_REGION) -> dict[str, str
 # --- paths and state files ----------------------------------------------------------------------------------
 
 
+HOME_ENV: Final = "CICD_LOCAL_HOME"
+
+
 def local_dir(root: Path) -> Path:
-    return root / ".cicd" / "local"
+    """Where the server and local API records live: ``.cicd/local/`` of the checkout, or ``$CICD_LOCAL_HOME``, which
+    lets several workspaces (one per CI job, as in the adapters' job-by-job tests) share one embedded AWS."""
+    shared = os.environ.get(HOME_ENV)
+    return Path(shared) if shared else root / ".cicd" / "local"
 
 
 def state_path(root: Path) -> Path:

@@ -401,9 +401,7 @@ FLUTTER_STEPS: tuple[Step, ...] = (
         triggers=frozenset({"main"}),
         may_skip="the Flutter SDK is not on PATH",
         tools=("flutter",),
-        outputs=("flutter",),
-        env_vars=("CICD_REQUIRE_FLUTTER", "CICD_BUILD_VERSION", "CICD_BUILD_COMMIT"),
-        key_extras=("git-head",),
+        cacheable=False,  # it hands its build on in .cicd/artifact/flutter, which a cache hit would not write
     ),
 )
 
@@ -465,13 +463,14 @@ DELIVERY_STEPS: tuple[Step, ...] = (
     Step(
         "approve",
         "cicd.steps.deploy:approve",
-        "manual approval before production when [tool.cicd] approval is on (off: the trunk ships automatically)",
+        "show what production would get (cdk diff) and wait for approval when [tool.cicd] approval is on",
         stage="deploy",
         needs=("integration-test:<previous>",),
         triggers=MAIN,
         envs=("prod",),
         may_skip="production approval is pending",
         cacheable=False,
+        task="change-set --env {env}",
     ),
     Step(
         "promote",

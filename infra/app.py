@@ -7,7 +7,8 @@ Run it directly or through the CDK CLI (``cdk.json``: ``python -m infra.app``)::
     CICD_TARGET=aws python -m infra.app           # needs account/region per environment
 
 Environment variables: ``CICD_TARGET`` (local|aws), ``CICD_ENVIRONMENTS`` (comma-separated subset, default all),
-``CICD_BUILD_VERSION`` / ``CICD_BUILD_COMMIT`` (else derived from git, see :mod:`cicd.versioning`),
+``CICD_UNPINNED=1`` (aws templates without account/region, for scans only), ``CICD_BUILD_VERSION`` /
+``CICD_BUILD_COMMIT`` (else derived from git, see :mod:`cicd.versioning`),
 ``CICD_NAG`` (``enforce``: cdk-nag findings fail the synth, the default; ``report``: write the assembly with its
 ``validation-report.json`` and leave the verdict to the ``iac-scan`` step; ``off``), ``CDK_OUTDIR`` (set by the
 CDK CLI). The assembly is synthesized into a temporary folder beside the output folder and moved into place only
@@ -17,6 +18,7 @@ when complete, so bad input or a failed synth never leaves a half-written assemb
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -65,6 +67,8 @@ class Settings:
                 f"unknown environment '{unknown[0]}' in CICD_ENVIRONMENTS: choose from {', '.join(config.names)}"
             )
         environments = tuple(config.environment(n) for n in names) if names else config.environments
+        if target.pinned_env and environ.get("CICD_UNPINNED") == "1":
+            target = dataclasses.replace(target, pinned_env=False)  # scan-only: environment-agnostic aws templates
         if target.pinned_env:
             for env in environments:
                 cfg.require_aws(env)

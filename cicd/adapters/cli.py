@@ -127,7 +127,7 @@ def check(
             continue
         facts = committed_facts(root, adapter)
         report.lines[adapter.name] = line_count(facts)
-        report.parity.extend(parity(plan.model, facts))
+        report.parity.extend(parity(plan, facts))
         report.properties.extend(properties(plan, facts, adapter.budget))
         if validators:
             report.validations.extend(validate.run(adapter.name, adapter.check_pairs(root / adapter.folder), log=log))

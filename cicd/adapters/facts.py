@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from cicd import pipeline
 from cicd.adapters.common import GENERATOR, SESSION_NAME_RE
-from cicd.adapters.plan import Plan, is_approval, task_command
+from cicd.adapters.plan import Plan, is_approval, present_needs, task_command
 from cicd.pipeline import Model
 
 INV_RE: Final = re.compile(r"uv run inv ([a-z][\w.-]*(?: --?[\w-]+(?: [\w.-]+)?)*)")
@@ -32,6 +32,21 @@ FORBIDDEN_REFS: Final = (
     (re.compile(r"export \$\("), "export $(...) (carries on with empty values)"),
 )
 SYNTH_IN_DEPLOY: Final = re.compile(r"\b(inv synth|cdk synth|cdk bootstrap|inv package)\b")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Files one job hands to later ones by the tool's own mechanism (artifact, workspace, stash, output artifact).
+
+    ``name`` is what the tool calls it; ``paths`` are workspace-relative files, folders or globs (what is handed on),
+    kept relative to ``root`` (GitHub keeps them relative to their common folder, CircleCI to the workspace root it
+    names; most tools to the project folder); ``dest`` is where a receiving job puts them, relative to its
+    workspace."""
+
+    name: str
+    paths: tuple[str, ...] = ()
+    dest: str = "."
+    root: str = "."
 
 
 @dataclass
@@ -62,6 +77,12 @@ class JobFacts:
     uploads: bool = False
     script: str = ""
     """Every shell line of the job, joined (for text checks)."""
+    receives: list[Handoff] = field(default_factory=list)
+    """What the tool puts into the job's fresh workspace before its commands run, in order (later ones overwrite)."""
+    hands_on: list[Handoff] = field(default_factory=list)
+    """What the tool keeps of the job's workspace for later jobs, when the job succeeds."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """Variables the file sets for the job (pipeline level, then job level), e.g. ``CICD_TARGET``."""
 
 
 @dataclass
@@ -100,13 +121,16 @@ def upstream(facts: AdapterFacts, job: JobFacts, trigger: str) -> set[str]:
     return seen
 
 
-def parity(model: Model, facts: AdapterFacts) -> list[str]:
-    """Problems with the adapter's ``inv`` calls per trigger versus the model's selections (empty: in parity)."""
+def parity(plan: Plan, facts: AdapterFacts) -> list[str]:
+    """Problems with the adapter's ``inv`` calls per trigger versus the plan's selections (empty: in parity): the
+    model's selection, less the approval step when the approval switch is off (no approval job is rendered)."""
+    model = plan.model
+    planned = {n for job in plan.jobs for n in job.nodes}
     problems: list[str] = []
     for trigger in pipeline.TRIGGERS:
         if not any(trigger in s.triggers for s in model.steps):
             continue
-        expected = {task_command(model, n): n for n in pipeline.select(model, trigger)}
+        expected = {task_command(model, n): n for n in pipeline.select(model, trigger) if n in planned}
         where: dict[str, tuple[JobFacts, int]] = {}
         for job in facts.for_trigger(trigger):
             for index, command in enumerate(job.commands):
@@ -124,7 +148,7 @@ def parity(model: Model, facts: AdapterFacts) -> list[str]:
                 continue
             job, index = where[command]
             before = upstream(facts, job, trigger)
-            for dep in model.needs_of(node):
+            for dep in present_needs(model, node, dict.fromkeys(planned, "")):
                 dep_command = task_command(model, dep)
                 if dep_command not in where:
                     continue
@@ -167,7 +191,7 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
     if facts.path_filters is not None and facts.main_file not in facts.path_filters:
         problems.append(f"{tool}: the path filter {facts.path_filters} leaves out the adapter file {facts.main_file}")
     deploy_envs = {j.env for j in plan.jobs if j.kind == "deploy"}
-    approval_envs = {n.env for n in plan.model.nodes() if n.env and is_approval(model.step(n.step))}
+    approval_envs = {j.env for j in plan.jobs if j.kind == "approval"}
     seen_envs: set[str] = set()
     for job in facts.jobs:
         if job.timeout is None:

@@ -9,14 +9,27 @@ scanning; the runner itself writes ``summary.md`` to the job summary. Repeated s
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, guard, header, inputs_with
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import ARTIFACT_DIR, LOCK_FILES, MAIN_BRANCH, RUNS_DIR, SARIF_DIR, STEP_CACHE, Job, Plan
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.plan import (
+    ARTIFACT_DIR,
+    LOCK_FILES,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    SARIF_DIR,
+    STEP_CACHE,
+    TARGET,
+    TARGET_VAR,
+    TARGET_VARS,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Commented, Flow, dump
 from cicd.errors import ConfigError
 
@@ -87,14 +100,21 @@ class Steps:
             },
         )
 
-    def download(self) -> dict[str, object] | str:
-        return self._anchor(
-            "download",
-            {
-                "uses": _uses("actions/download-artifact"),
-                "with": Flow({"pattern": "artifact-*", "merge-multiple": True, "path": ARTIFACT_DIR}),
-            },
-        )
+    def download(self, plan: Plan, job: Job) -> dict[str, object]:
+        """The artifact the nearest upstream job handed on (the package; then each environment's, with evidence)."""
+        source = plan.handed_from(job)
+        if source is None:
+            raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
+        return {
+            "uses": _uses("actions/download-artifact"),
+            "with": Flow({"name": source.artifact_name, "path": ARTIFACT_DIR}),
+        }
+
+    def upload(self, job: Job) -> dict[str, object]:
+        return {
+            "uses": _uses("actions/upload-artifact"),
+            "with": Flow({"name": job.artifact_name, "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}),
+        }
 
     def reports(self) -> dict[str, object] | str:
         return self._anchor(
@@ -170,7 +190,7 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
     return data
 
 
-def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:  # noqa: ARG001 - one signature per job kind
+def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
     data["permissions"] = Flow({"contents": "read"})
@@ -180,29 +200,41 @@ def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:  # noqa: AR
         del flutter["if"]
         body.append(flutter)
     if job.downloads:
-        body.append(steps.download())
+        body.append(steps.download(plan, job))
     run: dict[str, object] = {"run": "\n".join(job.inv())}
     if job.flutter:
         run["env"] = Flow({"CICD_REQUIRE_FLUTTER": "1"})
     body.append(run)
-    body.append(
-        {
-            "uses": _uses("actions/upload-artifact"),
-            "with": Flow({"name": f"artifact-{job.id}", "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}),
-        }
-    )
+    body.append(steps.upload(job))
     body.append(steps.reports())
     data["steps"] = body
     return data
 
 
-def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:  # noqa: ARG001 - one signature per job kind
+def _credentials(plan: Plan, env: str) -> dict[str, object]:
+    """OIDC login with the environment's role, only when the pipeline targets AWS (``CICD_TARGET``)."""
+    return {
+        "if": f"env.{TARGET_VAR} == '{TARGET}'",
+        "uses": _uses("aws-actions/configure-aws-credentials"),
+        "with": {
+            "role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
+            "role-session-name": f"gh-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}-{env}",
+            "aws-region": plan.region(env),
+            "mask-aws-account-id": True,
+        },
+    }
+
+
+def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
+    """Shows what the environment would get (``inv change-set``); the next job's environment reviewers are the gate."""
+    env = job.env or ""
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
-    data["permissions"] = Flow({"contents": "read"})
+    data["permissions"] = Flow({"contents": "read", "id-token": "write"})
     body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
     if job.downloads:
-        body.append(steps.download())
+        body.append(steps.download(plan, job))
+    body.append(_credentials(plan, env))
     body.append({"run": "\n".join(job.inv())})
     body.append(steps.reports())
     data["steps"] = body
@@ -225,19 +257,10 @@ def _deploy(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
         steps.cache(),
     ]
     if job.downloads:
-        body.append(steps.download())
-    body.append(
-        {
-            "uses": _uses("aws-actions/configure-aws-credentials"),
-            "with": {
-                "role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
-                "role-session-name": f"gh-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}-{env}",
-                "aws-region": plan.region(env),
-                "mask-aws-account-id": True,
-            },
-        }
-    )
+        body.append(steps.download(plan, job))
+    body.append(_credentials(plan, env))
     body.append({"run": "\n".join(job.inv())})
+    body.append(steps.upload(job))
     body.append(steps.reports())
     data["steps"] = body
     return data
@@ -281,17 +304,34 @@ def _document(plan: Plan, steps: Steps) -> dict[str, object]:
             "workflow_dispatch": {},
         },
         "permissions": {},
+        # A pull request's newer push cancels its older run; main runs are never grouped here (a run waiting for
+        # prod reviewers must not hold or cancel later ones): its environment jobs serialize per environment.
         "concurrency": Flow(
             {
-                "group": "${{ github.workflow }}-${{ github.ref }}",
+                "group": "${{ github.workflow }}-"
+                "${{ github.event_name == 'pull_request' && github.ref || github.run_id }}",
                 "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
             }
         ),
-        "env": Flow({"CICD_BUILD_COMMIT": "${{ github.sha }}", "FORCE_COLOR": "1"}),
+        "env": Flow({**TARGET_VARS, "CICD_BUILD_COMMIT": "${{ github.sha }}", "FORCE_COLOR": "1"}),
         "defaults": Flow({"run": {"shell": "bash"}}),
         "jobs": jobs,
     }
     return doc
+
+
+def _upload_handoff(upload: dict[str, Any]) -> Handoff:
+    """What ``actions/upload-artifact`` keeps: its paths, relative to their least common ancestor folder."""
+    paths = tuple(str(upload.get("path", "")).split())
+    parts = [PurePosixPath(p.split("*")[0].rstrip("/")).parts for p in paths]
+    common: list[str] = []
+    for column in zip(*parts, strict=False):
+        if len(set(column)) != 1:
+            break
+        common.append(column[0])
+    single_file = len(paths) == 1 and "*" not in paths[0] and not paths[0].endswith("/")
+    root = PurePosixPath(*common).parent if single_file and common else PurePosixPath(*common) if common else None
+    return Handoff(str(upload["name"]), paths, root=str(root or "."))
 
 
 def _resolve_anchors(text: str) -> str:
@@ -358,6 +398,17 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 for u, s in zip(uses, steps, strict=True)
             ),
         }
+        common["receives"] = [
+            Handoff(str(s["with"]["name"]), dest=str(s["with"].get("path", ".")))
+            for u, s in zip(uses, steps, strict=True)
+            if u.startswith("actions/download-artifact@") and s.get("with", {}).get("name")
+        ]
+        common["hands_on"] = [
+            _upload_handoff(s["with"])
+            for u, s in zip(uses, steps, strict=True)
+            if u.startswith("actions/upload-artifact@") and s.get("if", "success()") == "success()"
+        ]
+        common["variables"] = {str(k): str(v) for k, v in {**doc.get("env", {}), **raw.get("env", {})}.items()}
         matrix = raw.get("strategy", {}).get("matrix", {}).get("include")
         if matrix:
             expanded[job_id] = [str(e["job"]) for e in matrix]

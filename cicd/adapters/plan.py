@@ -7,16 +7,20 @@ one to the other, the same way for every tool, so the adapters differ only in sy
   runners). A check that needs exactly one other check and nothing else joins that check's job (``synth`` then
   ``iac-scan`` share a job, so the scan reads the assembly synthesized in the same workspace);
 * **build** - steps that run only on ``main`` and in no environment (``flutter-build``, ``package``). They build
-  once and hand ``.cicd/artifact/`` to later jobs through the tool's artifact mechanism;
-* **approval** - a per-environment step whose name starts with ``approve`` (``approve:prod``, present when the
-  approval switch is on) runs its task (which shows the change set to approve) and is followed by the tool's own
-  manual gate;
+  once and hand ``.cicd/artifact/`` to later jobs through the tool's artifact mechanism (``flutter-build`` hands on
+  ``.cicd/artifact/flutter/``, which ``package`` puts into the one artifact);
+* **approval** - a per-environment step whose name starts with ``approve`` (``approve:prod``), rendered only when
+  the approval switch is on: its job runs the step's task (``change-set``: what prod would get) and the tool's own
+  manual gate holds the next environment job. With the switch off there is no approval job at all;
 * **deploy** - every other per-environment step, grouped into one job per environment in model order
-  (``deploy:dev``, ``publish:dev``, ``integration-test:dev``). These jobs get short-lived credentials, a branch guard,
-  a per-environment lock and the tool's environment feature.
+  (``deploy:dev``, ``integration-test:dev``, ``publish:dev``). These jobs get short-lived credentials, a branch
+  guard, a per-environment lock and the tool's environment feature, and hand ``.cicd/artifact/`` on again: it now
+  carries the evidence that the artifact passed this environment, which the next environment's ``promote`` checks.
 
-Per-environment tasks run with ``--target aws``. A job's needs are the jobs of its nodes' needs; a cycle between
-jobs is a :class:`~cicd.errors.ConfigError`.
+Every task reads its target from ``CICD_TARGET``, which each adapter sets once (``aws``, see :data:`TARGET_VARS`);
+the credential step runs only when it says ``aws``, so the same file runs against the embedded AWS with
+``CICD_TARGET=local``. A job's needs are the jobs of its nodes' needs; a cycle between jobs is a
+:class:`~cicd.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ pull request restores the entries ``main`` saved (and ``main`` never restores a 
 CACHE_DIRS: Final = ("~/.cache/uv", STEP_CACHE, ".cicd/tools", "node_modules")
 LOCK_FILES: Final = ("requirements.lock", "package-lock.json", "cicd/toolenvs/*.txt")
 MAIN_BRANCH: Final = "main"
+TARGET_VAR: Final = "CICD_TARGET"
+TARGET: Final = "aws"
+TARGET_VARS: Final = {TARGET_VAR: TARGET}
+"""Set once per adapter, at the pipeline level: every task reads its target from it."""
 TIMEOUT_CHECK: Final = 20
 TIMEOUT_BUILD: Final = 30
 TIMEOUT_DEPLOY: Final = 45
@@ -96,12 +104,19 @@ class Job:
 
     @property
     def uploads(self) -> bool:
-        return self.kind == "build"
+        """Builds hand on what they built; environment jobs hand the artifact on with their evidence."""
+        return self.kind in ("build", "deploy")
 
     @property
     def credentials(self) -> bool:
-        """Only environment jobs get cloud credentials; checks, builds and approvals never do."""
-        return self.kind == "deploy"
+        """Environment jobs, and the approval job (it diffs against the environment), get cloud credentials;
+        checks and builds never do."""
+        return self.kind in ("deploy", "approval")
+
+    @property
+    def artifact_name(self) -> str:
+        """The name under which this job hands on ``.cicd/artifact/`` (tools that name artifacts)."""
+        return f"artifact-{self.id}"
 
     @property
     def title(self) -> str:
@@ -148,6 +163,21 @@ class Plan:
         """The approval job whose gate holds ``job`` (an environment job), if any."""
         return next((self.job(n) for n in job.needs if self.job(n).kind == "approval"), None)
 
+    def handed_from(self, job: Job) -> Job | None:
+        """The nearest job upstream of ``job`` that hands ``.cicd/artifact/`` on: what ``job`` downloads (the flutter
+        build for ``package``, the package for dev, the dev job's artifact with its evidence for preprod, ...)."""
+        todo = list(job.needs)
+        seen: set[str] = set()
+        while todo:
+            current = self.job(todo.pop(0))
+            if current.id in seen:
+                continue
+            seen.add(current.id)
+            if current.uploads and "main" in current.triggers:
+                return current
+            todo.extend(current.needs)
+        return None
+
     def upstream(self, job: Job) -> set[str]:
         seen: set[str] = set()
         todo = list(job.needs)
@@ -186,9 +216,8 @@ class Plan:
 
 
 def task_command(model: Model, node: Node) -> str:
-    step = model.step(node.step)
-    command = step.task_command(node.env)
-    return f"{command} --target aws" if node.env is not None else command
+    """The ``inv`` task of ``node``; its target comes from ``CICD_TARGET``, which the adapter sets."""
+    return model.step(node.step).task_command(node.env)
 
 
 def _kind(model: Model, node: Node) -> Kind:
@@ -203,7 +232,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
     config = config or PipelineConfig()
     main = set(pipeline.select(model, "main")) if any("main" in s.triggers for s in model.steps) else set()
     pr = set(pipeline.select(model, "pr")) if any("pr" in s.triggers for s in model.steps) else set()
-    nodes = model.ordered(main | pr)
+    nodes = model.ordered(_selected(model, config, main | pr))
     group_of: dict[Node, str] = {}
     members: dict[str, list[Node]] = {}
 
@@ -223,7 +252,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
         elif kind == "approval":
             add(node, f"{node.step}-{node.env}")
         else:
-            deps = model.needs_of(node)
+            deps = present_needs(model, node, group_of)
             if (
                 kind == "check"
                 and len(deps) == 1
@@ -240,7 +269,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
         steps = [model.step(n.step) for n in group_nodes]
         needs: list[str] = []
         for node in group_nodes:
-            for dep in model.needs_of(node):
+            for dep in present_needs(model, node, group_of):
                 other = group_of[dep]
                 if other != group and other not in needs:
                     needs.append(other)
@@ -271,6 +300,23 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
         gated = any(by_id[n].kind == "approval" for n in job.needs) and job.kind == "deploy"
         final.append(_with(job, downloads=bool(up & builds), gated=gated))
     return Plan(model, config, tuple(final))
+
+
+def _selected(model: Model, config: PipelineConfig, nodes: set[Node]) -> set[Node]:
+    """``nodes`` less the approval step when the switch is off (no approval job; the step passes by itself)."""
+    if config.approval_before_prod:
+        return nodes
+    return {n for n in nodes if not (n.env is not None and is_approval(model.step(n.step)))}
+
+
+def present_needs(model: Model, node: Node, present: dict[Node, str]) -> tuple[Node, ...]:
+    """``node``'s needs, with a need left out of the plan (the approval, switch off) replaced by its own needs."""
+    found: list[Node] = []
+    for dep in model.needs_of(node):
+        for real in (dep,) if dep in present else present_needs(model, dep, present):
+            if real not in found:
+                found.append(real)
+    return tuple(found)
 
 
 def _with(job: Job, **changes: object) -> Job:

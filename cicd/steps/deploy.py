@@ -1,9 +1,11 @@
 """Build once, deploy many: package, deploy, promote, rollback, publish.
 
-``package`` freezes this commit's cloud assembly (all environments), Lambda code and Flutter builds into one
-artifact with a digest (:mod:`cicd.artifact`). Every later step deploys *that* artifact, never a new synth:
-``deploy`` (dev, or any environment by hand), ``promote`` (the artifact that passed the previous environment's
-tests, verified byte for byte), ``rollback`` (the last artifact that passed in the environment).
+``package`` freezes this commit's cloud assembly (all environments, synthesized for the target it will deploy to),
+Lambda code and Flutter builds into one artifact with a digest (:mod:`cicd.artifact`). Every later step deploys
+*that* artifact, never a new synth: ``deploy`` (dev, or any environment by hand), ``promote`` (the artifact handed
+on with the evidence that it passed the previous environment's tests, verified byte for byte), ``rollback`` (the
+last artifact that passed in the environment, fetched from that environment's state in the target).
+What each environment ran, passed and approved lives in the target (:mod:`cicd.state`), never on a job's disk.
 
 Targets: ``local`` deploys with the real CDK CLI to the embedded moto server (``--method=direct``) and serves the
 deployed API on localhost; ``aws`` runs a standard ``cdk deploy`` (change sets) with the caller's credentials.
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cicd import artifact as artifacts
-from cicd import command, release
+from cicd import command, state
 from cicd import config as cfg
 from cicd.context import StepContext
 from cicd.errors import CommandFailed, ConfigError, MissingToolError, StepFailed
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_s3 import S3Client
 
-OUTPUTS = Path(".cicd") / "outputs"
 CREDENTIAL_SOURCES = (
     ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     ("AWS_PROFILE",),
@@ -40,21 +41,35 @@ CREDENTIAL_SOURCES = (
     ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",),
     ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
 )
+IMDS_TIMEOUT_S = 1
+"""How long the preflight waits for an instance role (EC2 instance metadata, e.g. a Jenkins agent's role)."""
 
 
 # ---------------------------------------------------------------------------------------------------- targets
 def check_aws_target(root: Path, environ: dict[str, str] | os._Environ[str], envs: tuple[str, ...]) -> None:
     """Up-front checks of the aws target: account and region per environment, then credentials."""
-    config = cfg.load_config(root)
-    for name in envs:
-        cfg.require_aws(config.environment(name))
+    check_aws_accounts(root, envs)
     has_files = any((Path.home() / ".aws" / f).is_file() for f in ("credentials", "config"))
-    if not has_files and not any(all(environ.get(v) for v in group) for group in CREDENTIAL_SOURCES):
-        raise MissingToolError(
-            "no AWS credentials for the aws target (none of AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN, a container role or ~/.aws/credentials)",
-            hint="on a laptop: `aws sso login` and set AWS_PROFILE; on CI: the OIDC role of the job",
-        )
+    if has_files or any(all(environ.get(v) for v in group) for group in CREDENTIAL_SOURCES):
+        return
+    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true" and instance_role_available():
+        return
+    raise MissingToolError(
+        "no AWS credentials for the aws target (none of AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN, a container role, an instance role or ~/.aws/credentials)",
+        hint="on a laptop: `aws sso login` and set AWS_PROFILE; on CI: the OIDC role of the job",
+    )
+
+
+def instance_role_available() -> bool:
+    """True when the EC2 instance metadata service hands out role credentials (an agent's instance role)."""
+    from botocore.credentials import InstanceMetadataFetcher
+
+    fetcher = InstanceMetadataFetcher(timeout=IMDS_TIMEOUT_S, num_attempts=1)
+    try:
+        return bool(fetcher.retrieve_iam_role_credentials())
+    except Exception:
+        return False
 
 
 def _env(ctx: StepContext) -> cfg.Environment:
@@ -105,32 +120,31 @@ def _stack_outputs(cfn: CloudFormationClient, stack: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- outputs
-def outputs_path(root: Path, target: str, env: str) -> Path:
-    return root / OUTPUTS / f"{target}-{env}.json"
-
-
 def write_outputs(ctx: StepContext, env: str, data: dict[str, Any]) -> Path:
-    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    ctx.out("outputs", f"{env}.json").write_text(text, encoding="utf-8")
-    stable = outputs_path(ctx.root, ctx.target, env)
-    stable.parent.mkdir(parents=True, exist_ok=True)
-    stable.write_text(text, encoding="utf-8")
-    return stable
+    """Record what a deploy produced: in the environment's state (for later jobs) and in this run's folder."""
+    state.for_step(ctx, env).write_outputs(data)
+    path = ctx.out("outputs", f"{env}.json")
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def read_outputs(ctx: StepContext, env: str) -> dict[str, Any]:
-    for path in (ctx.run_dir / "outputs" / f"{env}.json", outputs_path(ctx.root, ctx.target, env)):
-        if path.is_file():
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return data
-    raise StepFailed(
-        f"{env} has no recorded deployment on the {ctx.target} target", hint=f"run `inv deploy --env {env}`"
-    )
+    """What the last deploy to ``env`` recorded: this run's record, else the environment's state in the target."""
+    path = ctx.run_dir / "outputs" / f"{env}.json"
+    if path.is_file():
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+    recorded = state.for_step(ctx, env).outputs()
+    if recorded is None:
+        raise StepFailed(
+            f"{env} has no recorded deployment on the {ctx.target} target", hint=f"run `inv deploy --env {env}`"
+        )
+    return recorded
 
 
 # ---------------------------------------------------------------------------------------------------- package
 def package(ctx: StepContext) -> Outcome:
-    """Freeze this commit's assembly, Lambda code and Flutter builds into one digested artifact."""
+    """Freeze this commit's assembly (for the run's target), Lambda code and Flutter builds into one artifact."""
     from cicd import versioning
     from cicd.steps import iac
 
@@ -140,32 +154,62 @@ def package(ctx: StepContext) -> Outcome:
             f"build version '{build.version}' is not MAJOR.MINOR.PATCH",
             hint="set CICD_BUILD_VERSION=1.2.3, or unset it to derive the version from git",
         )
-    assembly = ctx.run_dir / "cdk.out"
-    if not (assembly / "manifest.json").is_file():
-        ctx.note("no cloud assembly in this run yet: synthesizing it first")
-        iac.synth(ctx)
+    if ctx.target == "aws":
+        check_aws_accounts(ctx.root, cfg.ENVIRONMENTS)
+    # The assembly is synthesized for the target the artifact will be deployed to (the synth check's own
+    # assembly is the aws one, for the scans, whatever the target).
+    assembly = iac.synthesize(ctx, ctx.target, ctx.out("package", "cdk.out"))
     folder = ctx.run_dir / "artifact"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     shutil.copytree(assembly, folder / "cdk.out")
     artifacts.deterministic_zip(ctx.root / "functions" / "latest_apk", folder / "lambda.zip")
-    flutter = ctx.run_dir / "flutter"
-    if flutter.is_dir():
+    flutter = _flutter_build(ctx, build.version)
+    if flutter is not None:
         shutil.copytree(flutter, folder / "flutter")
-    else:
-        ctx.note("no Flutter build in this run (flutter-build skipped or not run): the artifact carries no APK")
-    made = artifacts.build(folder, version=build.version, commit=build.commit)
+    made = artifacts.build(folder, version=build.version, commit=build.commit, target=ctx.target)
     stored = artifacts.put(ctx.root, folder)
     ci_copy = ctx.root / artifacts.CI_ARTIFACT
     shutil.rmtree(ci_copy, ignore_errors=True)
     shutil.copytree(folder, ci_copy)
     files = len(json.loads((folder / artifacts.MANIFEST).read_text())["files"])
-    ctx.note(f"artifact {made.digest} (version {made.version}) stored at {ctx.rel(stored.path)}")
+    ctx.note(f"artifact {made.digest} (version {made.version}, {ctx.target} target) stored at {ctx.rel(stored.path)}")
     return Outcome.passed(
-        f"artifact {made.short} · version {made.version} · {files} files{'' if made.apk() else ' · no APK'}",
+        f"artifact {made.short} · version {made.version} · {ctx.target} target · {files} files"
+        f"{'' if made.apk() else ' · no APK'}",
         digest=made.digest,
         version=made.version,
+        target=ctx.target,
     )
+
+
+def _flutter_build(ctx: StepContext, version: str) -> Path | None:
+    """The Flutter build of this version: this run's, else the one a CI job handed on in ``.cicd/artifact/flutter``."""
+    for folder in (ctx.run_dir / "flutter", ctx.root / artifacts.CI_ARTIFACT / "flutter"):
+        info = folder / "build.json"
+        if not info.is_file():
+            continue
+        built = json.loads(info.read_text(encoding="utf-8")).get("version")
+        if built != version:
+            raise StepFailed(
+                f"the Flutter build in {ctx.rel(folder)} is version {built}, not this build's {version}",
+                hint="run `inv flutter-build` for this commit before `inv package`",
+            )
+        ctx.note(f"Flutter build {version} from {ctx.rel(folder)}")
+        return folder
+    if ctx.environ.get("CICD_REQUIRE_FLUTTER") == "1":
+        raise StepFailed(
+            "no Flutter build reached package (CICD_REQUIRE_FLUTTER=1)",
+            hint="the flutter-build job must hand on .cicd/artifact/flutter/ to the package job",
+        )
+    ctx.note("no Flutter build in this run (flutter-build skipped or not run): the artifact carries no APK")
+    return None
+
+
+def check_aws_accounts(root: Path, envs: tuple[str, ...]) -> None:
+    config = cfg.load_config(root)
+    for name in envs:
+        cfg.require_aws(config.environment(name))
 
 
 # ---------------------------------------------------------------------------------------------------- deploy
@@ -176,8 +220,14 @@ class DeployRejected(StepFailed):
 def _deploy(ctx: StepContext, art: artifacts.Artifact, why: str, *, roll_back: bool = True) -> Outcome:
     env = _env(ctx)
     art = artifacts.verify(art.path)
+    if art.target != ctx.target:
+        raise ConfigError(
+            f"artifact {art.short} was packaged for the {art.target} target: refusing to deploy it to {env.name} "
+            f"on the {ctx.target} target",
+            hint=f"package for this target (`CICD_TARGET={ctx.target} inv package`) and deploy that",
+        )
     try:
-        with release.deploy_lock(ctx.root, ctx.target, env.name, notify=_notifier(ctx)):
+        with state.deploy_lock(ctx.root, ctx.target, env.name, notify=_notifier(ctx)):
             return _deploy_locked(ctx, env, art, why)
     except DeployRejected as err:
         if not roll_back:
@@ -250,9 +300,9 @@ def _deploy_locked(ctx: StepContext, env: cfg.Environment, art: artifacts.Artifa
             if isinstance(err, CommandFailed) and err.returncode > 0 and err.returncode != 130:
                 raise DeployRejected(message) from None
             raise StepFailed(message) from None  # stopped (Ctrl-C, a signal) or no outputs: not a rejection
-        release.record_deploy(
-            ctx.root, ctx.target, env.name, digest=art.digest, version=art.version, run_id=ctx.run_dir.name
-        )
+        store = state.for_step(ctx, env.name)
+        store.keep_artifact(art)
+        store.record_deploy(digest=art.digest, version=art.version, run_id=ctx.run_dir.name)
         _after_deploy(ctx, env, art, outputs or _stack_outputs(cfn, env.stack_name))
     except BotoCoreError as err:
         _check_local_aws(ctx)
@@ -309,26 +359,17 @@ def previous_env(env: str) -> str:
 
 
 def promotion_candidate(ctx: StepContext, source: str) -> artifacts.Artifact:
-    """This run's artifact if it passed ``source``; else the artifact that most recently passed there."""
-    if (ctx.run_dir / "artifact" / artifacts.MANIFEST).exists():
-        art = artifacts.resolve(ctx.root, ctx.run_dir)
-        if not artifacts.passed_in(art, ctx.target, source):
-            raise StepFailed(
-                f"artifact {art.short} has not passed the tests in {source}: refusing to promote it",
-                hint=f"run `inv integration-test --env {source}` after deploying it there",
-            )
-        return art
-    store = artifacts.store_dir(ctx.root)
-    records = sorted(
-        (json.loads(p.read_text(encoding="utf-8")) for p in store.glob(f"*/passed/{ctx.target}-{source}.json")),
-        key=lambda r: str(r.get("passed_at", "")),
-    )
-    if not records:
+    """The artifact handed to this job (this run's package, else ``.cicd/artifact/``), with verified evidence that
+    it passed ``source``. Never another environment's store: promotion crosses accounts only with the hand-off."""
+    folders = state.hand_off_folders(ctx.root, ctx.run_dir)
+    if not folders:
         raise StepFailed(
-            f"no artifact has passed the tests in {source} on the {ctx.target} target: nothing to promote",
-            hint=f"deploy and test {source} first (`inv pipeline`)",
+            f"no artifact was handed to this job ({artifacts.CI_ARTIFACT}/ is empty): nothing to promote from {source}",
+            hint=f"the CI job must download the artifact the {source} job handed on; on a laptop run `inv pipeline`",
         )
-    return artifacts.get(ctx.root, str(records[-1]["digest"]))
+    art = artifacts.put(ctx.root, folders[0])
+    state.verify_evidence(folders[0], art, ctx.target, source)
+    return art
 
 
 def promote(ctx: StepContext) -> Outcome:
@@ -341,11 +382,12 @@ def promote(ctx: StepContext) -> Outcome:
 
 def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> str:
     """Redeploy the last artifact that passed in ``env``; returns a sentence saying what happened."""
-    good = release.last_good(ctx.root, ctx.target, env, other_than=failing)
+    store = state.for_step(ctx, env)
+    good = store.last_good(other_than=failing)
     if good is None:
         return f"no earlier artifact passed in {env}, so there is nothing to roll back to"
     try:
-        art = artifacts.get(ctx.root, good)
+        art = store.fetch_artifact(ctx.root, good)
         _deploy(ctx, art, f"rollback from {failing[:12] if failing else 'a failed deploy'}", roll_back=False)
     except StepFailed as err:
         return f"could not roll back to {good[:12]}: {err}"
@@ -353,16 +395,16 @@ def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> st
 
 
 def rollback(ctx: StepContext) -> Outcome:
-    """Redeploy the last artifact that passed its tests in this environment."""
+    """Redeploy the last artifact that passed its tests in this environment (from its state in the target)."""
     env = _env(ctx)
-    running = release.running(ctx.root, ctx.target, env.name)
-    good = release.last_good(ctx.root, ctx.target, env.name, other_than=running)
+    store = state.for_step(ctx, env.name)
+    good = store.last_good(other_than=store.running())
     if good is None:
         raise StepFailed(
             f"no earlier artifact passed in {env.name} on the {ctx.target} target: nothing to roll back to",
             hint="deploy a fixed build instead",
         )
-    return _deploy(ctx, artifacts.get(ctx.root, good), "rollback")
+    return _deploy(ctx, store.fetch_artifact(ctx.root, good), "rollback")
 
 
 # ---------------------------------------------------------------------------------------------------- publish
@@ -395,40 +437,48 @@ def publish(ctx: StepContext) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------------- approval
-APPROVALS = Path(".cicd") / "approvals"
-
-
-def approval_path(root: Path, target: str, env: str, digest: str) -> Path:
-    return root / APPROVALS / f"{target}-{env}-{digest}.json"
-
-
 def approve(ctx: StepContext) -> Outcome:
-    """Pass when no approval is required or the candidate artifact was approved; otherwise wait (blocks prod)."""
+    """Pass when no approval is required or the candidate was approved; otherwise show what the environment would
+    get (``cdk diff`` of the candidate's assembly against the deployed stack) and wait (blocks the promotion)."""
     env = _env(ctx)
     config = cfg.load_config(ctx.root)
     if not config.approval_before_prod:
         return Outcome.passed("no approval required ([tool.cicd] approval = false: the trunk ships automatically)")
     candidate = promotion_candidate(ctx, previous_env(env.name))
-    record = approval_path(ctx.root, ctx.target, env.name, candidate.digest)
-    if record.is_file():
-        data = json.loads(record.read_text(encoding="utf-8"))
+    record = state.for_step(ctx).approval(candidate.digest)
+    if record is not None:
         return Outcome.passed(
-            f"artifact {candidate.short} approved for {env.name} by {data.get('by')} at {data.get('at')}"
+            f"artifact {candidate.short} approved for {env.name} by {record.get('by')} at {record.get('at')}"
         )
+    diff = change_set(ctx, env, candidate)
     return Outcome(
         Status.SKIPPED,
-        f"waiting for approval of artifact {candidate.short} (version {candidate.version}) for {env.name}: "
-        f"run `uv run inv approve --env {env.name}`, then `uv run inv pipeline --from promote:{env.name}`",
-        {"blocks": True, "digest": candidate.digest},
+        f"waiting for approval of artifact {candidate.short} (version {candidate.version}) for {env.name} "
+        f"(what it changes: {ctx.rel(diff)}): approve it in the CI tool's gate, or run "
+        f"`uv run inv approve --env {env.name}`, then `uv run inv pipeline --from promote:{env.name}`",
+        {"blocks": True, "digest": candidate.digest, "diff": ctx.rel(diff)},
     )
 
 
+def change_set(ctx: StepContext, env: cfg.Environment, art: artifacts.Artifact) -> Path:
+    """``cdk diff`` of the artifact's assembly against the stack deployed in ``env``, written to the run folder."""
+    from cicd import cdk_cli
+
+    endpoint = _endpoint(ctx)
+    region = cfg.require_aws(env)[1] if ctx.target == "aws" else cfg.load_config(ctx.root).local_region
+    scratch = ctx.run_dir / "diff" / env.name / "cdk.out"
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(art.assembly, scratch)
+    text = cdk_cli.diff(ctx, scratch, env.stack_selector, endpoint=endpoint, region=region, root=ctx.root)
+    path = ctx.out("reports", f"change-set-{env.name}.txt")
+    path.write_text(text, encoding="utf-8")
+    ctx.note(f"what {env.name} would get from artifact {art.short}:\n{text}")
+    return path
+
+
 def grant_approval(ctx: StepContext, by: str) -> str:
-    """Record the approval of the artifact that passed the environment before ``ctx.env`` (``inv approve``)."""
+    """Record the approval of the candidate for ``ctx.env`` in that environment's state (``inv approve``)."""
     env = _env(ctx)
     candidate = promotion_candidate(ctx, previous_env(env.name))
-    record = approval_path(ctx.root, ctx.target, env.name, candidate.digest)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    data = {"digest": candidate.digest, "version": candidate.version, "env": env.name, "by": by, "at": release.now()}
-    record.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    state.for_step(ctx).approve(candidate, by)
     return f"approved artifact {candidate.short} (version {candidate.version}) for {env.name}"

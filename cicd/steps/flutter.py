@@ -4,6 +4,14 @@
 
 * every ``.dart`` file under ``flutter/`` must parse (tree-sitter + tree-sitter-dart, which knows Dart 3);
   each ERROR/MISSING node is reported as ``flutter/lib/x.dart:LINE:COL: syntax error near '...'``;
+* on the same parse trees, the analyzer rule ``prefer_final_locals`` (enabled in ``flutter/analysis_options.yaml``)
+  where the tree allows it: a local ``var x = ...;`` / ``Type x = ...;`` in a function body, or a ``var``/typed
+  variable in a switch case, switch expression case or if-case pattern (``_Loaded loaded =>``), that is neither
+  ``final`` nor ``const`` and is never assigned (``=``, ``+=``, ``??=``, ``++``/``--``, pattern assignment,
+  ``for (x in ...)``) in its scope is reported as ``flutter/lib/x.dart:LINE:COL: prefer_final_locals: ...``, and
+  all such findings are written to ``reports/dart-rules.sarif``. Out of scope, as in the analyzer or on purpose:
+  for-loop variables, ``late`` variables, declarations without an initializer, parameters, ``_``, and files that
+  do not parse (their syntax errors are reported instead);
 * ``flutter/pubspec.yaml`` must be valid YAML without duplicate keys and must validate against
   ``cicd/schemas/pubspec.schema.json`` (bounded SDK constraint, every dependency bounded or pinned, known keys in
   the ``flutter:`` section); errors name the file, the line and the key;
@@ -23,7 +31,9 @@ The repository keeps no generated platform folders: the step runs
 ``android/`` or ``web/`` is absent, adds the INTERNET permission to the generated release manifest (the template
 only grants it to debug builds), then builds the web app and the release APK with ``--build-name``/
 ``--build-number`` from :func:`cicd.versioning.build_version`. Outputs go to the run folder:
-``flutter/app-release.apk``, ``flutter/web/`` and ``flutter/build.json`` (version, commit, APK size and sha256).
+``flutter/app-release.apk``, ``flutter/web/`` and ``flutter/build.json`` (version, commit, APK size and sha256),
+and that ``flutter/`` folder is mirrored into ``.cicd/artifact/flutter/`` (an older copy removed first): the folder
+a CI job uploads, so the ``package`` job receives the Flutter build.
 
 **API URL per environment.** The artifacts are built once and promoted through dev, preprod and prod, but each
 environment has its own API URL. The web app therefore reads ``config.json`` next to its ``index.html`` at start-up
@@ -73,6 +83,9 @@ _SKIPPED_DIRS = frozenset({"build"})
 _MAX_SYNTAX_ERRORS_PER_FILE = 5
 _MAX_PROBLEMS_IN_MESSAGE = 5
 _SNIPPET_CHARS = 30
+PREFER_FINAL_LOCALS = "prefer_final_locals"
+DART_RULES_SARIF = "dart-rules.sarif"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -111,6 +124,13 @@ def _line_text(source: bytes, line_start: int) -> bytes:
     return source[line_start : end if end >= 0 else len(source)]
 
 
+def _position(source: bytes, node: tree_sitter.Node) -> tuple[int, int]:
+    """1-based line and column of a node's start; the column counts characters, not bytes."""
+    row, byte_col = node.start_point
+    line_start = node.start_byte - byte_col
+    return row + 1, len(source[line_start : node.start_byte].decode("utf-8", errors="replace")) + 1
+
+
 def _snippet(text: bytes) -> str:
     shown = text.decode("utf-8", errors="replace").strip().splitlines()
     first = shown[0].strip() if shown else ""
@@ -128,17 +148,238 @@ def dart_syntax_errors(path: Path, display: str, parser: tree_sitter.Parser | No
         if len(errors) == _MAX_SYNTAX_ERRORS_PER_FILE:
             errors.append(f"{display}: more syntax errors not shown")
             break
-        row, byte_col = node.start_point
-        line_start = node.start_byte - byte_col
-        col = len(source[line_start : node.start_byte].decode("utf-8", errors="replace")) + 1
+        line, col = _position(source, node)
+        line_start = node.start_byte - node.start_point[1]
         rest_of_line = _line_text(source, node.start_byte)
         if node.is_missing:
             near = _snippet(rest_of_line) or _snippet(_line_text(source, line_start))
-            errors.append(f"{display}:{row + 1}:{col}: syntax error near '{near}': missing '{node.type}'")
+            errors.append(f"{display}:{line}:{col}: syntax error near '{near}': missing '{node.type}'")
         else:
             near = _snippet(source[node.start_byte : node.end_byte]) or _snippet(rest_of_line)
-            errors.append(f"{display}:{row + 1}:{col}: syntax error near '{near}'")
+            errors.append(f"{display}:{line}:{col}: syntax error near '{near}'")
     return errors
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Dart rules on the parse tree (prefer_final_locals)
+# --------------------------------------------------------------------------------------------------------------------
+
+_FUNCTION_BODIES = frozenset({"function_body", "function_expression_body"})
+# The nodes that hold a local declaration's scope: a block, a switch statement's cases, or a body without a block.
+_LOCAL_SCOPES = frozenset({"block", "switch_block", *_FUNCTION_BODIES})
+# Where a variable pattern declares a fresh variable for one case: switch statement/expression cases and if-case
+# (statement or collection element). Patterns of `var (a, b) = ...` and `for (var (a, b) in ...)` are not here.
+_CASE_HOSTS = frozenset({"switch_expression_case", "switch_statement_case", "if_statement", "if_element"})
+# A declaration with one of these is final, constant, or late (out of scope: assigned later, maybe lazily).
+_NOT_REPORTED_MODIFIERS = frozenset({"final_builtin", "const_builtin", "late"})
+_WILDCARD = "_"
+
+
+@dataclass(frozen=True)
+class DartFinding:
+    """One finding of a rule checked on the tree-sitter parse tree; ``str()`` is ``path:LINE:COL: rule: message``."""
+
+    path: str
+    line: int
+    column: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: {self.rule}: {self.message}"
+
+
+def _text(source: bytes, node: tree_sitter.Node) -> str:
+    return source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
+
+
+def _walk(root: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node.children))
+
+
+def _in_function_body(node: tree_sitter.Node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.type in _FUNCTION_BODIES:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _assigned_names(scope: tree_sitter.Node, source: bytes) -> frozenset[str]:
+    """Every name written somewhere under ``scope``, nested closures included.
+
+    ``x = ...``, ``x += ...``, ``x ??= ...``, ``x++``, ``--x`` (a bare name as an ``assignable_expression``), the
+    names of a pattern assignment ``(x, y) = ...`` and the variable of ``for (x in ...)``. A same-named variable of
+    an inner scope counts too: that can only hide a finding, never invent one.
+    """
+    names: set[str] = set()
+    for node in _walk(scope):
+        if node.type == "assignable_expression":
+            if node.child_count == 1 and node.children[0].type == "identifier":
+                names.add(_text(source, node.children[0]))
+        elif node.type == "pattern_assignment" and node.named_children:
+            names.update(_text(source, n) for n in _walk(node.named_children[0]) if n.type == "identifier")
+        elif node.type == "for_loop_parts" and any(child.type == "in" for child in node.children):
+            before_in: list[tree_sitter.Node] = []
+            for child in node.children:
+                if child.type == "in":
+                    break
+                if child.is_named:
+                    before_in.append(child)
+            if len(before_in) == 1 and before_in[0].type == "identifier":
+                names.add(_text(source, before_in[0]))
+    return frozenset(names)
+
+
+def _final_spelling(source: bytes, start: tree_sitter.Node, end: tree_sitter.Node) -> str:
+    """The declaration from ``start`` to the end of ``end`` as it would read with ``final``: ``final int x``."""
+    text = " ".join(source[start.start_byte : end.end_byte].decode("utf-8", errors="replace").split())
+    if start.type == "inferred_type":  # `var x` -> `final x`
+        return "final" + text[len(_text(source, start)) :]
+    return f"final {text}"
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A non-final declaration: where to report it, the names it declares, the scope to search, the fix."""
+
+    anchor: tree_sitter.Node
+    names: tuple[str, ...]
+    scope: tree_sitter.Node
+    what: str
+    fix: str
+
+
+def _initialized_names(definition: tree_sitter.Node, source: bytes) -> list[tree_sitter.Node] | None:
+    """The name nodes of ``int x = 1, y = 2``; None when one has no initializer (``int x;`` is assigned later: out
+    of scope, as in the analyzer) or is the wildcard ``_``."""
+    first = definition.child_by_field_name("name")
+    declarators = [(first, definition)]
+    for extra in (c for c in definition.named_children if c.type == "initialized_identifier"):
+        declarators.append((next((c for c in extra.children if c.type == "identifier"), None), extra))
+    names: list[tree_sitter.Node] = []
+    for name, declarator in declarators:
+        if name is None or _text(source, name) == _WILDCARD or not any(c.type == "=" for c in declarator.children):
+            return None
+        names.append(name)
+    return names
+
+
+def _local_candidate(node: tree_sitter.Node, source: bytes) -> _Candidate | None:
+    """``var x = 1;`` / ``int x = 1, y = 2;`` in a function body, not final/const/late, every variable initialized."""
+    parent = node.parent
+    if parent is None or parent.type == "for_loop_parts" or not _in_function_body(node):
+        return None
+    definition = next((c for c in node.named_children if c.type == "initialized_variable_definition"), None)
+    if definition is None or not definition.children:
+        return None
+    if any(child.type in _NOT_REPORTED_MODIFIERS for child in definition.children):
+        return None
+    names = _initialized_names(definition, source)
+    if not names:
+        return None
+    scope = parent
+    while scope.type not in _LOCAL_SCOPES and scope.parent is not None:
+        scope = scope.parent
+    return _Candidate(
+        definition,
+        tuple(_text(source, name) for name in names),
+        scope,
+        "local variable",
+        _final_spelling(source, definition.children[0], names[0]),
+    )
+
+
+def _pattern_candidate(node: tree_sitter.Node, source: bytes) -> _Candidate | None:
+    """``_Loaded loaded`` / ``var v`` declared by a switch case, switch expression case or if-case, not final."""
+    if not node.children or any(child.type == "final_builtin" for child in node.children):
+        return None
+    host = node.parent
+    while host is not None and host.type.endswith("_pattern"):
+        host = host.parent
+    if host is None or host.type not in _CASE_HOSTS or not _in_function_body(host):
+        return None
+    name = next((c for c in reversed(node.children) if c.type == "identifier"), None)
+    if name is None or _text(source, name) == _WILDCARD:
+        return None
+    # The cases of a switch statement can share one body (`case A a: case B a: body`): search the whole switch.
+    scope = host.parent if host.type == "switch_statement_case" and host.parent is not None else host
+    return _Candidate(
+        node, (_text(source, name),), scope, "pattern variable", _final_spelling(source, node.children[0], name)
+    )
+
+
+def non_final_locals(path: Path, display: str, parser: tree_sitter.Parser | None = None) -> list[DartFinding]:
+    """``prefer_final_locals`` findings of one Dart file, as far as the parse tree shows them.
+
+    A local declaration (``var x = ...;``, ``Type x = ...;``, every variable of it initialized) or a variable
+    pattern of a switch case, switch expression case or if-case (``_Loaded loaded =>``, ``case var v:``) that is
+    neither ``final`` nor ``const`` and whose names are never assigned in their scope. Out of scope: for-loop
+    variables, ``late`` and uninitialized declarations, parameters, ``_``, and ``var (a, b) = ...`` (tree-sitter
+    cannot tell its names from constants). A file that does not parse gives no finding: its syntax errors are
+    reported, and a broken tree could hide an assignment.
+    """
+    source = path.read_bytes()
+    tree = (parser or _dart_parser()).parse(source)
+    if tree.root_node.has_error:
+        return []
+    assigned: dict[int, frozenset[str]] = {}
+    findings: list[DartFinding] = []
+    for node in _walk(tree.root_node):
+        if node.type == "local_variable_declaration":
+            candidate = _local_candidate(node, source)
+        elif node.type == "variable_pattern":
+            candidate = _pattern_candidate(node, source)
+        else:
+            continue
+        if candidate is None:
+            continue
+        if candidate.scope.id not in assigned:
+            assigned[candidate.scope.id] = _assigned_names(candidate.scope, source)
+        if any(name in assigned[candidate.scope.id] for name in candidate.names):
+            continue
+        line, column = _position(source, candidate.anchor)
+        quoted = ", ".join(f"'{name}'" for name in candidate.names)
+        if len(candidate.names) == 1:
+            message = f"{candidate.what} {quoted} is never reassigned; declare it final: '{candidate.fix}'"
+        else:
+            message = f"{candidate.what}s {quoted} are never reassigned; declare them final"
+        findings.append(DartFinding(display, line, column, PREFER_FINAL_LOCALS, message))
+    return findings
+
+
+def write_dart_rules_sarif(findings: Sequence[DartFinding], path: Path) -> Path:
+    """SARIF 2.1.0 of the parse-tree rules' findings (an empty run when there are none)."""
+    rule = {
+        "id": PREFER_FINAL_LOCALS,
+        "shortDescription": {"text": "Prefer final for variable declarations if they are not reassigned."},
+        "helpUri": "https://dart.dev/tools/linter-rules/prefer_final_locals",
+    }
+    results = [
+        {
+            "ruleId": finding.rule,
+            "level": "error",
+            "message": {"text": finding.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": finding.path},
+                        "region": {"startLine": finding.line, "startColumn": finding.column},
+                    }
+                }
+            ],
+        }
+        for finding in findings
+    ]
+    driver = {"name": "flutter-check (tree-sitter-dart)", "rules": [rule]}
+    sarif = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{"tool": {"driver": driver}, "results": results}]}
+    path.write_text(json.dumps(sarif, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -557,7 +798,7 @@ def _flutter_version(ctx: StepContext, app: Path) -> str:
 
 
 def flutter_check(ctx: StepContext) -> Outcome:
-    """Offline: Dart syntax, pubspec.yaml (YAML + schema), semgrep Dart rules. With the SDK: analyze and test."""
+    """Offline: Dart syntax and prefer_final_locals, pubspec.yaml, semgrep Dart rules. With the SDK: analyze, test."""
     app = ctx.root / APP_DIR
     if not app.is_dir():
         raise StepFailed(f"{APP_DIR}/ does not exist: there is no Flutter app to check")
@@ -569,9 +810,14 @@ def flutter_check(ctx: StepContext) -> Outcome:
     if not any(p.is_relative_to(app / "lib") for p in sources):
         problems.append(f"{APP_DIR}/lib: no .dart files")
     parser = _dart_parser()
+    rule_findings: list[DartFinding] = []
     for path in sources:
         problems.extend(dart_syntax_errors(path, ctx.rel(path), parser))
+        rule_findings.extend(non_final_locals(path, ctx.rel(path), parser))
     ctx.note(f"dart syntax: {len(sources)} file(s) parsed with tree-sitter-dart")
+    rules_sarif = write_dart_rules_sarif(rule_findings, ctx.out("reports", DART_RULES_SARIF))
+    problems.extend(str(finding) for finding in rule_findings)
+    ctx.note(f"dart rules: {PREFER_FINAL_LOCALS}: {len(rule_findings)} finding(s), SARIF in {ctx.rel(rules_sarif)}")
 
     pubspec = app / "pubspec.yaml"
     problems.extend(pubspec_problems(pubspec, ctx.root / PUBSPEC_SCHEMA, ctx.rel(pubspec)))
@@ -584,6 +830,7 @@ def flutter_check(ctx: StepContext) -> Outcome:
         "dart_files": len(sources),
         "semgrep_rules": semgrep.rules,
         "sarif": ctx.rel(semgrep.sarif),
+        "dart_rules_sarif": ctx.rel(rules_sarif),
         "sdk_checks": "ran" if has_sdk else "not run",
     }
     if has_sdk:
@@ -697,9 +944,27 @@ def flutter_build(ctx: StepContext) -> Outcome:
     }
     build_json = ctx.out(APP_DIR, "build.json")
     build_json.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    handoff = _mirror_for_ci(ctx, ctx.run_dir / APP_DIR)
+    ctx.note(f"Flutter build mirrored into {ctx.rel(handoff)} (the folder a CI job hands to the package job)")
     return Outcome.passed(
         f"built web and APK {build.version} (sha256 {sha[:12]}...)",
         apk=ctx.rel(apk),
         web=ctx.rel(web),
         build_json=ctx.rel(build_json),
+        ci_artifact=ctx.rel(handoff),
     )
+
+
+def _mirror_for_ci(ctx: StepContext, built: Path) -> Path:
+    """Copy the run folder's ``flutter/`` to ``.cicd/artifact/flutter/`` (replacing an older one), so that a CI job
+    uploading ``.cicd/artifact/`` hands the APK, ``web/`` and ``build.json`` to the ``package`` job."""
+    from cicd.artifact import CI_ARTIFACT
+
+    target = ctx.root / CI_ARTIFACT / APP_DIR
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(built, target)
+    return target

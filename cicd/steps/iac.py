@@ -13,6 +13,7 @@ entry with a comment, written by ``infra/waivers.py``). Reports: ``reports/cdk-n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -77,32 +78,49 @@ def _assembly(ctx: StepContext) -> Path:
     return ctx.run_dir / ASSEMBLY
 
 
-def synth(ctx: StepContext) -> Outcome:
-    """Synthesize dev, preprod and prod for ``ctx.target`` into ``<run>/cdk.out`` (one CDK app run)."""
+SCAN_TARGET = "aws"
+"""The synth check synthesizes (and iac-scan scans) the templates production receives, whatever the run's target."""
+UNPINNED_ENV = "CICD_UNPINNED"
+
+
+def synthesize(ctx: StepContext, target: str, assembly: Path) -> Path:
+    """One CDK app run: dev, preprod and prod for ``target`` into ``assembly`` (checked for every stack)."""
     from infra.app import Settings
 
+    environ = {**ctx.environ, "CICD_TARGET": target}
     # Validate configuration here, so a missing account or a bad [tool.cicd] is exit 2 with its own message.
-    environ = {**ctx.environ, "CICD_TARGET": ctx.target}
     settings = Settings.from_environ(ctx.root, environ)
-    assembly = ctx.out(ASSEMBLY)
-    started = time.monotonic()
-    ctx.run(
-        [sys.executable, "-m", "infra.app", "--outdir", str(assembly)],
-        env={"CICD_TARGET": ctx.target, "CICD_NAG": "report"},
-    )
-    seconds = time.monotonic() - started
-    stacks = assembly_stacks(assembly)
-    expected = {env.stack_name for env in settings.environments}
-    missing = sorted(expected - {s.stack_name for s in stacks})
+    env = {"CICD_TARGET": target, "CICD_NAG": "report"}
+    if environ.get(UNPINNED_ENV):
+        env[UNPINNED_ENV] = environ[UNPINNED_ENV]
+    ctx.run([sys.executable, "-m", "infra.app", "--outdir", str(assembly)], env=env)
+    expected = {e.stack_name for e in settings.environments}
+    missing = sorted(expected - {s.stack_name for s in assembly_stacks(assembly)})
     if missing:
         raise StepFailed(f"the assembly lacks the stack(s) {', '.join(missing)}", hint=f"see {ctx.rel(assembly)}")
+    return assembly
+
+
+def synth(ctx: StepContext) -> Outcome:
+    """Synthesize dev, preprod and prod as production gets them (aws target) into ``<run>/cdk.out``."""
+    from cicd import config as cfg
+
+    config = cfg.load_config(ctx.root)
+    unpinned = [e.name for e in config.environments if not (e.account and e.region)]
+    if unpinned:  # scan the aws templates even before accounts are configured: environment-agnostic stacks
+        ctx = dataclasses.replace(ctx, environ={**ctx.environ, UNPINNED_ENV: "1"})
+        ctx.note(f"no account/region for {', '.join(unpinned)}: aws templates synthesized environment-agnostic")
+    started = time.monotonic()
+    assembly = synthesize(ctx, SCAN_TARGET, ctx.out(ASSEMBLY))
+    seconds = time.monotonic() - started
+    stacks = assembly_stacks(assembly)
     nag = [f for f in nag_findings(assembly) if f.reason is None]
     for stack in stacks:
         ctx.note(f"stack {stack.stack_name} ({stack.selector}): {stack.template}")
     if nag:
         ctx.note(f"cdk-nag: {len(nag)} unwaived finding(s); the iac-scan step fails on them")
     return Outcome.passed(
-        f"{len(stacks)} stacks ({ctx.target} target) in {seconds:.1f} s",
+        f"{len(stacks)} stacks ({SCAN_TARGET} target{', environment-agnostic' if unpinned else ''}) in {seconds:.1f} s",
         assembly=ctx.rel(assembly),
         stacks=[s.stack_name for s in stacks],
         selectors={s.stack_name: s.selector for s in stacks},

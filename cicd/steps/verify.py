@@ -1,21 +1,22 @@
 """Tests after deploy: the integration suite per environment and the production smoke test.
 
 Both run ``tests/integration`` (target-agnostic: it reads the deployed API URL and bucket from the environment's
-recorded outputs) with JUnit into the run folder. A pass marks the artifact as having passed that environment (what
-``promote`` requires); a failure rolls the environment back to its last good artifact, then fails the step, so
-nothing downstream is deployed.
+recorded outputs, from the environment's state in the target) with JUnit into the run folder. A pass records that
+the artifact passed that environment, in its state and as evidence in the artifact hand-off folder (what ``promote``
+requires, :mod:`cicd.state`); a failure rolls the environment back to its last good artifact, then fails the step,
+so nothing downstream is deployed.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from cicd import artifact as artifacts
-from cicd import command, release
+from cicd import command, state
 from cicd.context import StepContext
 from cicd.errors import ConfigError, StepFailed
 from cicd.results import Outcome
-from cicd.steps.deploy import read_outputs, rollback_to_last_good, write_outputs
+from cicd.steps.deploy import read_outputs, rollback_to_last_good
 
 
 def _run_suite(ctx: StepContext, marker: str | None, label: str) -> Outcome:
@@ -23,9 +24,10 @@ def _run_suite(ctx: StepContext, marker: str | None, label: str) -> Outcome:
         raise ConfigError(f"{ctx.step} needs an environment")
     env = ctx.env
     deployed = read_outputs(ctx, env)
-    digest = str(deployed["digest"])
-    art = artifacts.get(ctx.root, digest)
-    outputs = write_outputs(ctx, env, deployed)  # the suite reads them from this stable path
+    digest, version = str(deployed["digest"]), str(deployed.get("version"))
+    store = state.for_step(ctx)
+    outputs = ctx.out("outputs", f"{env}.json")  # the suite reads them from this path
+    outputs.write_text(json.dumps(deployed, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     junit = ctx.out("reports", f"{ctx.step}-{env}.junit.xml")
     args = [
         "pytest",
@@ -42,10 +44,11 @@ def _run_suite(ctx: StepContext, marker: str | None, label: str) -> Outcome:
     result = ctx.run(args, env={"CICD_IT_OUTPUTS": str(outputs), "CICD_IT_ENV": env}, check=False)
     _scrub_file(junit)  # pytest writes it itself: failure messages may quote secrets (a presigned URL's token)
     if result.returncode == 0:
-        artifacts.record_passed(art, ctx.target, env, ctx.run_dir.name)
-        release.mark_tested(ctx.root, ctx.target, env, digest=digest, passed=True)
-        return Outcome.passed(f"{label} passed in {env} against artifact {art.short} (version {art.version})")
-    release.mark_tested(ctx.root, ctx.target, env, digest=digest, passed=False)
+        record = store.mark_tested(digest=digest, passed=True, run_id=ctx.run_dir.name)
+        for path in state.attach_evidence(ctx.root, ctx.run_dir, record):
+            ctx.note(f"evidence that {digest[:12]} passed {env}: {ctx.rel(path)}")
+        return Outcome.passed(f"{label} passed in {env} against artifact {digest[:12]} (version {version})")
+    store.mark_tested(digest=digest, passed=False, run_id=ctx.run_dir.name)
     what = "no tests ran" if result.returncode == 5 else f"pytest exited with {result.returncode}"
     outcome = rollback_to_last_good(ctx, env, digest)
     ctx.note(outcome)

@@ -19,7 +19,7 @@ def test_adapter_is_in_parity_with_the_model_and_holds_every_property(
     adapter = by_name(adapter_name)
     plan = plans[plan_name]
     facts = adapter.facts(rendered[(adapter_name, plan_name)])
-    assert parity(plan.model, facts) == []
+    assert parity(plan, facts) == []
     assert properties(plan, facts, adapter.budget) == []
     assert facts.jobs, "the adapter has no jobs"
 
@@ -55,5 +55,5 @@ def test_a_broken_adapter_fails_the_checks(
         target = next(path for path in sorted(files) if path.endswith(".yml"))
     files[target] = breaker.edit(files[target])
     facts = adapter.facts(files)
-    problems = parity(plan.model, facts) + properties(plan, facts, adapter.budget)
+    problems = parity(plan, facts) + properties(plan, facts, adapter.budget)
     assert any(breaker.expect in p for p in problems), problems

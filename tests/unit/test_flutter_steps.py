@@ -205,6 +205,184 @@ def test_columns_count_characters_not_bytes(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# prefer_final_locals on the parse tree
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _final_locals(tmp_path: Path, body: str, *, wrap: bool = True) -> list[str]:
+    """The prefer_final_locals findings of a Dart snippet (wrapped in a function unless ``wrap`` is False)."""
+    source = tmp_path / "snippet.dart"
+    source.write_text(f"void f(Object v) {{\n{body}\n}}\n" if wrap else body, encoding="utf-8")
+    return [str(finding) for finding in flutter.non_final_locals(source, "flutter/lib/snippet.dart")]
+
+
+SEALED_VIEWS = """\
+sealed class _View {}
+
+final class _Empty extends _View {}
+
+final class _Loaded extends _View {
+  int get size => 1;
+}
+
+int describe(_View view) {
+  return switch (view) {
+    _Empty() => 0,
+    {loaded} => loaded.size,
+  };
+}
+"""
+
+
+def test_a_var_that_is_never_reassigned_is_a_finding(tmp_path: Path) -> None:
+    findings = _final_locals(tmp_path, "  var x = 1;\n  print(x);")
+
+    assert findings == [
+        "flutter/lib/snippet.dart:2:3: prefer_final_locals: local variable 'x' is never reassigned; "
+        "declare it final: 'final x'"
+    ]
+
+
+def test_a_typed_local_that_is_never_reassigned_is_a_finding(tmp_path: Path) -> None:
+    findings = _final_locals(tmp_path, "  if (v is int) {\n    List<int> xs = <int>[v];\n    xs.add(2);\n  }")
+
+    assert findings == [
+        "flutter/lib/snippet.dart:3:5: prefer_final_locals: local variable 'xs' is never reassigned; "
+        "declare it final: 'final List<int> xs'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("  final x = 1;\n  print(x);", id="final"),
+        pytest.param("  const int x = 1;\n  print(x);", id="const"),
+        pytest.param("  var i = 0;\n  i++;\n  print(i);", id="postfix-increment"),
+        pytest.param("  var i = 0;\n  --i;", id="prefix-decrement"),
+        pytest.param("  int n = 0;\n  n += 2;", id="compound-assignment"),
+        pytest.param("  String? s = null;\n  s ??= 'a';", id="null-aware-assignment"),
+        pytest.param("  var s = 'a';\n  if (v is int) {\n    s = 'b';\n  }\n  print(s);", id="assigned-in-a-block"),
+        pytest.param("  var n = 0;\n  <int>[1].forEach((int e) {\n    n += e;\n  });", id="assigned-in-a-closure"),
+        pytest.param("  var a = 0;\n  (a, _) = (1, 2);", id="pattern-assignment"),
+        pytest.param("  var e = 0;\n  for (e in <int>[1]) {}\n  print(e);", id="for-in-existing-variable"),
+        pytest.param("  for (var i = 0; i < 3; i++) {}", id="for-loop-variable"),
+        pytest.param("  for (var i = 0; i < 3;) {\n    break;\n  }", id="unchanged-for-loop-variable"),
+        pytest.param("  for (var e in <int>[1]) {\n    print(e);\n  }", id="for-each-variable"),
+        pytest.param("  late var x = 1;\n  print(x);", id="late"),
+        pytest.param("  bool opened;\n  opened = true;\n  print(opened);", id="assigned-later"),
+        pytest.param("  var x = 1, y;\n  y = x;", id="one-of-them-uninitialized"),
+        pytest.param("  var a = 1, b = 2;\n  b = a;", id="one-of-them-reassigned"),
+        pytest.param("  var _ = 1;", id="wildcard"),
+        pytest.param("  print(switch (v) { final int n => n, _ => 0 });", id="final-pattern-variable"),
+        pytest.param("  print(switch (v) { int _ => 1, _ => 0 });", id="wildcard-pattern"),
+        pytest.param(
+            "  switch (v) {\n    case int n:\n      n++;\n      print(n);\n  }", id="reassigned-case-variable"
+        ),
+        pytest.param("  final (a, b) = (1, 2);\n  print(a + b);", id="final-pattern-declaration"),
+    ],
+)
+def test_final_or_reassigned_variables_are_not_findings(tmp_path: Path, body: str) -> None:
+    assert _final_locals(tmp_path, body) == []
+
+
+def test_parameters_fields_and_top_level_variables_are_not_findings(tmp_path: Path) -> None:
+    source = """\
+int counter = 0;
+
+class A {
+  A(this.size);
+
+  int size;
+  static String label = 'a';
+
+  int twice(int value) => value * 2;
+}
+
+int Function(int) doubler = (int x) => x * 2;
+"""
+    assert _final_locals(tmp_path, source, wrap=False) == []
+
+
+def test_a_typed_pattern_variable_of_a_switch_expression_is_a_finding(tmp_path: Path) -> None:
+    source = SEALED_VIEWS.replace("{loaded}", "_Loaded loaded")
+
+    findings = _final_locals(tmp_path, source, wrap=False)
+
+    assert findings == [
+        "flutter/lib/snippet.dart:12:5: prefer_final_locals: pattern variable 'loaded' is never reassigned; "
+        "declare it final: 'final _Loaded loaded'"
+    ]
+
+
+def test_a_final_pattern_variable_of_a_switch_expression_is_not_a_finding(tmp_path: Path) -> None:
+    source = SEALED_VIEWS.replace("{loaded}", "final _Loaded loaded")
+
+    assert _final_locals(tmp_path, source, wrap=False) == []
+
+
+def test_pattern_variables_of_switch_cases_if_case_and_subpatterns_are_findings(tmp_path: Path) -> None:
+    body = (
+        "  switch (v) {\n"
+        "    case String s:\n"
+        "      print(s);\n"
+        "  }\n"
+        "  if (v case (int a, var b)) {\n"
+        "    print(a + b);\n"
+        "  }"
+    )
+
+    findings = _final_locals(tmp_path, body)
+
+    assert [f.split(": ", 2)[0] for f in findings] == [
+        "flutter/lib/snippet.dart:3:10",
+        "flutter/lib/snippet.dart:6:15",
+        "flutter/lib/snippet.dart:6:22",
+    ]
+    assert [f.rsplit("'", 2)[1] for f in findings] == ["final String s", "final int a", "final b"]
+
+
+def test_a_file_that_does_not_parse_gives_no_rule_findings(tmp_path: Path) -> None:
+    assert _final_locals(tmp_path, "  var x = 1;\n  print(x;") == []
+
+
+def test_the_app_follows_prefer_final_locals() -> None:
+    sources = flutter.dart_sources(REPO / "flutter")
+    assert any(p.name == "latest_apk_page.dart" for p in sources)
+    findings = [str(f) for path in sources for f in flutter.non_final_locals(path, path.relative_to(REPO).as_posix())]
+
+    assert findings == []
+
+
+def test_flutter_check_fails_on_a_non_final_local_and_writes_sarif(
+    tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None], no_flutter: None
+) -> None:
+    root = _copy_project(tmp_path / "repo")
+    page = "flutter/lib/src/latest_apk_page.dart"
+    _edit(root, page, "final _Loaded loaded =>", "_Loaded loaded =>")
+    _edit(root, page, "final int minutes = apk.expiresIn.inMinutes;", "var minutes = apk.expiresIn.inMinutes;")
+    fake_semgrep(_lib_files(root))
+    ctx = flutter_ctx(root)
+
+    with pytest.raises(StepFailed) as caught:
+        flutter.flutter_check(ctx)
+
+    message = str(caught.value)
+    assert message.startswith("flutter-check found 2 problem(s): ")
+    lines = (root / page).read_text().splitlines()
+    pattern_line = next(n for n, text in enumerate(lines, 1) if "_Loaded loaded =>" in text)
+    local_line = next(n for n, text in enumerate(lines, 1) if "var minutes" in text)
+    assert f"{page}:{pattern_line}:9: prefer_final_locals: pattern variable 'loaded'" in message
+    assert f"{page}:{local_line}:5: prefer_final_locals: local variable 'minutes'" in message
+    assert f"problem: {page}:{pattern_line}:9: prefer_final_locals:" in _log(ctx)
+    sarif = json.loads((ctx.run_dir / "reports" / "dart-rules.sarif").read_text())
+    results = sarif["runs"][0]["results"]
+    assert [r["ruleId"] for r in results] == ["prefer_final_locals", "prefer_final_locals"]
+    regions = sorted(r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in results)
+    assert regions == sorted([pattern_line, local_line])
+    assert {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results} == {page}
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # pubspec.yaml
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -611,6 +789,31 @@ def test_flutter_build_keeps_existing_platform_folders_and_drops_a_baked_config(
     assert not (ctx.run_dir / "flutter" / "web" / "config.json").exists()
 
 
+def test_flutter_build_mirrors_its_outputs_into_the_ci_artifact_folder(
+    tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CICD_BUILD_VERSION", "0.1.60")
+    root = _copy_project(tmp_path / "repo")
+    stale = root / ".cicd" / "artifact" / "flutter"
+    _plant(stale, "old-release.apk", "from an earlier build")
+    _plant(root, ".cicd/artifact/manifest.json", "{}")
+    ctx = flutter_ctx(root, step="flutter-build")
+
+    outcome = flutter.flutter_build(ctx)
+
+    handoff = root / ".cicd" / "artifact" / "flutter"
+    assert (handoff / "app-release.apk").read_bytes() == b"PK\x03\x04 fake apk 0.1.60"
+    assert (handoff / "web" / "index.html").is_file()
+    assert (handoff / "build.json").is_file()
+    assert json.loads((handoff / "build.json").read_text())["version"] == "0.1.60"
+    out = ctx.run_dir / "flutter"
+    mirrored = sorted(p.relative_to(handoff).as_posix() for p in handoff.rglob("*"))
+    assert mirrored == sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert not (handoff / "old-release.apk").exists()
+    assert (root / ".cicd" / "artifact" / "manifest.json").read_text() == "{}"
+    assert outcome.details["ci_artifact"] == ".cicd/artifact/flutter"
+
+
 def test_ensure_internet_permission_is_idempotent(tmp_path: Path) -> None:
     manifest = tmp_path / "AndroidManifest.xml"
     manifest.write_text(
@@ -785,6 +988,10 @@ def test_flutter_check_passes_and_says_which_halves_ran(
     )
     assert outcome.details["sdk_checks"] == "not run"
     assert f"dart syntax: {count} file(s) parsed with tree-sitter-dart" in _log(ctx)
+    assert outcome.details["dart_rules_sarif"] == ctx.rel(ctx.run_dir / "reports" / "dart-rules.sarif")
+    sarif = json.loads((ctx.run_dir / "reports" / "dart-rules.sarif").read_text())
+    assert sarif["runs"][0]["results"] == []
+    assert "dart rules: prefer_final_locals: 0 finding(s)" in _log(ctx)
 
 
 def test_flutter_check_collects_the_problems_of_every_check(

@@ -223,7 +223,7 @@ class _LatestApkPageState extends State<LatestApkPage> {
             ),
             footer: footer,
           ),
-        _Loaded loaded => _ApkDetails(
+        final _Loaded loaded => _ApkDetails(
             loaded: loaded,
             onDownload: () => unawaited(_download(loaded)),
             onCopySha256: (String sha256) => unawaited(_copySha256(sha256)),
