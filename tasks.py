@@ -134,6 +134,21 @@ def adapters_bump(c: Context, name: str = "", version: str = "", sha: str = "") 
     print(cli.adapters_bump(name, version, sha))
 
 
+@task(
+    name="run",
+    help={
+        "tool": "github (act), gitlab (gitlab-ci-local) or bitbucket (bb-run)",
+        "event": "pr (a pull request) or main (a push to main: the whole trunk pipeline)",
+        "release": "release the manual approval gate when the run stops at it ([tool.cicd] approval = true)",
+        "keep": "leave the run's embedded AWS running afterwards (stop it with the printed command)",
+    },
+)
+@cli.boundary
+def adapters_run(c: Context, tool: str = "", event: str = "main", release: bool = False, keep: bool = False) -> None:
+    """Run a CI tool's own local runner on this checkout's adapter, against the embedded AWS."""
+    print(cli.adapters_run(tool, event, release=release, keep=keep))
+
+
 @task(name="lock", help={"name": "semgrep, checkov or bb-run", "version": "exact version (default: the locked one)"})
 @cli.boundary
 def tools_lock(c: Context, name: str = "", version: str = "") -> None:
@@ -186,5 +201,5 @@ for _step in cli.model().steps:
 ns.add_collection(Collection("local", local_up, local_down, local_status))
 ns.add_collection(Collection("deps", deps_lock))
 ns.add_collection(Collection("tools", tools_lock))
-ns.add_collection(Collection("adapters", adapters_generate, adapters_check, adapters_bump))
+ns.add_collection(Collection("adapters", adapters_generate, adapters_check, adapters_bump, adapters_run))
 ns.add_collection(Collection("cache", cache_clear))

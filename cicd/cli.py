@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -214,6 +215,30 @@ def approve(env: str, target: str) -> str:
     env = check_env(env)
     ctx = StepContext(ROOT, ROOT / ".cicd", "approve", env, target, io.StringIO(), ROOT / ".cicd" / "approve.log")
     return grant_approval(ctx, getpass.getuser())
+
+
+def adapters_run(tool: str, event: str, *, release: bool = False, keep: bool = False) -> str:
+    """``inv adapters.run``: the tool's local runner on this checkout (output streamed); a summary of its jobs."""
+    from cicd.adapters import localrun
+
+    if not tool:
+        raise UsageError("this task needs --tool", hint=f"choose one of: {', '.join(localrun.TOOLS)}")
+    localrun.check_choice(tool, event)
+    result = localrun.run(ROOT, tool, event, release=release, keep=keep, log=sys.stdout)
+    verdicts = ", ".join(f"{job} {verdict}" for job, verdict in result.jobs.items()) or "no job ran"
+    lines = [f"{tool} ({event}): {verdicts}"]
+    if result.stand_in_flutter:
+        lines.append("no Flutter SDK on PATH: the stand-in flutter wrote a placeholder APK and web build")
+    if keep:
+        home = localrun.job_environment(ROOT, result.project.parent)["CICD_LOCAL_HOME"]
+        lines.append(f"the run's local AWS keeps running: CICD_LOCAL_HOME={home} uv run inv local.down stops it")
+    lines.append(f"workspace: {result.project.parent}")
+    if result.returncode != 0:
+        from invoke.exceptions import Exit
+
+        print("\n".join(lines))
+        raise Exit(f"error: the {tool} runner failed (exit {result.returncode}); see its output above", code=1)
+    return "\n".join(lines)
 
 
 def local_up() -> str:

@@ -75,6 +75,34 @@ def write_all(run_dir: Path, report: RunReport) -> None:
     atomic_write(run_dir / "summary.md", summary_markdown(report))
 
 
+def categorize_sarif(run_dir: Path, node_id: str, outputs: tuple[str, ...]) -> list[Path]:
+    """Give every run of the step's SARIF files its own category (``runs[].automationDetails.id``,
+    ``<step>/<file>/``), unless the tool set one: code scanning rejects an upload in which two runs of one tool share
+    a category (the two gitleaks scans), and ``upload-sarif`` keeps a category a run already has."""
+    stamped: list[Path] = []
+    for rel in outputs:
+        path = run_dir / rel
+        if path.suffix != ".sarif" or not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        runs = data.get("runs") if isinstance(data, dict) else None
+        if not isinstance(runs, list):
+            continue
+        changed = False
+        for index, run in enumerate(runs):
+            if isinstance(run, dict) and not run.get("automationDetails"):
+                suffix = f"-{index}" if len(runs) > 1 else ""
+                run["automationDetails"] = {"id": f"{node_id.replace(':', '-')}/{path.stem}{suffix}/"}
+                changed = True
+        if changed:
+            atomic_write(path, json.dumps(data, indent=1) + "\n")
+            stamped.append(path)
+    return stamped
+
+
 def point_latest(runs_dir: Path, run_dir: Path) -> None:
     link = runs_dir / LATEST
     tmp = runs_dir / f".{LATEST}.{os.getpid()}"

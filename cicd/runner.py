@@ -250,6 +250,7 @@ class Runner:
             if status is Status.SKIPPED and not step.may_skip:
                 status, reason = Status.FAILED, f"reported skipped ({reason}) but this step may not skip"
             reason = scrub(reason) if reason else reason
+            reports.categorize_sarif(self.run_dir, node.id, step.outputs)
             log.write(f"\n# {node.id}: {status.value}{f' — {reason}' if reason else ''}\n")
         with self._lock:
             self._running.pop(node, None)

@@ -164,11 +164,33 @@ class Project:
 
     # ------------------------------------------------------------------------------------------------ environments
     def history(self, env: str) -> list[dict[str, Any]]:
-        path = self.root / ".cicd" / "state" / "local" / f"{env}.json"
-        if not path.is_file():
+        """``env``'s deploy history, as its state in the local AWS records it (:mod:`cicd.state`)."""
+        client = self.client("s3")
+        if client is None:
             return []
-        history: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["history"]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = client.get_object(Bucket=f"latestapk-state-{env}", Key="history.json")["Body"].read()
+        except (ClientError, BotoCoreError):
+            return []
+        history: list[dict[str, Any]] = json.loads(body)["history"]
         return history
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of the copy's local AWS (None when it does not run)."""
+        server = self.server()
+        if server is None:
+            return None
+        import boto3
+
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=server["endpoint"],
+            region_name=server["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def deploys(self, env: str) -> list[str]:
         """The digests deployed to ``env``, oldest first (entries written by a deploy, not by a test verdict)."""
@@ -182,10 +204,10 @@ class Project:
         return data
 
     def api_url(self, env: str) -> str | None:
-        path = self.root / ".cicd" / "outputs" / f"local-{env}.json"
+        path = self.root / ".cicd" / "local" / f"api-{env}.json"
         if not path.is_file():
             return None
-        url = json.loads(path.read_text(encoding="utf-8")).get("api_url")
+        url = json.loads(path.read_text(encoding="utf-8")).get("url")
         return str(url) if url else None
 
     def health(self, env: str) -> dict[str, Any] | None:
@@ -207,19 +229,11 @@ class Project:
 
     def stacks(self) -> dict[str, tuple[str, str | None]]:
         """Per environment, the CloudFormation stack status and the artifact digest it was deployed with."""
-        server = self.server()
-        if server is None:
+        cfn = self.client("cloudformation")
+        if cfn is None:
             return {}
-        import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        cfn = boto3.client(
-            "cloudformation",
-            endpoint_url=server["endpoint"],
-            region_name=server["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
         found: dict[str, tuple[str, str | None]] = {}
         for env in ENVIRONMENTS:
             try:
@@ -246,13 +260,11 @@ class Project:
         return artifacts.get(self.root, latest.read_text(encoding="utf-8").strip())
 
     def last_passed(self, env: str) -> artifacts.Artifact:
-        """The artifact that most recently passed its tests in ``env`` (what ``promote`` picks from there)."""
-        records = [
-            json.loads(p.read_text(encoding="utf-8"))
-            for p in artifacts.store_dir(self.root).glob(f"*/{artifacts.PASSED}/local-{env}.json")
-        ]
-        newest = max(records, key=lambda r: str(r["passed_at"]))
-        return artifacts.get(self.root, str(newest["digest"]))
+        """The handed-on artifact (``.cicd/artifact/``) with the evidence that it passed ``env`` (what ``promote``
+        takes when no run of its own packaged one)."""
+        folder = self.root / artifacts.CI_ARTIFACT
+        assert (folder / artifacts.PASSED / f"local-{env}.json").is_file(), f"no evidence that it passed {env}"
+        return artifacts.verify(folder)
 
     def stage_ci_artifact(self, version: str) -> artifacts.Artifact:
         """Put a new artifact in ``.cicd/artifact/``, as a CI deploy job receives it from the package job.

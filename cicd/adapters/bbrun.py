@@ -32,14 +32,20 @@ So this runner uses bb-run as the step runner and does the pipeline's bookkeepin
 * named artifacts are copied to ``store/artifacts/NAME`` (a name uploaded twice is an error) and, before a later
   step, restored into its clone by its ``artifacts: download`` rule (``false``, a list of names, or everything
   shared before) - bb-run's own download handling never sees another step's layers;
+* every step gets ``-v CICD_TARGET=local`` (unless ``variables`` names another target): the file's scripts default
+  to ``aws`` (``export CICD_TARGET="${CICD_TARGET:-aws}"``) and honour the variable, as they honour a repository
+  variable on Bitbucket, so the steps run against the embedded AWS, like every other local run;
+* a ``trigger: manual`` step pauses the pipeline, as on Bitbucket: it and every later step are ``held`` (not
+  started, not a failure) unless ``release`` says a person ran it;
 * steps of a ``parallel`` group run ``jobs`` at a time (each in its own clone, so running them together is safe;
   ``jobs=1`` on a 2-core machine keeps timings close to one runner's); a failed step ends the pipeline after its
   group, ``fail-fast`` groups start no further step after a failure.
 
 What this does not test: bb-run's own orchestration of a whole ``parallel`` group (its ``--step`` run still goes
 through its parallel code path, with one child), ``image:``/``services:`` (host mode: images are ignored; a step with
-a non-``docker`` service fails without Docker - none here), and ``oidc``, ``deployment``, ``trigger: manual``,
-``concurrency-group``, ``max-time``, ``clone`` (bb-run ignores them all; ``trigger: manual`` steps run at once).
+a non-``docker`` service fails without Docker - none here), and ``oidc``, ``deployment``, ``environment``,
+``concurrency-group``, ``max-time``, ``clone`` (bb-run ignores them all, and ``trigger: manual``: the harness holds
+those steps).
 Job images' ``apt-get`` is the stand-in of ``runners`` (it only says so); ``python3 -m pip install uv==X`` reaches
 this machine's Python, as with gitlab-ci-local.
 """
@@ -71,7 +77,10 @@ from cicd.cache import glob_regex
 from cicd.errors import MissingToolError
 
 PR_TARGET: Final = "pull-requests.**"
+MAIN_TARGET: Final = "branches.main"
 PIPELINE_FILE: Final = "bitbucket-pipelines.yml"
+LOCAL_VARIABLES: Final = {"CICD_TARGET": "local"}
+"""What every step gets unless ``variables`` says otherwise: a local run targets the embedded AWS."""
 
 # bb-run reads ``<repo>/bitbucket-pipelines.yml``; this points it at the preprocessed copy instead (argv[1]).
 _DRIVER: Final = """
@@ -110,6 +119,7 @@ class PipelineRun:
     returncode: int  # 0 when every step that ran passed and none was left out
     steps: dict[str, StepRun] = field(default_factory=dict)
     not_run: tuple[str, ...] = ()  # steps after a failed level (or a fail-fast sibling), not started
+    held: tuple[str, ...] = ()  # a `trigger: manual` step and the steps after it, not started (without `release`)
     seconds: float = 0.0
 
 
@@ -357,11 +367,15 @@ def run_bb_run(
     python: Path,
     log: IO[str] | None = None,
     step_timeout: float = 900,
+    release: bool = False,
 ) -> PipelineRun:
     """Run the ``target`` pipeline of ``project/bitbucket-pipelines.yml`` (committed) step by step with bb-run in host
     mode, each step in its own clone under ``store/work``; caches in ``store/caches``, artifacts in
-    ``store/artifacts`` (see the module docstring). ``variables`` go to bb-run's ``-v`` (``BITBUCKET_PR_ID``...),
-    ``env`` to its environment (and so every step's); ``python`` is bb-run's interpreter (:func:`bb_run_python`)."""
+    ``store/artifacts`` (see the module docstring). ``variables`` go to bb-run's ``-v`` (``BITBUCKET_PR_ID``...,
+    :data:`LOCAL_VARIABLES` first),
+    ``env`` to its environment (and so every step's); ``python`` is bb-run's interpreter (:func:`bb_run_python`).
+    The pipeline pauses at a ``trigger: manual`` step (``held``, returncode 0 when the rest passed) unless
+    ``release``."""
     interpreter = python
     project, store = project.resolve(), store.resolve()
     started = time.monotonic()
@@ -379,15 +393,20 @@ def run_bb_run(
     pr = {"BITBUCKET_PR_ID": "1", "BITBUCKET_PR_DESTINATION_BRANCH": "main"} if target.startswith("pull-") else {}
     session = _Session(
         project, store, target, branch, [str(interpreter), "-c", _DRIVER, str(pipeline_file)], layers,
-        {**os.environ, **(env or {}), **host_env(store / "bin")}, {**pr, **(variables or {})}, log, step_timeout,
+        {**os.environ, **(env or {}), **host_env(store / "bin")}, {**LOCAL_VARIABLES, **pr, **(variables or {})}, log,
+        step_timeout,
     )  # fmt: skip
     results: dict[str, StepRun] = {}
     not_run: list[str] = []
+    held: list[str] = []
     index = 0
     for steps, fail_fast in levels(target_items(config, target)):
         names = [str(s.get("name")) for s in steps]
         if not_run or any(r.returncode != 0 for r in results.values()):
             not_run.extend(names)
+            continue
+        if held or (not release and any(s.get("trigger") == "manual" for s in steps)):
+            held.extend(names)  # Bitbucket pauses here until someone runs the manual step
             continue
         stop = threading.Event()
 
@@ -407,7 +426,7 @@ def run_bb_run(
             list(pool.map(guarded, enumerate(steps, start=index + 1)))
         index += len(steps)
     ok = not not_run and all(r.returncode == 0 for r in results.values())
-    return PipelineRun(0 if ok else 1, results, tuple(not_run), time.monotonic() - started)
+    return PipelineRun(0 if ok else 1, results, tuple(not_run), tuple(held), time.monotonic() - started)
 
 
 def step_result(run: StepRun) -> str | None:

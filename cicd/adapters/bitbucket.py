@@ -2,30 +2,59 @@
 
 Bitbucket runs a list of steps and ``parallel`` groups, not a graph: the plan's jobs are laid out by dependency
 level (every job of a level runs in parallel after the level before it). Pull requests run the checks; ``main``
-runs them again (the same steps, YAML anchors) and then builds and deploys. Named artifacts carry
-``.cicd/artifact/``; each environment step has ``deployment:`` (its variables hold ``AWS_ROLE_ARN``),
-``oidc: true``, a ``concurrency-group`` and a branch guard; the gate is ``trigger: manual`` on the gated step.
+runs them again (the same steps, YAML anchors) and then builds and deploys.
+
+Bitbucket has no pipeline-level variables in the file, so ``CICD_TARGET`` is set once, as the first line of every
+step's script (one YAML anchor, ``&target``): ``aws`` unless a repository variable ``CICD_TARGET`` says otherwise.
+The OIDC token is handed to the AWS SDKs only when it says ``aws`` (a shell ``if``: ``oidc: true`` itself cannot be
+conditional).
+
+``.cicd/artifact/`` travels as named shared artifacts: each step downloads by name exactly the artifact of
+:meth:`~cicd.adapters.plan.Plan.handed_from` (``flutter-build`` -> ``package`` -> ``dev`` -> ``preprod`` ->
+``prod``), or nothing (``download: false``); a step that hands it on uploads it again under its own name (the
+environment steps with their evidence). The run folder is a ``scoped`` artifact, never downloaded by a later step.
+``package`` requires the Flutter build (``CICD_REQUIRE_FLUTTER=1``): an artifact without the APK fails it.
+
+Each environment step has ``deployment:`` (its variables hold ``AWS_ROLE_ARN``), ``oidc: true``, a
+``concurrency-group`` and a branch guard. With the approval switch on, the approval step runs ``inv change-set``
+with ``environment: prod`` (the environment's variables and restrictions, without recording a deployment or taking
+its lock: the prod step is the deployment) and the prod step is ``trigger: manual``: the pipeline pauses until
+someone runs it.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any, Final
 
 import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, collect_junit, guard, header, web_identity
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TIMEOUT_CHECK, Job, Plan
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
+from cicd.adapters.plan import (
+    ARTIFACT_DIR,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    STEP_CACHE,
+    TARGET,
+    TARGET_VAR,
+    TIMEOUT_CHECK,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Flow, Reuse, dump
 from cicd.errors import ConfigError
 
 PATH: Final = "bitbucket-pipelines.yml"
 CACHES: Final = ["uv", "cicd-tools", "npm-tools"]
 REQUIRE: Final = "export CICD_REQUIRE_FLUTTER=1"
+TARGET_LINE: Final = f'export {TARGET_VAR}="${{{TARGET_VAR}:-{TARGET}}}"'
+"""Every step's first line: the target is ``aws`` unless the repository variable ``CICD_TARGET`` sets another."""
 NO_INPUTS: Final = ["pyproject.toml", "requirements.lock"]
 """The key files of a step cache whose job declares no input files (its configuration and tool versions)."""
+_DEFAULT: Final = re.compile(r"^\$\{(\w+):-([^}$]*)\}$")
 
 
 def step_cache_name(job: Job) -> str:
@@ -46,22 +75,40 @@ def levels(plan: Plan, jobs: tuple[Job, ...]) -> list[list[Job]]:
     return grouped
 
 
+def _credentials(plan: Plan, env: str) -> str:
+    """The OIDC token handed to the AWS SDKs, only when the step targets AWS (one shell ``if``; the token check
+    comes last, so a missing token fails the ``if`` and the step)."""
+    lines = [
+        f"export AWS_REGION={plan.region(env)}",
+        *web_identity("$BITBUCKET_STEP_OIDC_TOKEN", f"bitbucket-${{BITBUCKET_BUILD_NUMBER}}-{env}"),
+    ]
+    body = "".join(f"  {line}\n" for line in lines)
+    return f'if [ "${TARGET_VAR}" = {TARGET} ]; then\n{body}fi'
+
+
+def _requires_flutter(plan: Plan, job: Job) -> bool:
+    """A build that takes a Flutter build's artifact (``package``): a missing APK must fail it, not ship without."""
+    source = plan.handed_from(job)
+    return job.kind == "build" and source is not None and source.flutter
+
+
 def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
     step: dict[str, object] = {"name": job.id}
     if job.flutter:
         step["image"] = pins.image("instrumentisto/flutter")
-    script: list[str] = []
-    if job.kind == "deploy":
-        if job.env is None:  # deploy jobs have an environment
-            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
-        step["deployment"] = job.env
+    script: list[object] = [reuse("target", TARGET_LINE)]
+    if job.credentials:
+        if job.env is None:  # environment and approval jobs have an environment
+            raise ConfigError(f"pipeline model: {job.id} needs credentials, but job.env is missing")
+        if job.kind == "deploy":
+            step["deployment"] = job.env
+            step["concurrency-group"] = f"deploy-{job.env}"
+        else:
+            step["environment"] = job.env
         step["oidc"] = True
-        step["concurrency-group"] = f"deploy-{job.env}"
         if job.gated:
             step["trigger"] = "manual"
-        script += [guard("BITBUCKET_BRANCH")]
-        script += web_identity("$BITBUCKET_STEP_OIDC_TOKEN", f"bitbucket-${{BITBUCKET_BUILD_NUMBER}}-{job.env}")
-        script += [f"export AWS_REGION={plan.region(job.env)}"]
+        script += [guard("BITBUCKET_BRANCH"), _credentials(plan, job.env)]
     if job.timeout != TIMEOUT_CHECK:
         step["max-time"] = job.timeout
     step["caches"] = Flow([*CACHES, step_cache_name(job)]) if job.cached else reuse("caches", CACHES)
@@ -72,15 +119,20 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
         ]
         # A check honours the repository variable CICD_REQUIRE_FLUTTER=0 (a runner without the SDK); a build never.
         script += ['export CICD_REQUIRE_FLUTTER="${CICD_REQUIRE_FLUTTER:-1}"' if job.kind == "check" else REQUIRE]
+    elif _requires_flutter(plan, job):
+        script += [REQUIRE]
     script += [pins.uv_install(), *job.inv()]
     step["script"] = script
     step["after-script"] = reuse("junit", [collect_junit("test-results")])
-    upload: list[object] = [Flow({"name": f"runs-{job.id}", "paths": [f"{RUNS_DIR}/**"], "capture-on": "always"})]
+    upload: list[object] = [
+        Flow({"name": f"runs-{job.id}", "type": "scoped", "paths": [f"{RUNS_DIR}/**"], "capture-on": "always"})
+    ]
     if job.uploads:
-        upload.insert(0, Flow({"name": f"artifact-{job.id}", "paths": [f"{ARTIFACT_DIR}/**"]}))
-    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
-    download: object = [f"artifact-{b}" for b in builds] if builds else False
-    step["artifacts"] = {"download": download, "upload": upload}
+        upload.insert(0, Flow({"name": job.artifact_name, "paths": [f"{ARTIFACT_DIR}/**"]}))
+    source = plan.handed_from(job) if job.downloads else None
+    if job.downloads and source is None:
+        raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
+    step["artifacts"] = {"download": [source.artifact_name] if source else False, "upload": upload}
     return step
 
 
@@ -125,12 +177,62 @@ def render(plan: Plan) -> list[Rendered]:
         },
         "pipelines": pipelines,
     }
-    extra = (
-        "Per deployment environment (Repository settings > Deployments): variable AWS_ROLE_ARN (infra/ci); restrict",
-        f"deployments to {MAIN_BRANCH}. The gate is the manual step after an approval step.",
-    )
-    text = dump(doc, header=header("Bitbucket Pipelines", PATH, plan, extra=extra), gap_keys=("pipelines",))
+    extra = [
+        f"No pipeline-level variables in Bitbucket: every script starts with `{TARGET_LINE}`",
+        f"(anchor &target): {TARGET} unless a repository variable {TARGET_VAR} says otherwise (local: embedded AWS).",
+        "Per deployment environment (Repository settings > Deployments): variable AWS_ROLE_ARN (infra/ci).",
+        f"The OIDC token reaches the AWS SDKs only if {TARGET_VAR}={TARGET}; deploy steps run only for {MAIN_BRANCH}.",
+    ]
+    gated = ", ".join(j.id for j in plan.jobs if j.gated)
+    if gated:
+        extra += [
+            f"The gate: `trigger: manual` on {gated}, after the approval step showed the change set",
+            "(`environment:` gives it that environment's variables). Anyone with write access may run a manual",
+            "step unless deployment permissions (Premium) restrict it; artifacts expire after 14 days.",
+        ]
+    text = dump(doc, header=header("Bitbucket Pipelines", PATH, plan, extra=tuple(extra)), gap_keys=("pipelines",))
     return [Rendered(PATH, text)]
+
+
+def _variables(script: list[object]) -> dict[str, str]:
+    """What the step's unconditional ``export NAME=VALUE`` lines set, in order; ``${NAME:-X}`` is its default, X
+    (Bitbucket has no variables in the file: repository and deployment variables are set in its settings)."""
+    found: dict[str, str] = {}
+    for line in script:
+        if not isinstance(line, str) or not line.startswith("export ") or "\n" in line:
+            continue
+        for word in shlex.split(line)[1:]:
+            name, eq, value = word.partition("=")
+            if not eq:
+                continue
+            default = _DEFAULT.match(value)
+            found[name] = default.group(2) if default and default.group(1) == name else value
+    return found
+
+
+def _uploads(artifacts: object) -> list[dict[str, Any]]:
+    """The step's uploads as ``{name, type, paths, capture-on}`` (the short ``artifacts: [paths]`` form and the
+    ``paths:`` key are one unnamed shared artifact)."""
+    if isinstance(artifacts, list):
+        return [{"paths": artifacts}]
+    if not isinstance(artifacts, dict):
+        return []
+    found = [{"paths": as_list(artifacts["paths"])}] if artifacts.get("paths") else []
+    return found + [u for u in as_list(artifacts.get("upload")) if isinstance(u, dict)]
+
+
+def _shared(upload: dict[str, Any], step: str) -> Handoff | None:
+    """What a later step can download of ``upload`` when the step succeeds (paths kept relative to the clone)."""
+    if upload.get("type", "shared") != "shared" or upload.get("capture-on", "success") == "failed":
+        return None
+    return Handoff(str(upload.get("name") or f"{step}:artifacts"), tuple(str(p) for p in as_list(upload["paths"])))
+
+
+def _receives(artifacts: object, before: list[Handoff]) -> list[Handoff]:
+    """Bitbucket's download rule: every shared artifact of the earlier steps (default, ``download: true``), none
+    (``false``), or those named; each lands at its own paths in the clone."""
+    rule = artifacts.get("download", True) if isinstance(artifacts, dict) else True
+    return [] if rule is False else before if rule is True else [h for h in before if h.name in as_list(rule)]
 
 
 def facts(files: dict[str, str]) -> AdapterFacts:
@@ -145,25 +247,34 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         ("main", (pipelines.get("branches") or {}).get(MAIN_BRANCH, [])),
     ):
         before: list[str] = []
+        shared: list[Handoff] = []  # the shared artifacts uploaded by the steps of earlier levels, in order
         for entry in items:
             steps = [s["step"] for s in entry["parallel"]] if "parallel" in entry else [entry["step"]]
             names = [str(s["name"]) for s in steps]
+            uploaded: list[Handoff] = []
             for step in steps:
                 name = str(step["name"])
-                if name in jobs:
+                artifacts = step.get("artifacts")
+                hands_on = [h for h in (_shared(u, name) for u in _uploads(artifacts)) if h is not None]
+                uploaded += hands_on
+                got = _receives(artifacts, shared)
+                receives = [Handoff(h.name) for h in got]
+                downloads = any(f"{ARTIFACT_DIR}/**" in h.paths for h in got)
+                if name in jobs:  # a check of both pipelines (one anchor): main's position decides what it gets
                     jobs[name].triggers.add(trigger)
+                    jobs[name].receives, jobs[name].downloads = receives, downloads
                     continue
-                script = "\n".join(str(s) for s in as_list(step.get("script")))
+                raw_script = as_list(step.get("script"))
+                script = "\n".join(str(s) for s in raw_script)
                 after = "\n".join(str(s) for s in as_list(step.get("after-script")))
-                artifacts = step.get("artifacts") or {}
-                uploads = [u for u in as_list(artifacts.get("upload")) if isinstance(u, dict)]
+                uploads = _uploads(artifacts)
                 used = [c for c in as_list(step.get("caches")) if isinstance(caches.get(c), dict)]
                 jobs[name] = JobFacts(
                     id=name,
                     commands=inv_calls(script.splitlines()),
                     needs=list(before),
                     triggers={trigger},
-                    env=step.get("deployment"),
+                    env=step.get("deployment") or step.get("environment"),
                     lock=step.get("concurrency-group"),
                     guard=f'test "${{BITBUCKET_BRANCH:-}}" = {MAIN_BRANCH}' in script,
                     timeout=step.get("max-time", default_time),
@@ -176,9 +287,13 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     keeps_run_folder=any(
                         f"{RUNS_DIR}/**" in as_list(u.get("paths")) and u.get("capture-on") == "always" for u in uploads
                     ),
-                    downloads=bool(artifacts.get("download")),
-                    uploads=any(f"{ARTIFACT_DIR}/**" in as_list(u.get("paths")) for u in uploads),
+                    downloads=downloads,
+                    uploads=any(f"{ARTIFACT_DIR}/**" in h.paths for h in hands_on),
                     script=script,
+                    receives=receives,
+                    hands_on=hands_on,
+                    variables=_variables(raw_script),
                 )
             before = names
+            shared += uploaded
     return AdapterFacts("bitbucket", dict(files), list(jobs.values()), path_filters=None, main_file=PATH)

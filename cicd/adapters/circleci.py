@@ -1,14 +1,20 @@
 """CircleCI: ``.circleci/config.yml``.
 
 Two workflows chosen by ``when:`` on the branch: every other branch runs the checks, ``main`` the whole pipeline.
-Reusable ``commands:`` keep each job to its ``inv`` calls; the workspace carries ``.cicd/artifact/`` from the build
-jobs; each environment job uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``; restrict it to ``main`` with a
-security group or an expression) which also makes CircleCI issue the OIDC token, and a ``serial-group`` so two
-deploys to one environment never overlap. The gate is an ``approval`` job. No orbs: nothing third-party to pin.
+CircleCI has no config-wide ``environment:``, so ``CICD_TARGET=aws`` is set in both executors (every job uses one;
+executor and job ``environment:`` maps add up, the job's value winning). Reusable ``commands:`` keep each job to its
+``inv`` calls. The workspace carries ``.cicd/artifact/``: the build jobs and every environment job persist it (a
+layer each), and ``attach_workspace`` applies the layers of all upstream jobs in workflow order, a later layer
+overwriting an earlier one. Each job with credentials uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``;
+restrict it to ``main`` with a security group or an expression), which also makes CircleCI issue the OIDC token;
+the token is handed to the AWS SDKs only when ``CICD_TARGET`` is ``aws``. A ``serial-group`` keeps two deploys to
+one environment from overlapping. With the approval switch on, the approval job runs ``inv change-set`` and a
+``type: approval`` job holds the environment job after it. No orbs: nothing third-party to pin.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any, Final
 
@@ -16,8 +22,18 @@ import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, collect_junit, guard, header
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, Job, Plan
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.plan import (
+    ARTIFACT_DIR,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    STEP_CACHE,
+    TARGET,
+    TARGET_VAR,
+    TARGET_VARS,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -68,15 +84,18 @@ def _commands(plan: Plan) -> dict[str, object]:
             ],
         },
     }
-    if any(j.kind == "deploy" for j in plan.jobs):
+    if any(j.credentials for j in plan.jobs):
         commands["aws-oidc"] = {
-            "description": "Hand CircleCI's OIDC token to the AWS SDKs (needs a context); fails at once if unset.",
+            "description": f"Hand CircleCI's OIDC token to the AWS SDKs when {TARGET_VAR} is {TARGET} (needs a "
+            "context); fails at once if a value is unset.",
             "parameters": {"env": Flow({"type": "string"})},
             "steps": [
                 _run(
                     "AWS credentials (OIDC)",
                     "\n".join(
                         [
+                            f'if [ "${{{TARGET_VAR}:-}}" != {TARGET} ]; then '
+                            f'echo "{TARGET_VAR}=${{{TARGET_VAR}:-}}: no AWS credentials"; exit 0; fi',
                             ': "${AWS_ROLE_ARN:?set AWS_ROLE_ARN in the aws-<< parameters.env >> context}"',
                             f'printf "%s" "$CIRCLE_OIDC_TOKEN_V2" > {TOKEN} && test -s {TOKEN}',
                             f"echo 'export AWS_WEB_IDENTITY_TOKEN_FILE={TOKEN} "
@@ -93,9 +112,9 @@ def _commands(plan: Plan) -> dict[str, object]:
 def _job(plan: Plan, job: Job) -> dict[str, object]:
     steps: list[object] = []
     data: dict[str, object] = {"executor": "flutter" if job.flutter else "python"}
-    if job.kind == "deploy":
-        if job.env is None:  # deploy jobs have an environment
-            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
+    if job.credentials:
+        if job.env is None:  # environment and approval jobs have an environment
+            raise ConfigError(f"pipeline model: {job.kind} jobs have an environment, but job.env is missing")
         data["environment"] = Flow({"AWS_REGION": plan.region(job.env)})
         steps.append(_run("Branch guard", guard("CIRCLE_BRANCH")))
     if job.flutter:
@@ -103,10 +122,10 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
     steps.append(USE_SETUP)
     if job.downloads:
         steps.append({"attach_workspace": Flow({"at": "."})})
-    if job.kind == "deploy":
+    if job.credentials:
         steps.append({"aws-oidc": Flow({"env": job.env})})
     for command, inv in zip(job.commands, job.inv(), strict=True):
-        steps.append(_run(command.split(" --target")[0], inv, job.timeout))
+        steps.append(_run(command, inv, job.timeout))
     if job.uploads:
         steps.append({"persist_to_workspace": Flow({"root": ".", "paths": [ARTIFACT_DIR]})})
     steps.append(USE_FINISH)
@@ -124,8 +143,9 @@ def _workflow_entry(plan: Plan, job: Job, trigger: str) -> object:
         needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
     if needs:
         params["requires"] = needs
-    if job.kind == "deploy":
+    if job.credentials:
         params["context"] = [f"aws-{job.env}"]
+    if job.kind == "deploy":
         params["serial-group"] = f"<< pipeline.project.slug >>/deploy-{job.env}"
     return {job.id: Flow(params)} if params else job.id
 
@@ -146,13 +166,18 @@ def render(plan: Plan) -> list[Rendered]:
             entries.append(_workflow_entry(plan, job, trigger))
         if entries:
             workflows[name] = {"when": condition, "jobs": entries}
+    # No config-wide environment exists: every job uses one of these executors, so each carries CICD_TARGET.
     executors: dict[str, object] = {
-        "python": {"docker": [Flow({"image": pins.image("cimg/python")})], "resource_class": "medium"}
+        "python": {
+            "docker": [Flow({"image": pins.image("cimg/python")})],
+            "resource_class": "medium",
+            "environment": Flow(dict(TARGET_VARS)),
+        }
     }
     if any(j.flutter for j in plan.jobs):
         executors["flutter"] = {
             "docker": [Flow({"image": pins.image("instrumentisto/flutter")})],
-            "environment": Flow({"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}),
+            "environment": Flow({**TARGET_VARS, "CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}),
         }
     doc: dict[str, object] = {
         "version": 2.1,
@@ -161,38 +186,61 @@ def render(plan: Plan) -> list[Rendered]:
         "jobs": {job.id: _job(plan, job) for job in plan.order(plan.jobs)},
         "workflows": workflows,
     }
-    extra = (
+    extra: tuple[str, ...] = (
         "Contexts aws-dev/aws-preprod/aws-prod: AWS_ROLE_ARN (infra/ci); restrict them to main. Project settings:",
-        "do not pass secrets to builds from forked pull requests. The gate is the approval job.",
+        f"do not pass secrets to builds from forked pull requests. {TARGET_VAR}={TARGET} is set in every executor.",
     )
+    for job in plan.jobs:
+        approval = plan.approval_for(job) if job.gated else None
+        if approval is not None:
+            extra += (
+                f"Gate: hold-{job.env} (type: approval) holds {job.id} after {approval.id} shows the change set.",
+                f"Restrict aws-{job.env} to the approvers' security group: a job after an approval job runs only if",
+                "its approver may use the job's context.",
+            )
     text = dump(doc, header=header("CircleCI", PATH, plan, extra=extra), gap_keys=("jobs",))
     return [Rendered(PATH, text)]
 
 
 def facts(files: dict[str, str]) -> AdapterFacts:
-    """Read ``.circleci/config.yml`` back (see :mod:`cicd.adapters.facts`)."""
+    """Read ``.circleci/config.yml`` back (see :mod:`cicd.adapters.facts`).
+
+    Hand-offs are modelled on the workspace: each ``persist_to_workspace`` step of a job is one layer
+    (``workspace:<job>``, its paths kept relative to the step's ``root``); a job's ``attach_workspace`` unpacks,
+    at ``at``, the layers of every job upstream of it in its workflow (``requires``, through approval jobs), in the
+    order those jobs appear in the workflow graph, so a later layer overwrites an earlier one. Variables: the
+    executor's ``environment:`` then the job's (CircleCI has no config-wide environment; the job's value wins)."""
     doc: dict[str, Any] = yaml.safe_load(files[PATH])
     commands: dict[str, Any] = doc.get("commands") or {}
+    executors: dict[str, Any] = doc.get("executors") or {}
     defs: dict[str, Any] = doc.get("jobs") or {}
     entries: dict[str, dict[str, Any]] = {}
     triggers: dict[str, set[str]] = {}
     holds: dict[str, list[str]] = {}
-    for workflow in (doc.get("workflows") or {}).values():
+    graphs: dict[str, list[tuple[str, list[str]]]] = {}
+    home: dict[str, str] = {}
+    """The workflow whose entry of a job is read (main's, when the job is in both)."""
+    for workflow_name, workflow in (doc.get("workflows") or {}).items():
         condition = text_of(workflow.get("when"))
         negated = "not" in (workflow.get("when") or {})
         trigger = "pr" if negated or MAIN_BRANCH not in condition else "main"
+        graph = graphs.setdefault(workflow_name, [])
         for entry in workflow.get("jobs", []):
             name, params = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
             params = params or {}
+            graph.append((str(name), [str(r) for r in as_list(params.get("requires"))]))
             if params.get("type") == "approval":
                 holds[name] = [str(r) for r in as_list(params.get("requires"))]
                 continue
             triggers.setdefault(name, set()).add(trigger)
             if trigger == "main" or name not in entries:
                 entries[name] = params
+                home[name] = workflow_name
+    expanded = {name: _expand(job.get("steps", []), commands) for name, job in defs.items()}
+    layers = {name: _layers(name, steps) for name, steps in expanded.items()}
     jobs: list[JobFacts] = []
     for name, job in defs.items():
-        steps = _expand(job.get("steps", []), commands)
+        steps = expanded[name]
         runs = [s["run"] for s in steps if isinstance(s, dict) and isinstance(s.get("run"), dict)]
         script = "\n".join(str(r.get("command", "")) for r in runs)
         inv_runs = [r for r in runs if "uv run inv" in str(r.get("command", ""))]
@@ -206,6 +254,18 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         keys = [s for s in steps if isinstance(s, dict) and "restore_cache" in s]
         stored = [s for s in steps if isinstance(s, dict)]
         contexts = [str(c) for c in as_list(params.get("context"))]
+        executor = executors.get(str(job.get("executor", ""))) or {}
+        variables = {
+            str(k): str(v) for k, v in {**(executor.get("environment") or {}), **(job.get("environment") or {})}.items()
+        }
+        upstream = _upstream_in_order(graphs.get(home.get(name, ""), []), name)
+        receives = [
+            Handoff(layer.name, dest=str((s["attach_workspace"] or {}).get("at", ".")))
+            for s in stored
+            if "attach_workspace" in s
+            for up in upstream
+            for layer in layers.get(up, [])
+        ]
         jobs.append(
             JobFacts(
                 id=name,
@@ -229,9 +289,48 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 downloads=any("attach_workspace" in s for s in stored),
                 uploads=any("persist_to_workspace" in s for s in stored),
                 script=script,
+                receives=receives,
+                hands_on=layers[name],
+                variables=variables,
             )
         )
     return AdapterFacts("circleci", dict(files), jobs, path_filters=None, main_file=PATH)
+
+
+def _layers(job: str, steps: list[Any]) -> list[Handoff]:
+    """The workspace layers a job adds: one per ``persist_to_workspace`` step, its ``paths`` relative to ``root``."""
+    found: list[Handoff] = []
+    for step in steps:
+        if not isinstance(step, dict) or "persist_to_workspace" not in step:
+            continue
+        body = step["persist_to_workspace"] or {}
+        root = posixpath.normpath(str(body.get("root", ".")))
+        paths = tuple(posixpath.normpath(posixpath.join(root, str(p))) for p in as_list(body.get("paths")))
+        suffix = f"-{len(found) + 1}" if found else ""
+        found.append(Handoff(f"workspace:{job}{suffix}", paths, root=root))
+    return found
+
+
+def _upstream_in_order(graph: list[tuple[str, list[str]]], job: str) -> list[str]:
+    """The jobs upstream of ``job`` in one workflow (``requires``, transitively, approval jobs included), in the
+    order they appear in the workflow graph: dependency order, ties in the order the workflow lists them."""
+    requires = dict(graph)
+    upstream: set[str] = set()
+    todo = list(requires.get(job, []))
+    while todo:
+        current = todo.pop()
+        if current not in upstream:
+            upstream.add(current)
+            todo.extend(requires.get(current, []))
+    order: list[str] = []
+    remaining = [name for name, _ in graph if name in upstream]
+    while remaining:
+        ready = next((n for n in remaining if all(r in order or r not in upstream for r in requires[n])), None)
+        if ready is None:  # a cycle: CircleCI rejects the config; keep the listing order
+            return order + remaining
+        order.append(ready)
+        remaining.remove(ready)
+    return order
 
 
 def _expand(steps: list[Any], commands: dict[str, Any]) -> list[Any]:

@@ -3,10 +3,16 @@
 
 Two V2 pipelines: ``pull-request`` (a pull-request trigger with file-path filters) runs the checks, ``main`` (a push
 trigger, ``QUEUED`` execution mode, so deploys never overlap) runs everything. Every job is a CodeBuild action;
-actions of one stage with the same run order run in parallel. Output artifacts carry ``.cicd/artifact/``; each
-environment stage runs on a CodeBuild project whose service role is that environment's deploy role (no keys); the
-gate is a ``ManualApproval`` action after the approval job. The branch reaches the buildspecs as ``CICD_BRANCH``
-(the source action's ``BranchName`` variable) for the guard.
+actions of one stage with the same run order run in parallel. The source action hands CodeBuild a clone reference
+(``CODEBUILD_CLONE_REF``), so every build works in a full git clone (versions from git, the secrets scan's history).
+``CICD_TARGET`` is a pipeline-level variable, passed to every action. ``.cicd/artifact/`` travels as output
+artifacts: an action's secondary input lands in ``$CODEBUILD_SRC_DIR_<name>``, not in the working folder, so its
+buildspec copies it into ``.cicd/artifact/`` first, and every build and environment action hands the folder on
+again. Each environment stage (and the approval job) runs on a CodeBuild project whose service role is that
+environment's deploy role (no keys, nothing to log in to); the gate is a ``ManualApproval`` action after the
+approval job. The Flutter jobs run on the pinned Flutter image, which carries the Android SDK that CodeBuild's
+standard image lacks. The branch reaches the buildspecs as ``CICD_BRANCH`` (the source action's ``BranchName``
+variable) for the guard.
 """
 
 from __future__ import annotations
@@ -18,15 +24,24 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.bitbucket import levels
-from cicd.adapters.common import GENERATOR, Rendered, flutter_clone, guard, header, inputs_with
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, STEP_CACHE, Job, Plan
+from cicd.adapters.common import GENERATOR, Rendered, guard, header, inputs_with
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 
 FOLDER: Final = "buildspecs"
 LAYOUT: Final = "pipeline.json"
+SOURCE: Final = "source"
+CLONE_REF: Final = "CODEBUILD_CLONE_REF"
+"""The source action's output format that lets CodeBuild clone the repository (history included)."""
+STANDARD_IMAGE: Final = pins.image("aws/codebuild/standard")
+FLUTTER_IMAGE: Final = pins.image("instrumentisto/flutter")
+"""The Flutter jobs' image: Flutter at the pinned release plus the Android SDK (``flutter build apk`` needs it)."""
+PYTHON_ON_FLUTTER: Final = "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null"
 HASHED_CACHE: Final = "cicd-$(codebuild-hash-files requirements.lock package-lock.json)"
+SRC_DIR_COPY: Final = re.compile(
+    r'cp -R "\$(?P<var>CODEBUILD_SRC_DIR|CATALYST_SOURCE_DIR)_(?P<name>\w+)/(?P<sub>[^"]*)" (?P<dest>[^\s;&|]+)'
+)
 
 
 def buildspec_path(job_id: str) -> str:
@@ -41,8 +56,26 @@ def runs_name(job_id: str) -> str:
     return f"runs_{job_id.replace('-', '_')}"
 
 
+def levels(plan: Plan, jobs: tuple[Job, ...]) -> list[list[Job]]:
+    """Jobs grouped by dependency level (one stage each), in plan order within a level."""
+    ids = {j.id for j in jobs}
+    level: dict[str, int] = {}
+    for job in plan.order(jobs):
+        level[job.id] = 1 + max((level[n] for n in job.needs if n in ids), default=-1)
+    grouped: list[list[Job]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for job in plan.order(jobs):
+        grouped[level[job.id]].append(job)
+    return grouped
+
+
+def received_from(plan: Plan, job: Job) -> Job | None:
+    """The job whose ``.cicd/artifact/`` this job takes (the nearest upstream one that hands it on)."""
+    return plan.handed_from(job) if job.downloads else None
+
+
 def layout(plan: Plan) -> dict[str, Any]:
-    """The two pipelines as data: stages, actions (buildspec, run order, inputs, outputs, environment, timeout)."""
+    """The two pipelines as data: source, variables, stages, actions (buildspec, image, run order, inputs, outputs,
+    environment, timeout)."""
     pipelines: dict[str, Any] = {}
     for trigger, name in (("pr", "pull-request"), ("main", "main")):
         jobs = plan.for_trigger(trigger)
@@ -56,19 +89,18 @@ def layout(plan: Plan) -> dict[str, Any]:
             for job in group:
                 if job.gated:
                     actions.append({"name": f"gate-{job.env}", "type": "approval", "run_order": 1})
-                builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
-                outputs = [runs_name(job.id)] + ([artifact_name(job.id)] if job.uploads else [])
+                source = received_from(plan, job)
                 actions.append(
                     {
                         "name": job.id,
                         "type": "build",
                         "run_order": 2 if job.gated else 1,
                         "buildspec": buildspec_path(job.id),
-                        "environment": job.env if job.kind == "deploy" else None,
+                        "image": FLUTTER_IMAGE if job.flutter else STANDARD_IMAGE,
+                        "environment": job.env if job.credentials else None,
                         "timeout_minutes": job.timeout,
-                        "inputs": ["source", *(artifact_name(b) for b in builds)],
-                        "outputs": outputs,
-                        "flutter": job.flutter,
+                        "inputs": [SOURCE, *([artifact_name(source.id)] if source else [])],
+                        "outputs": [runs_name(job.id), *([artifact_name(job.id)] if job.uploads else [])],
                     }
                 )
             stages.append({"name": stage_name, "actions": actions})
@@ -78,32 +110,40 @@ def layout(plan: Plan) -> dict[str, Any]:
         pipelines[name] = {
             "execution_mode": "SUPERSEDED" if trigger == "pr" else "QUEUED",
             "trigger": trig,
+            "source": {"name": SOURCE, "output_artifact_format": CLONE_REF},
+            "variables": dict(TARGET_VARS),
             "stages": stages,
         }
     return pipelines
 
 
 def _buildspec(plan: Plan, job: Job) -> str:
-    install = [pins.uv_install()]
+    install: dict[str, object] = {}
+    commands = [pins.uv_install()]
     if job.flutter:
-        install.append(flutter_clone())
+        # runtime-versions works only on CodeBuild's own images; the Flutter image brings Python through apt.
+        commands.insert(0, PYTHON_ON_FLUTTER)
+    else:
+        install["runtime-versions"] = Flow({"python": "3.11"})
+    install["commands"] = commands
     pre: list[str] = []
     if job.kind == "deploy":
         pre.append(guard("CICD_BRANCH"))
-    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
-    for build in builds:
-        pre.append(f'mkdir -p {ARTIFACT_DIR} && cp -R "$CODEBUILD_SRC_DIR_{artifact_name(build)}/." {ARTIFACT_DIR}/')
+    source = received_from(plan, job)
+    if source is not None:
+        # A secondary input artifact is unpacked in its own folder, $CODEBUILD_SRC_DIR_<name>, not the working one.
+        pre.append(
+            f'mkdir -p {ARTIFACT_DIR} && cp -R "$CODEBUILD_SRC_DIR_{artifact_name(source.id)}/." {ARTIFACT_DIR}/'
+        )
     variables: dict[str, str] = {"CICD_BUILD_COMMIT": "$CODEBUILD_RESOLVED_SOURCE_VERSION"}
     if job.flutter:
-        variables["CICD_REQUIRE_FLUTTER"] = "1"
-    phases: dict[str, object] = {
-        "install": {"runtime-versions": Flow({"python": "3.11"}), "commands": install},
-    }
+        variables |= {"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
+    phases: dict[str, object] = {"install": install}
     if pre:
         phases["pre_build"] = {"commands": pre}
     phases["build"] = {"commands": list(job.inv())}
     secondary: dict[str, object] = {
-        runs_name(job.id): Flow({"base-directory": ".cicd/runs", "files": ["**/*"]}),
+        runs_name(job.id): Flow({"base-directory": RUNS_DIR, "files": ["**/*"]}),
     }
     if job.uploads:
         secondary[artifact_name(job.id)] = Flow({"base-directory": ARTIFACT_DIR, "files": ["**/*"]})
@@ -112,15 +152,17 @@ def _buildspec(plan: Plan, job: Job) -> str:
         "env": {"shell": "bash", "variables": Flow(variables)},
         "phases": phases,
         "reports": {
-            f"junit-{job.id}": Flow(
-                {"files": ["*/junit.xml"], "base-directory": ".cicd/runs", "file-format": "JUNITXML"}
-            )
+            f"junit-{job.id}": Flow({"files": ["*/junit.xml"], "base-directory": RUNS_DIR, "file-format": "JUNITXML"})
         },
-        "artifacts": {"files": [".cicd/runs/**/*"], "secondary-artifacts": secondary},
+        "artifacts": {"files": [f"{RUNS_DIR}/**/*"], "secondary-artifacts": secondary},
         "cache": _cache(job),
     }
     path = buildspec_path(job.id)
-    extra = (f"Job {job.id} of the CodePipeline built by infra/ci (see pipeline.json next to this folder).",)
+    extra = (
+        f"Job {job.id} of the CodePipeline built by infra/ci (see pipeline.json next to this folder), on "
+        f"{FLUTTER_IMAGE if job.flutter else STANDARD_IMAGE}.",
+        "CICD_TARGET and CICD_BRANCH come from the pipeline (its variable, the source action's branch).",
+    )
     return dump(doc, header=header("AWS CodeBuild", path, plan, extra=extra))
 
 
@@ -148,6 +190,38 @@ def render(plan: Plan) -> list[Rendered]:
     return files
 
 
+def copied_in(script: str, var: str) -> dict[str, str]:
+    """``{artifact: dest}`` for every ``cp -R "$<var>_<artifact>/<sub>." <dest>`` line of ``script``: where a job
+    copies an input artifact the tool unpacked outside its working folder. ``dest`` is where the artifact's root
+    lands, so a copy of a sub-folder into the same-named folder (``<sub>`` = ``<dest>``) lands the root at ``.``; a
+    copy that relocates a sub-folder elsewhere is not one the hand-off model can express, and is left out."""
+    found: dict[str, str] = {}
+    for match in SRC_DIR_COPY.finditer(script):
+        if match["var"] != var:
+            continue
+        sub = match["sub"].rstrip(".").strip("/")
+        dest = match["dest"].strip("/").removeprefix("./") or "."
+        if not sub:
+            found[match["name"]] = dest
+        elif dest == sub or dest.endswith(f"/{sub}"):
+            found[match["name"]] = dest[: -len(sub)].rstrip("/") or "."
+    return found
+
+
+def _hands_on(outputs: list[str], secondary: dict[str, Any]) -> list[Handoff]:
+    """The output artifacts CodePipeline keeps: each is the buildspec's secondary artifact of that name, its files
+    kept relative to its ``base-directory``."""
+    kept: list[Handoff] = []
+    for name in outputs:
+        spec = secondary.get(name)
+        if not isinstance(spec, dict):
+            continue
+        base = str(spec.get("base-directory", ".")).strip("/") or "."
+        files = tuple(f"{base}/{f}" if base != "." else str(f) for f in as_list(spec.get("files")))
+        kept.append(Handoff(name, files, root=base))
+    return kept
+
+
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read the layout and every buildspec back (see :mod:`cicd.adapters.facts`)."""
     data = json.loads(files[LAYOUT])
@@ -157,6 +231,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         trigger = "pr" if pipeline["trigger"]["type"] == "pull_request" else "main"
         if trigger == "pr":
             path_filters = pipeline["trigger"].get("file_paths")
+        pipeline_vars = {str(k): str(v) for k, v in (pipeline.get("variables") or {}).items()}
         earlier: list[str] = []
         for stage in pipeline["stages"]:
             gate = any(a["type"] == "approval" for a in stage["actions"])
@@ -177,6 +252,11 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                         jobs[job_id].needs = list(earlier)
                     level.append(job_id)
                     continue
+                # Secondary inputs land in $CODEBUILD_SRC_DIR_<name>: a job receives one only where it copies it in.
+                copies = copied_in(script, "CODEBUILD_SRC_DIR")
+                inputs = [str(i) for i in action.get("inputs", [])]
+                secondary_inputs = [i for i in inputs[1:] if i != SOURCE]
+                spec_vars = ((spec.get("env") or {}).get("variables")) or {}
                 jobs[job_id] = JobFacts(
                     id=job_id,
                     commands=inv_calls(build.splitlines()),
@@ -192,13 +272,16 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     caches="codebuild-hash-files" in str(cache.get("key", "")),
                     step_cache=f"{STEP_CACHE}/**/*" in as_list(cache.get("paths")) and bool(cache.get("fallback-keys")),
                     keeps_run_folder=any(
-                        isinstance(v, dict) and v.get("base-directory") == ".cicd/runs" for v in secondary.values()
+                        isinstance(v, dict) and v.get("base-directory") == RUNS_DIR for v in secondary.values()
                     ),
-                    downloads=any(re.match(r"artifact_", i) for i in action.get("inputs", [])),
+                    downloads=any(i.startswith("artifact_") for i in secondary_inputs),
                     uploads=any(
                         isinstance(v, dict) and v.get("base-directory") == ARTIFACT_DIR for v in secondary.values()
                     ),
                     script=script,
+                    receives=[Handoff(i, dest=copies[i]) for i in secondary_inputs if i in copies],
+                    hands_on=_hands_on([str(o) for o in action.get("outputs", [])], secondary),
+                    variables={**pipeline_vars, **{str(k): str(v) for k, v in spec_vars.items()}},
                 )
                 level.append(job_id)
             earlier = earlier + level

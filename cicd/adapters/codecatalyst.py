@@ -1,11 +1,17 @@
 """Amazon CodeCatalyst: two workflows, ``.codecatalyst/workflows/pull-request.yaml`` and ``main.yaml``.
 
-CodeCatalyst workflows have one trigger list and no per-action conditions, so the pull-request selection and the
-trunk pipeline are two workflow files. Actions are ``aws/build@v1`` (the curated image, pinned by its release
-name); ``DependsOn`` draws the graph and actions without dependencies run in parallel. Output artifacts carry
-``.cicd/artifact/``; each environment action uses a CodeCatalyst environment whose account connection supplies the
-role (no keys in the workflow); the main workflow runs ``QUEUED`` (one run at a time, so deploys never overlap); the
-gate is an ``aws/approval@v1`` action. Reports: JUnit through ``Outputs.Reports``.
+CodeCatalyst has been closed to new customers since 7 November 2025 (existing spaces keep working): this adapter
+is kept for existing spaces. Workflows have one trigger list and no per-action conditions, so the pull-request
+selection and the trunk pipeline are two workflow files. Actions are ``aws/build@v1`` (the curated image, pinned
+by its release name; the Flutter actions run on the pinned Flutter image, which carries the Android SDK);
+``DependsOn`` draws the graph and actions without dependencies run in parallel. A workflow has no variables of its
+own, so every action sets ``CICD_TARGET`` in its ``Inputs.Variables``. ``.cicd/artifact/`` travels as output
+artifacts: an input artifact is unpacked in ``$CATALYST_SOURCE_DIR_<name>``, not in the working folder (the
+``WorkflowSource`` checkout), so the action copies it into ``.cicd/artifact/`` first, and every build and
+environment action hands the folder on again. Each environment action (and the approval job) uses a CodeCatalyst
+environment whose account connection supplies the role (no keys, nothing to log in to); the main workflow runs
+``QUEUED`` (one run at a time in each action, so deploys never overlap); the gate is an ``aws/approval@v1`` action
+after the approval job. Reports: JUnit through ``Outputs.Reports``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
+from cicd.adapters.codebuild import copied_in
 from cicd.adapters.common import Rendered, header, inputs_with
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, Job, Plan
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
+from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -29,6 +36,10 @@ GUARD: Final = (
     f'test "${{WorkflowSource.BranchName}}" = {MAIN_BRANCH} || '
     f'{{ echo "deploy actions run only for {MAIN_BRANCH}" >&2; exit 1; }}'
 )
+IMAGE: Final = Flow({"Registry": "CODECATALYST", "Image": pins.image("CodeCatalystLinux_x86_64")})
+FLUTTER_IMAGE: Final = Flow({"Registry": "DockerHub", "Image": pins.image("instrumentisto/flutter")})
+"""Flutter at the pinned release plus the Android SDK, which the curated image lacks (``flutter build apk``)."""
+PYTHON_ON_FLUTTER: Final = "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null"
 
 
 def role_name(env: str) -> str:
@@ -38,6 +49,16 @@ def role_name(env: str) -> str:
 
 def _artifact(job_id: str) -> str:
     return f"artifact_{job_id.replace('-', '_')}"
+
+
+def _variables(plan: Plan, job: Job) -> dict[str, str]:
+    """The action's input variables: the target (a workflow has none of its own), then what the job needs."""
+    variables = dict(TARGET_VARS)
+    if job.credentials and job.env:
+        variables["AWS_REGION"] = plan.region(job.env)
+    if job.flutter:
+        variables |= {"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
+    return variables
 
 
 def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
@@ -50,14 +71,15 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
         needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
     if needs:
         action["DependsOn"] = needs
-    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
+    source = plan.handed_from(job) if job.downloads else None
     inputs: dict[str, object] = {"Sources": ["WorkflowSource"]}
-    if builds:
-        inputs["Artifacts"] = [_artifact(b) for b in builds]
+    if source is not None:
+        inputs["Artifacts"] = [_artifact(source.id)]
+    inputs["Variables"] = [Flow({"Name": k, "Value": v}) for k, v in _variables(plan, job).items()]
     action["Inputs"] = inputs
-    if job.kind == "deploy":
-        if job.env is None:  # deploy jobs have an environment
-            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
+    if job.credentials:
+        if job.env is None:  # environment and approval jobs have an environment
+            raise ConfigError(f"pipeline model: {job.id} gets credentials, but job.env is missing")
         action["Environment"] = {
             "Name": job.env,
             "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.env)})],
@@ -75,20 +97,20 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     steps: list[object] = []
     if job.kind == "deploy":
         steps.append(Flow({"Run": GUARD}))
-    for build in builds:
-        source = f"$CATALYST_SOURCE_DIR_{_artifact(build)}"
-        steps.append(Flow({"Run": f'mkdir -p {ARTIFACT_DIR} && cp -R "{source}/{ARTIFACT_DIR}/." {ARTIFACT_DIR}/'}))
+    if source is not None:
+        # An input artifact keeps its paths under $CATALYST_SOURCE_DIR_<name>, outside the working folder.
+        origin = f"$CATALYST_SOURCE_DIR_{_artifact(source.id)}/{ARTIFACT_DIR}/."
+        steps.append(Flow({"Run": f'mkdir -p {ARTIFACT_DIR} && cp -R "{origin}" {ARTIFACT_DIR}/'}))
     if job.flutter:
-        steps.append(Flow({"Run": "export CICD_REQUIRE_FLUTTER=1 && " + _flutter()}))
-    if job.kind == "deploy":
-        steps.append(Flow({"Run": f"export AWS_REGION={plan.region(job.env or '')}"}))
+        steps.append(Flow({"Run": PYTHON_ON_FLUTTER}))
     steps.append(Flow({"Run": pins.uv_install()}))
     steps.extend(Flow({"Run": inv}) for inv in job.inv())
-    action["Configuration"] = {
-        "Container": Flow({"Registry": "CODECATALYST", "Image": pins.image("CodeCatalystLinux_x86_64")}),
-        "Steps": steps,
-    }
-    outputs: dict[str, object] = {
+    action["Configuration"] = {"Container": FLUTTER_IMAGE if job.flutter else IMAGE, "Steps": steps}
+    artifacts: list[object] = []
+    if job.uploads:
+        artifacts.append(Flow({"Name": _artifact(job.id), "Files": [f"{ARTIFACT_DIR}/**/*"]}))
+    artifacts.append(Flow({"Name": f"runs_{job.id.replace('-', '_')}", "Files": [f"{RUNS_DIR}/**/*"]}))
+    action["Outputs"] = {
         "Reports": {
             f"junit_{job.id.replace('-', '_')}": Flow(
                 {
@@ -98,23 +120,9 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
                 }
             )
         },
-        "Artifacts": [Flow({"Name": f"runs_{job.id.replace('-', '_')}", "Files": [f"{RUNS_DIR}/**/*"]})],
+        "Artifacts": artifacts,
     }
-    if job.uploads:
-        outputs["Artifacts"] = [
-            Flow({"Name": _artifact(job.id), "Files": [f"{ARTIFACT_DIR}/**/*"]}),
-            *outputs["Artifacts"],
-        ]  # type: ignore[misc]
-    action["Outputs"] = outputs
     return action
-
-
-def _flutter() -> str:
-    version = pins.version("flutter")
-    return (
-        f'git clone --quiet --depth 1 --branch {version} https://github.com/flutter/flutter.git "$HOME/flutter" '
-        '&& export PATH="$HOME/flutter/bin:$PATH"'
-    )
 
 
 def _workflow(plan: Plan, trigger: str, path: str) -> str:
@@ -151,6 +159,7 @@ def _workflow(plan: Plan, trigger: str, path: str) -> str:
         "Actions": actions,
     }
     extra = (
+        "CodeCatalyst is closed to new customers since 2025-11-07; this adapter is kept for existing spaces.",
         "Environments dev/preprod/prod, each with an account connection aws-<env> and the role",
         f"{ROLE_PREFIX}-<env> (infra/ci). The gate is the approval action; QUEUED runs never overlap.",
     )
@@ -164,6 +173,13 @@ def render(plan: Plan) -> list[Rendered]:
     if plan.for_trigger("main"):
         files.append(Rendered(MAIN_PATH, _workflow(plan, "main", MAIN_PATH)))
     return files
+
+
+def _input_variables(value: object) -> dict[str, str]:
+    """``Inputs.Variables``: a list of ``{Name, Value}`` or a name-to-value mapping (both are valid)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {str(v["Name"]): str(v.get("Value", "")) for v in as_list(value) if isinstance(v, dict) and "Name" in v}
 
 
 def facts(files: dict[str, str]) -> AdapterFacts:
@@ -194,8 +210,11 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             gate = any(n in holds for n in needs)
             needs = [m for n in needs for m in holds.get(n, [n])]
             env = action.get("Environment") or {}
+            inputs = action.get("Inputs") or {}
             outputs = action.get("Outputs") or {}
             artifacts = [a for a in as_list(outputs.get("Artifacts")) if isinstance(a, dict)]
+            # An input artifact lands in $CATALYST_SOURCE_DIR_<name>: the job receives it where a step copies it in.
+            copies = copied_in(script, "CATALYST_SOURCE_DIR")
             facts_job = JobFacts(
                 id=name,
                 commands=inv_calls(script.splitlines()),
@@ -214,9 +233,15 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     for c in ((action.get("Caching") or {}).get("FileCaching") or {}).values()
                 ),
                 keeps_run_folder=any(f"{RUNS_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),
-                downloads=bool((action.get("Inputs") or {}).get("Artifacts")),
+                downloads=bool(inputs.get("Artifacts")),
                 uploads=any(f"{ARTIFACT_DIR}/**/*" in as_list(a.get("Files")) for a in artifacts),
                 script=script,
+                receives=[
+                    Handoff(str(a), dest=copies[str(a)]) for a in as_list(inputs.get("Artifacts")) if a in copies
+                ],
+                # Output artifacts keep their files' paths (relative to the working folder).
+                hands_on=[Handoff(str(a["Name"]), tuple(str(f) for f in as_list(a.get("Files")))) for a in artifacts],
+                variables=_input_variables(inputs.get("Variables")),
             )
             if name in jobs:
                 jobs[name].triggers.add(trigger)

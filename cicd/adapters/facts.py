@@ -206,7 +206,8 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
             problems.append(f"{tool} {job.id}: the run folder (reports, stack outputs) is not kept as an artifact")
         deploys = [c for c in job.commands if _is_env_command(model, c) and not _is_approval_command(model, c)]
         if not deploys:
-            if job.credentials:
+            # the approval job reads the environment (its change set) with that environment's credentials
+            if job.credentials and not any(_is_approval_command(model, c) for c in job.commands):
                 problems.append(f"{tool} {job.id}: gets AWS credentials but deploys nothing")
             continue
         if "pr" in job.triggers:

@@ -110,11 +110,18 @@ class Steps:
             "with": Flow({"name": source.artifact_name, "path": ARTIFACT_DIR}),
         }
 
-    def upload(self, job: Job) -> dict[str, object]:
-        return {
-            "uses": _uses("actions/upload-artifact"),
-            "with": Flow({"name": job.artifact_name, "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}),
-        }
+    def upload(self, job: Job) -> dict[str, object] | str:
+        """Hand ``.cicd/artifact/`` on as ``artifact-<job id>`` (``Job.artifact_name``), the name the next job takes."""
+        assert job.artifact_name == f"artifact-{job.id}"  # noqa: S101 - the expression below must name it
+        return self._anchor(
+            "upload",
+            {
+                "uses": _uses("actions/upload-artifact"),
+                "with": Flow(
+                    {"name": "artifact-${{ github.job }}", "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}
+                ),
+            },
+        )
 
     def reports(self) -> dict[str, object] | str:
         return self._anchor(
@@ -172,11 +179,13 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
             {"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && (vars.CICD_REQUIRE_FLUTTER || '1') || '0' }}"}
         )
     body.append(run)
+    # No `category` input: the runner gives every SARIF run its own (automationDetails.id, cicd/reports.py), as
+    # code scanning rejects two runs of one tool in one category (the two gitleaks scans of secrets-scan).
     body.append(
         {
             "if": f"always() && hashFiles('{SARIF_DIR}/*.sarif') != '' && {SAME_REPO}",
             "uses": _uses("github/codeql-action/upload-sarif"),
-            "with": Flow({"sarif_file": SARIF_DIR, "category": "${{ matrix.job }}"}),
+            "with": Flow({"sarif_file": SARIF_DIR}),
         }
     )
     body.append(
@@ -211,18 +220,21 @@ def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     return data
 
 
-def _credentials(plan: Plan, env: str) -> dict[str, object]:
-    """OIDC login with the environment's role, only when the pipeline targets AWS (``CICD_TARGET``)."""
-    return {
+def _credentials(plan: Plan, env: str, steps: Steps) -> dict[str, object] | str:
+    """OIDC login with the environment's role, only when the pipeline targets AWS (``CICD_TARGET``). One shared
+    step (the job names the session) when every environment has the same region."""
+    regions = {plan.region(e) for e in plan.environments}
+    step: dict[str, object] = {
         "if": f"env.{TARGET_VAR} == '{TARGET}'",
         "uses": _uses("aws-actions/configure-aws-credentials"),
         "with": {
             "role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
-            "role-session-name": f"gh-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}-{env}",
+            "role-session-name": "gh-${{ github.run_id }}-${{ github.run_attempt }}-${{ github.job }}",
             "aws-region": plan.region(env),
             "mask-aws-account-id": True,
         },
     }
+    return steps._anchor("credentials", step) if len(regions) == 1 else step
 
 
 def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
@@ -230,11 +242,14 @@ def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     env = job.env or ""
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
+    # Its own environment: the change set is read with a role that may read prod (its AWS_ROLE_ARN), and the
+    # reviewers of `prod` hold the next job, not this one (they approve after seeing the change set).
+    data["environment"] = f"{env}-change-set"
     data["permissions"] = Flow({"contents": "read", "id-token": "write"})
     body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
     if job.downloads:
         body.append(steps.download(plan, job))
-    body.append(_credentials(plan, env))
+    body.append(_credentials(plan, env, steps))
     body.append({"run": "\n".join(job.inv())})
     body.append(steps.reports())
     data["steps"] = body
@@ -258,7 +273,7 @@ def _deploy(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     ]
     if job.downloads:
         body.append(steps.download(plan, job))
-    body.append(_credentials(plan, env))
+    body.append(_credentials(plan, env, steps))
     body.append({"run": "\n".join(job.inv())})
     body.append(steps.upload(job))
     body.append(steps.reports())
@@ -270,10 +285,16 @@ def render(plan: Plan) -> list[Rendered]:
     counting = Steps()
     _document(plan, counting)
     doc = _document(plan, Steps({name for name, count in counting.uses.items() if count > 1}))
-    extra = (
+    extra: tuple[str, ...] = (
         "Per environment (Settings > Environments): variable AWS_ROLE_ARN (its role from infra/ci), deployment",
-        f"branches = {MAIN_BRANCH}, and required reviewers on the environment that follows an approval job (the gate).",
+        f"branches = {MAIN_BRANCH}. CICD_TARGET is aws unless the repository variable CICD_TARGET says otherwise.",
     )
+    if any(j.kind == "approval" for j in plan.jobs):
+        gated = ", ".join(f"{j.env} (after {j.env}-change-set)" for j in plan.jobs if j.gated)
+        extra += (
+            f"Approval: required reviewers on {gated}; the environment <env>-change-set holds the AWS_ROLE_ARN",
+            "that reads the environment for its change set (private repositories need a plan that offers reviewers).",
+        )
     text = dump(doc, header=header("GitHub Actions", PATH, plan, extra=extra), gap_keys=("jobs",))
     return [Rendered(PATH, _resolve_anchors(text))]
 
@@ -313,14 +334,22 @@ def _document(plan: Plan, steps: Steps) -> dict[str, object]:
                 "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
             }
         ),
-        "env": Flow({**TARGET_VARS, "CICD_BUILD_COMMIT": "${{ github.sha }}", "FORCE_COLOR": "1"}),
+        # The target, set once: aws, unless the repository variable CICD_TARGET says otherwise (act on a laptop
+        # runs this file against the embedded AWS with --var CICD_TARGET=local).
+        "env": Flow(
+            {
+                **{k: f"${{{{ vars.{k} || '{v}' }}}}" for k, v in TARGET_VARS.items()},
+                "CICD_BUILD_COMMIT": "${{ github.sha }}",
+                "FORCE_COLOR": "1",
+            }
+        ),
         "defaults": Flow({"run": {"shell": "bash"}}),
         "jobs": jobs,
     }
     return doc
 
 
-def _upload_handoff(upload: dict[str, Any]) -> Handoff:
+def _upload_handoff(upload: dict[str, Any], job_id: str) -> Handoff:
     """What ``actions/upload-artifact`` keeps: its paths, relative to their least common ancestor folder."""
     paths = tuple(str(upload.get("path", "")).split())
     parts = [PurePosixPath(p.split("*")[0].rstrip("/")).parts for p in paths]
@@ -331,7 +360,8 @@ def _upload_handoff(upload: dict[str, Any]) -> Handoff:
         common.append(column[0])
     single_file = len(paths) == 1 and "*" not in paths[0] and not paths[0].endswith("/")
     root = PurePosixPath(*common).parent if single_file and common else PurePosixPath(*common) if common else None
-    return Handoff(str(upload["name"]), paths, root=str(root or "."))
+    name = str(upload["name"]).replace("${{ github.job }}", job_id)
+    return Handoff(name, paths, root=str(root or "."))
 
 
 def _resolve_anchors(text: str) -> str:
@@ -404,7 +434,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             if u.startswith("actions/download-artifact@") and s.get("with", {}).get("name")
         ]
         common["hands_on"] = [
-            _upload_handoff(s["with"])
+            _upload_handoff(s["with"], job_id)
             for u, s in zip(uses, steps, strict=True)
             if u.startswith("actions/upload-artifact@") and s.get("if", "success()") == "success()"
         ]
@@ -438,7 +468,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         )
     for job in jobs:
         job.needs = [m for n in job.needs for m in expanded.get(n, [n])]
-    approvals = {j.id for j in jobs if j.commands and j.commands[0].startswith("approve")}
+    approvals = {j.id for j in jobs if j.commands and j.commands[0].startswith("change-set")}
     for job in jobs:
         # The gate is the environment's required reviewers, set in the repository settings (see the header).
         job.gate = bool(job.env) and any(n in approvals for n in job.needs) and "required reviewers" in text

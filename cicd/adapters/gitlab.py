@@ -1,9 +1,16 @@
 """GitLab CI: ``.gitlab-ci.yml``.
 
 Merge-request pipelines run the checks only; ``main`` runs everything. Every check is its own job (parallel on the
-runners), ``needs:`` draws the graph, artifacts pass ``.cicd/artifact/`` from the build jobs to the environment
-jobs, and each environment job has ``environment:``, ``resource_group:`` (one deploy at a time),
-``id_tokens:`` (OIDC, no stored keys) and a branch guard. The manual gate is the prod job's ``when: manual``.
+runners) and ``needs:`` draws the graph. ``.cicd/artifact/`` is handed on with GitLab's own artifacts: a job gets
+the artifacts of exactly the ``needs:`` entries without ``artifacts: false``, so each job that takes the artifact
+needs the one job that handed it on (:meth:`~cicd.adapters.plan.Plan.handed_from`) with ``artifacts: true``:
+``flutter-build`` -> ``package`` -> ``dev`` -> ``preprod`` -> ``prod``. Each environment job keeps ``.cicd/artifact/``
+as its own artifact again (now with that environment's evidence), and has ``environment:``, ``resource_group:`` (one
+deploy at a time), ``id_tokens:`` (OIDC, no stored keys) and a branch guard. ``CICD_TARGET`` is set once, at the top;
+the role is assumed only when it is ``aws`` (a shell ``if``: GitLab has no per-step condition). With the approval
+switch on, the approval job shows the change set (``environment: action: prepare``, so it gets the environment's
+variables without being a deployment) and the prod job is ``when: manual`` with ``allow_failure: false``: the
+pipeline waits, blocked, until someone allowed to deploy to prod runs it.
 
 The step cache (``cicd-$CI_JOB_NAME_SLUG``) is ``unprotect``-ed, so merge requests restore what main saved; since a
 merge request can also write it, protected branches set ``CICD_CACHE_VERIFY`` and trust only the entries signed
@@ -19,13 +26,16 @@ import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.common import Rendered, guard, header, inputs_with, web_identity
-from cicd.adapters.facts import AdapterFacts, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
     JUNIT_GLOB,
     MAIN_BRANCH,
     RUNS_DIR,
     STEP_CACHE,
+    TARGET,
+    TARGET_VAR,
+    TARGET_VARS,
     TIMEOUT_BUILD,
     TIMEOUT_CHECK,
     Job,
@@ -41,21 +51,27 @@ VERIFY_ON_PROTECTED: Final = "$CI_COMMIT_REF_PROTECTED"
 MR: Final = '$CI_PIPELINE_SOURCE == "merge_request_event"'
 ON_MAIN: Final = f'$CI_COMMIT_BRANCH == "{MAIN_BRANCH}" && $CI_PIPELINE_SOURCE != "merge_request_event"'
 TIERS: Final = {"dev": "development", "preprod": "staging", "prod": "production"}
+DEFAULT_STAGES: Final = (".pre", "build", "test", "deploy", ".post")
+"""GitLab's stages when the file names none (a job without ``stage:`` is in ``test``)."""
 
 
 def _stage(job: Job) -> str:
     if job.kind in ("check", "build"):
         return {"check": "checks", "build": "build"}[job.kind]
+    if job.kind == "approval":
+        return job.id
     return job.env or "deploy"
 
 
 def _needs(plan: Plan, job: Job) -> list[object]:
-    """Needs with artifacts only from build jobs (every upstream one, so the whole artifact arrives)."""
-    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
-    needs: list[object] = []
-    for need in job.needs:
-        needs.append(need if need in builds else Flow({"job": need, "artifacts": False}))
-    needs.extend(b for b in builds if b not in job.needs)
+    """Every need, with ``artifacts: true`` only for the job that hands ``.cicd/artifact/`` on to this one (added
+    when it is further upstream: GitLab downloads artifacts only from the jobs ``needs:`` lists)."""
+    source = plan.handed_from(job) if job.downloads else None
+    if job.downloads and source is None:
+        raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
+    needs: list[object] = [Flow({"job": n, "artifacts": source is not None and n == source.id}) for n in job.needs]
+    if source is not None and source.id not in job.needs:
+        needs.append(Flow({"job": source.id, "artifacts": True}))
     return needs
 
 
@@ -63,7 +79,12 @@ def _job(plan: Plan, job: Job) -> object:
     data: dict[str, object] = {"stage": _stage(job)}
     extends = [
         t
-        for t, on in ((".flutter", job.flutter), (".build", job.kind == "build"), (".deploy", job.kind == "deploy"))
+        for t, on in (
+            (".flutter", job.flutter),
+            (".build", job.kind == "build"),
+            (".aws", job.kind == "approval"),
+            (".deploy", job.kind == "deploy"),
+        )
         if on
     ]
     if extends:
@@ -72,25 +93,35 @@ def _job(plan: Plan, job: Job) -> object:
         data["needs"] = _needs(plan, job)
     elif job.kind != "check":
         data["needs"] = []
-    if job.kind == "approval":
-        data["rules"] = [Flow({"if": ON_MAIN})]
-        data["timeout"] = f"{job.timeout}m"
-    if job.kind == "deploy":
-        if job.env is None:  # deploy jobs have an environment
-            raise ConfigError("pipeline model: deploy jobs have an environment, but job.env is missing")
-        data["environment"] = Flow({"name": job.env, "deployment_tier": TIERS.get(job.env, "other")})
-        data["resource_group"] = job.env
+    if job.kind in ("approval", "deploy"):
+        if job.env is None:  # environment jobs have an environment
+            raise ConfigError(f"pipeline model: {job.kind} jobs have an environment, but job.env is missing")
+        if job.kind == "approval":
+            # Not a deployment: it only shows what prod would get, with prod's (environment-scoped) variables.
+            data["environment"] = Flow({"name": job.env, "action": "prepare"})
+            data["timeout"] = f"{job.timeout}m"
+        else:
+            data["environment"] = Flow({"name": job.env, "deployment_tier": TIERS.get(job.env, "other")})
+            data["resource_group"] = job.env
         data["variables"] = Flow({"AWS_REGION": plan.region(job.env)})
-        if job.gated:
-            data["rules"] = [Flow({"if": ON_MAIN, "when": "manual"})]
+        if job.gated:  # inside rules, a manual job blocks the pipeline until someone runs it
+            data["rules"] = [Flow({"if": ON_MAIN, "when": "manual", "allow_failure": False})]
     data["script"] = list(job.inv())
     if job.kind == "check" and not job.flutter:
         return Flow(data)
     return data
 
 
+def _credentials(session: str) -> str:
+    """OIDC web identity for every AWS SDK, only when the pipeline targets AWS (``CICD_TARGET``)."""
+    lines = web_identity("$AWS_ID_TOKEN", session)
+    return "\n".join([f'if [ "${{{TARGET_VAR}:-}}" = {TARGET} ]; then', *(f"  {line}" for line in lines), "fi"])
+
+
 def render(plan: Plan) -> list[Rendered]:
     filters = inputs_with(plan, "pr", PATH)
+    keep = {"when": "always", "expire_in": "30 days"}
+    reports = {"reports": {"junit": JUNIT_GLOB}}
     doc: dict[str, object] = {
         "workflow": {
             "rules": [
@@ -99,9 +130,10 @@ def render(plan: Plan) -> list[Rendered]:
             ],
             "auto_cancel": Flow({"on_new_commit": "interruptible"}),
         },
-        "stages": ["checks", "build", *dict.fromkeys(_stage(j) for j in plan.jobs if j.env)],
+        "stages": ["checks", "build", *dict.fromkeys(_stage(j) for j in plan.order(plan.jobs) if j.env)],
         "variables": Flow(
             {
+                **TARGET_VARS,
                 "GIT_DEPTH": "0",
                 "UV_CACHE_DIR": "$CI_PROJECT_DIR/.cache/uv",
                 "CICD_BUILD_COMMIT": "$CI_COMMIT_SHA",
@@ -123,11 +155,11 @@ def render(plan: Plan) -> list[Rendered]:
                 ),
                 Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [STEP_CACHE], "unprotect": True}),
             ],
-            "artifacts": Flow(
-                {"when": "always", "expire_in": "30 days", "paths": [f"{RUNS_DIR}/"], "reports": {"junit": JUNIT_GLOB}}
-            ),
+            "artifacts": Flow({**keep, "paths": [f"{RUNS_DIR}/"], **reports}),
         },
     }
+    # Builds and environment jobs hand .cicd/artifact/ on (the run folder too, as every job keeps it).
+    handoff = Flow({**keep, "paths": [f"{ARTIFACT_DIR}/", f"{RUNS_DIR}/"], **reports})
     if any(j.flutter for j in plan.jobs):
         doc[".flutter"] = {
             "image": pins.image("instrumentisto/flutter"),
@@ -135,39 +167,32 @@ def render(plan: Plan) -> list[Rendered]:
             "before_script": ["apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null", pins.uv_install()],
         }
     if any(j.kind == "build" for j in plan.jobs):
-        doc[".build"] = {
-            "rules": [Flow({"if": ON_MAIN})],
-            "timeout": f"{TIMEOUT_BUILD}m",
-            "artifacts": Flow(
-                {
-                    "when": "always",
-                    "expire_in": "30 days",
-                    "paths": [f"{ARTIFACT_DIR}/", f"{RUNS_DIR}/"],
-                    "reports": {"junit": JUNIT_GLOB},
-                }
-            ),
-        }
-    if any(j.kind == "deploy" for j in plan.jobs):
+        doc[".build"] = {"rules": [Flow({"if": ON_MAIN})], "timeout": f"{TIMEOUT_BUILD}m", "artifacts": handoff}
+    if any(j.credentials for j in plan.jobs):
         session = "gitlab-${CI_PIPELINE_ID}-${CI_JOB_ID}-${CI_ENVIRONMENT_NAME}"
-        doc[".deploy"] = {
+        doc[".aws"] = {
             "rules": [Flow({"if": ON_MAIN})],
             "interruptible": False,
-            "timeout": f"{max(j.timeout for j in plan.jobs if j.kind == 'deploy')}m",
             "id_tokens": Flow({"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}}),
-            "before_script": [
-                guard("CI_COMMIT_BRANCH"),
-                *web_identity("$AWS_ID_TOKEN", session),
-                pins.uv_install(),
-            ],
+            "before_script": [guard("CI_COMMIT_BRANCH"), _credentials(session), pins.uv_install()],
         }
+    if any(j.kind == "deploy" for j in plan.jobs):
+        timeout = max(j.timeout for j in plan.jobs if j.kind == "deploy")
+        doc[".deploy"] = {"extends": ".aws", "timeout": f"{timeout}m", "artifacts": handoff}
     for job in plan.order(plan.jobs):
         doc[job.id] = _job(plan, job)
-    extra = (
+    extra = [
         "Per environment (Settings > CI/CD > Variables, scoped to it): AWS_ROLE_ARN, the role from infra/ci;",
-        f"protect {MAIN_BRANCH} and the environments. The gate is the manual job after an approval job. Protected,",
-        f"masked variable {SIGNING_VARIABLE} (any random value): main signs its step cache and trusts nothing else.",
-    )
-    text = dump(doc, header=header("GitLab CI", PATH, plan, extra=extra), gap_keys=())
+        f"protect {MAIN_BRANCH} and the environments. Protected, masked variable {SIGNING_VARIABLE} (any random",
+        "value): main signs its step cache and trusts nothing else. A pipeline variable CICD_TARGET=local skips",
+        "the role: every task then targets the embedded AWS.",
+    ]
+    gated = [j for j in plan.jobs if j.gated]
+    if gated:
+        extra.append(
+            f"The gate: {', '.join(j.id for j in gated)} waits (when: manual) for someone allowed to deploy to it."
+        )
+    text = dump(doc, header=header("GitLab CI", PATH, plan, extra=tuple(extra)), gap_keys=())
     return [Rendered(PATH, _space_jobs(text))]
 
 
@@ -211,14 +236,70 @@ def _minutes(value: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _values(variables: object) -> dict[str, str]:
+    """A ``variables:`` mapping as strings (a value may be written ``{value: ..., description: ...}``)."""
+    out: dict[str, str] = {}
+    for key, raw in (variables if isinstance(variables, dict) else {}).items():
+        value = raw.get("value", "") if isinstance(raw, dict) else raw
+        out[str(key)] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _hands_on(name: str, job: dict[str, Any]) -> list[Handoff]:
+    """A job's ``artifacts: paths:``, kept relative to the project folder (GitLab keeps them when the job succeeds
+    unless ``when: on_failure``)."""
+    artifacts = job.get("artifacts") or {}
+    paths = tuple(str(p) for p in as_list(artifacts.get("paths")))
+    if not paths or artifacts.get("when") == "on_failure":
+        return []
+    return [Handoff(name, paths)]
+
+
+def _sources(doc: dict[str, Any], merged: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """The jobs whose artifacts GitLab downloads into ``name``'s workspace, in order: its ``needs:`` entries without
+    ``artifacts: false`` (``needs: []``: none); without ``needs:``, every job of an earlier stage. ``dependencies:``
+    narrows either list."""
+    job = merged[name]
+    if "needs" in job:
+        sources = [
+            n if isinstance(n, str) else str(n.get("job"))
+            for n in as_list(job["needs"])
+            if isinstance(n, str) or (n.get("artifacts", True) is not False and not {"project", "pipeline"} & set(n))
+        ]
+    else:
+        named = [s for s in as_list(doc.get("stages")) or DEFAULT_STAGES if s not in (".pre", ".post")]
+        stages = [".pre", *named, ".post"]
+
+        def index(other: dict[str, Any]) -> int:
+            stage = str(other.get("stage", "test"))
+            return stages.index(stage) if stage in stages else len(stages)
+
+        sources = [n for n in merged if index(merged[n]) < index(job)]
+    if "dependencies" in job:
+        allowed = {str(d) for d in as_list(job["dependencies"])}
+        sources = [s for s in sources if s in allowed]
+    return [s for s in sources if s in merged]
+
+
+def _gate(job: dict[str, Any]) -> bool:
+    """A manual job that blocks what follows: ``when: manual`` in a rule (``allow_failure`` false unless set), or
+    at job level with ``allow_failure: false``."""
+    for rule in as_list(job.get("rules")):
+        if isinstance(rule, dict) and rule.get("when") == "manual":
+            return rule.get("allow_failure", job.get("allow_failure", False)) is False
+    return job.get("when") == "manual" and job.get("allow_failure") is False
+
+
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read ``.gitlab-ci.yml`` back (see :mod:`cicd.adapters.facts`)."""
     doc: dict[str, Any] = yaml.safe_load(files[PATH])
     reserved = {"workflow", "stages", "variables", "default", "include"}
     names = [k for k in doc if k not in reserved and not k.startswith(".")]
-    verified = (doc.get("variables") or {}).get(VERIFY_VARIABLE) == VERIFY_ON_PROTECTED
+    top = _values(doc.get("variables"))
+    verified = top.get(VERIFY_VARIABLE) == VERIFY_ON_PROTECTED
     merged = {n: _merged(doc, n) for n in names}
-    builds = {n for n, j in merged.items() if f"{ARTIFACT_DIR}/" in as_list(j.get("artifacts", {}).get("paths"))}
+    handed = {n: _hands_on(n, j) for n, j in merged.items()}
+    builds = {n for n, h in handed.items() if any(f"{ARTIFACT_DIR}/" in x.paths for x in h)}
     jobs: list[JobFacts] = []
     for name, job in merged.items():
         rules = as_list(job.get("rules"))
@@ -230,6 +311,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         artifacts = job.get("artifacts") or {}
         sessions = re.findall(r'AWS_ROLE_SESSION_NAME="([^"]+)"', script)
         env = job.get("environment")
+        sources = [s for s in _sources(doc, merged, name) if handed[s]]
         jobs.append(
             JobFacts(
                 id=name,
@@ -242,7 +324,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 timeout=_minutes(job.get("timeout")),
                 credentials="oidc" if job.get("id_tokens") and "AWS_WEB_IDENTITY_TOKEN_FILE" in script else None,
                 session_names=sessions,
-                gate=any(isinstance(r, dict) and r.get("when") == "manual" for r in rules),
+                gate=_gate(job),
                 reports=bool((artifacts.get("reports") or {}).get("junit")) and artifacts.get("when") == "always",
                 caches=any(
                     isinstance(c, dict) and isinstance(c.get("key"), dict) and c["key"].get("files")
@@ -256,9 +338,12 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     for c in as_list(job.get("cache"))
                 ),
                 keeps_run_folder=f"{RUNS_DIR}/" in as_list(artifacts.get("paths")),
-                downloads=any(isinstance(n, str) and n in builds for n in as_list(job.get("needs"))),
+                downloads=any(s in builds for s in sources),
                 uploads=name in builds,
                 script=script,
+                receives=[Handoff(s) for s in sources],
+                hands_on=handed[name],
+                variables={**top, **_values(job.get("variables"))},
             )
         )
     mr_rule: dict[str, Any] = next(

@@ -60,27 +60,47 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
     (
         "Environments and approval",
         {
-            "github": "`environment:` (protection rules, variables); required reviewers are the gate",
-            "gitlab": "`environment:` with tier; the gate is `when: manual`",
-            "circleci": "a context per environment; the gate is a `type: approval` job",
-            "bitbucket": "`deployment:` (variables, restrictions); the gate is `trigger: manual`",
-            "azure": "`deployment` jobs on environments; the gate is `ManualValidation` (agentless)",
-            "codecatalyst": "`Environment:` with an account connection; the gate is `aws/approval`",
-            "jenkins": "a stage per environment; the gate is an `input` stage",
-            "codebuild": "a stage per environment; the gate is a `ManualApproval` action",
+            "github": "`environment:` (protection rules, variables); with the approval switch on, a job in the "
+            "environment `prod-change-set` runs `inv change-set` and the required reviewers of `prod` are the gate "
+            "(private repositories need a plan that offers them)",
+            "gitlab": "`environment:` with tier; with the approval switch on, a job with `environment: {name: prod, "
+            "action: prepare}` runs `inv change-set` and the prod job is `when: manual` (`allow_failure: false`)",
+            "circleci": "a context per environment (`aws-<env>`); with the approval switch on, a job with prod's "
+            "context runs `inv change-set` and a `type: approval` job (`hold-prod`) holds prod; a security group on "
+            "`aws-prod` limits who can release it",
+            "bitbucket": "`deployment:` (variables, restrictions); with the approval switch on, a step with "
+            "`environment: prod` runs `inv change-set` and `trigger: manual` holds the prod step",
+            "azure": "`deployment` jobs on environments; with the approval switch on, a job runs `inv change-set` "
+            "and an agentless job's `ManualValidation@1` (`approvers`) holds prod",
+            "codecatalyst": "`Environment:` with an account connection; with the approval switch on, an action in "
+            "prod's environment runs `inv change-set` and an `aws/approval@v1` gate (`ApprovalsRequired: 1`) holds "
+            "prod",
+            "jenkins": "a stage per environment (agent label `aws-<env>`, `lock`); with the approval switch on, a "
+            "stage runs `inv change-set` and an `input` stage with `submitter` (`prod-approvers`) holds prod",
+            "codebuild": "a stage per environment, its project under that environment's role; with the approval "
+            "switch on, a project under prod's role runs `inv change-set` and a `ManualApproval` action (run order 1) "
+            "holds the prod action",
         },
     ),
     (
         "AWS credentials",
         {
-            "github": "OIDC: `id-token: write` + `aws-actions/configure-aws-credentials`",
-            "gitlab": "OIDC: `id_tokens:` + web-identity variables",
-            "circleci": "OIDC: `$CIRCLE_OIDC_TOKEN_V2` (needs a context)",
-            "bitbucket": "OIDC: `oidc: true` + `$BITBUCKET_STEP_OIDC_TOKEN`",
-            "azure": "workload identity federation: `AzureCLI@2` `idToken` as web identity",
-            "codecatalyst": "the environment's account connection role",
-            "jenkins": "no OIDC: the agent's instance role per environment label",
-            "codebuild": "the project's service role per environment",
+            "github": "OIDC: `id-token: write` + `aws-actions/configure-aws-credentials`, a step with "
+            "`if: env.CICD_TARGET == 'aws'`",
+            "gitlab": "OIDC: `id_tokens:` + web-identity variables, set only when `CICD_TARGET=aws` (a shell `if`)",
+            "circleci": "OIDC: `$CIRCLE_OIDC_TOKEN_V2` (needs a context), handed to the SDKs only when "
+            "`CICD_TARGET=aws` (a shell `if`)",
+            "bitbucket": "OIDC: `oidc: true` + `$BITBUCKET_STEP_OIDC_TOKEN`, handed to the SDKs only when "
+            "`CICD_TARGET=aws` (a shell `if`)",
+            "azure": "workload identity federation: `AzureCLI@2` `idToken` as web identity, a step with "
+            "`condition: eq(variables['CICD_TARGET'], 'aws')`",
+            "codecatalyst": "the environment's account connection role, supplied to the action: no login step to "
+            "skip (with `CICD_TARGET=local` the tasks use the embedded AWS's dummy credentials instead)",
+            "jenkins": "OIDC: the OpenID Connect Provider plugin's id token file bound with `withCredentials` as "
+            "`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, only when `CICD_TARGET=aws` (a helper's `if`); "
+            "fallback: the agent's instance role (`CICD_AWS_AUTH=instance-role`)",
+            "codebuild": "the project's service role per environment, supplied to every build: no login step to "
+            "skip (with `CICD_TARGET=local` the tasks use the embedded AWS's dummy credentials instead)",
         },
     ),
     (
@@ -88,25 +108,43 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         {
             "github": "environment variables (`vars.AWS_ROLE_ARN`); fork PRs get none",
             "gitlab": "CI/CD variables scoped to environments, protected branches",
-            "circleci": "contexts restricted to main; no secrets for fork PRs (setting)",
-            "bitbucket": "deployment variables",
-            "azure": "service connections + variables; fork PR secrets off (setting)",
-            "codecatalyst": "environments and secrets of the space",
-            "jenkins": "credentials store (not needed: instance roles)",
-            "codebuild": "none needed (roles); Parameter Store/Secrets Manager in `env:`",
+            "circleci": "contexts restricted to main (`AWS_ROLE_ARN`); no secrets for fork PRs (setting); no "
+            "config-wide variables, so `CICD_TARGET` is in both executors' `environment:`",
+            "bitbucket": "deployment variables (`AWS_ROLE_ARN`); no pipeline-level variables: every script starts "
+            'with `export CICD_TARGET="${CICD_TARGET:-aws}"` (one YAML anchor), which a repository variable overrides',
+            "azure": "a service connection and a variable group (`AWS_ROLE_ARN`) per environment stage; fork PR "
+            "secrets off (setting)",
+            "codecatalyst": "environments and secrets of the space; no workflow-level variables, so every action "
+            "sets `CICD_TARGET` in `Inputs.Variables`",
+            "jenkins": "credentials store: `aws-oidc-<env>` (id token file) and `aws-role-<env>` (role ARN) per "
+            "environment; `CICD_TARGET` in the pipeline's `environment {}`",
+            "codebuild": "none needed (roles); `CICD_TARGET` is a V2 pipeline-level variable passed to every action; "
+            "Parameter Store/Secrets Manager in `env:`",
         },
     ),
     (
         "Artifacts",
         {
-            "github": "`upload-artifact` / `download-artifact` (merged by pattern)",
-            "gitlab": "`artifacts:` + `needs:` downloads",
-            "circleci": "`persist_to_workspace` / `attach_workspace`",
-            "bitbucket": "named `artifacts: upload` / `download`",
-            "azure": "`publish` / `DownloadPipelineArtifact@2`",
-            "codecatalyst": "`Outputs.Artifacts` / `Inputs.Artifacts`",
-            "jenkins": "`stash` / `unstash`",
-            "codebuild": "secondary artifacts / `CODEBUILD_SRC_DIR_<name>`",
+            "github": "`upload-artifact` as `artifact-<job>` / `download-artifact` by `name` (each job takes the "
+            "artifact of the job before it: flutter-build → package → dev → preprod → prod)",
+            "gitlab": "`artifacts: paths:` / `needs:` (a job gets the artifacts of its needs): each job that takes "
+            "`.cicd/artifact/` needs the one job that handed it on with `artifacts: true`, the others with `false`",
+            "circleci": "`persist_to_workspace` (a layer per job: the builds and every environment job persist "
+            "`.cicd/artifact/`) / `attach_workspace` (the layers of every upstream job, in workflow order, a later "
+            "one overwriting an earlier)",
+            "bitbucket": "named `artifacts: upload` / `download` (a step gets every earlier step's shared artifacts "
+            "unless `download:` lists names or is `false`): each step names the one it takes; run folders are "
+            "`scoped`",
+            "azure": "`PublishPipelineArtifact@1` / `DownloadPipelineArtifact@2` by name (each environment job "
+            "publishes its own); deployment jobs set `download: none`",
+            "codecatalyst": "`Outputs.Artifacts` / `Inputs.Artifacts`: an input artifact lands in "
+            "`$CATALYST_SOURCE_DIR_<name>` (paths kept), not in the working folder, so a step copies its "
+            "`.cicd/artifact/` in; every build and environment action outputs `.cicd/artifact/` again",
+            "jenkins": "`stash` / `unstash` by name (each environment stage stashes `.cicd/artifact/` again under "
+            "its own name); a stage first clears what a reused workspace kept",
+            "codebuild": "output artifacts (buildspec `secondary-artifacts` of the same name) / input artifacts: a "
+            "secondary input lands in `$CODEBUILD_SRC_DIR_<name>`, so the buildspec copies it into `.cicd/artifact/`; "
+            "every build and environment action hands it on again",
         },
     ),
     (
@@ -159,7 +197,8 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
     (
         "One deploy at a time",
         {
-            "github": "`concurrency: group: deploy-<env>`",
+            "github": "`concurrency: group: deploy-<env>` on the environment job only (a newer run's pending job "
+            "replaces an older pending one; the workflow-level group only cancels a pull request's older runs)",
             "gitlab": "`resource_group: <env>`",
             "circleci": "`serial-group:`",
             "bitbucket": "`concurrency-group:` (and deployment locking)",
@@ -172,14 +211,21 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
     (
         "Local execution",
         {
-            "github": "`act` (self-hosted mode, local action stand-ins)",
-            "gitlab": "`gitlab-ci-local --force-shell-executor`",
-            "circleci": "none without Docker",
-            "bitbucket": "`bb-run` (Python >= 3.12)[^bb-run]",
-            "azure": "none",
-            "codecatalyst": "none",
-            "jenkins": "none without a controller",
-            "codebuild": "the CodeBuild local agent needs Docker",
+            "github": "`act` (self-hosted mode, local action stand-ins): the pull-request jobs and the main "
+            "pipeline to prod (`inv adapters.run --tool github`); the main jobs also run job by job "
+            "(`tests/adapters/test_job_by_job.py`)",
+            "gitlab": "`gitlab-ci-local --force-shell-executor` for the merge-request jobs; the main jobs run job "
+            "by job (`tests/adapters/test_job_by_job.py`)",
+            "circleci": "no local runner without Docker; the main jobs run job by job "
+            "(`tests/adapters/test_job_by_job.py`)",
+            "bitbucket": "`bb-run` (Python >= 3.12) for the pull-request steps[^bb-run]; the main steps run job by "
+            "job (`tests/adapters/test_job_by_job.py`)",
+            "azure": "no local runner; the main jobs run job by job (`tests/adapters/test_job_by_job.py`)",
+            "codecatalyst": "no local runner; the main actions run job by job (`tests/adapters/test_job_by_job.py`)",
+            "jenkins": "no local runner without a controller; the main stages run job by job "
+            "(`tests/adapters/test_job_by_job.py`)",
+            "codebuild": "the CodeBuild local agent needs Docker; the main actions run job by job "
+            "(`tests/adapters/test_job_by_job.py`)",
         },
     ),
     (
@@ -208,43 +254,61 @@ PARAGRAPHS: Final[dict[str, str]] = {
     "gitlab": (
         "The closest to the model: `needs:` graphs, `environment:`, `resource_group:` and `id_tokens:` are all "
         "keywords, and `rules:` decide per job what a merge request runs. `default:` and hidden `extends:` jobs keep "
-        "the file small. Awkward: `needs:` downloads artifacts only from the jobs it lists, so every deploy job names "
-        "the build jobs explicitly; there is no job summary (the run folder is an artifact)."
+        "the file small. Awkward: a job downloads the artifacts of every job it `needs` unless told `artifacts: "
+        "false`, and one `artifacts:` per job holds both the hand-off and the run folder; `id_tokens:` has no "
+        "condition, so the role is taken in a shell `if` on `CICD_TARGET`; there is no job summary (the run folder "
+        "is an artifact)."
     ),
     "circleci": (
         "Reusable `commands:` make every job three steps long; workflows with `when:` split PR and main. OIDC tokens "
         "exist only in jobs that use a context, which doubles as the environment (restrict it to main). Awkward: no "
-        "job-level timeout (each step has `no_output_timeout`), no path filters without dynamic config, and the "
-        "official config parser rejects a bare custom command name, so commands are called as `setup: {}`."
+        "config-wide `environment:` (`CICD_TARGET` is set in both executors, which every job uses), no job-level "
+        "timeout (each step has `no_output_timeout`), no path filters without dynamic config, and the official "
+        "config parser rejects a bare custom command name, so commands are called as `setup: {}`."
     ),
     "bitbucket": (
         "Simple and readable: steps, `parallel` groups and `deployment:` environments with their own variables; "
         "`oidc: true` issues a token whose subject includes the deployment environment, so the trust policy can be "
-        "per environment. Awkward: no dependency graph (jobs run by level), artifacts flow to every later step "
-        "unless named and filtered, and the checks are repeated for main with YAML anchors."
+        "per environment. Awkward: no dependency graph (jobs run by level), no variables in the file (the target is "
+        "an anchored first line of every script), artifacts flow to every later step unless named and filtered, "
+        "the approval step needs `environment:` for prod's variables (unlike `deployment:` it records no deployment "
+        "and takes no lock), and the checks are repeated for main with YAML anchors."
     ),
     "azure": (
         "Stages, jobs and deployment jobs map cleanly onto the model, and environments carry approvals and an "
-        "Exclusive Lock. AWS access goes through workload identity federation with only built-in tasks. Awkward: "
-        "approvals and locks are configured on the environment in the UI (the YAML shows `lockBehavior` and a "
-        "`ManualValidation` gate), there are no YAML anchors, and the schema needs numbers written as strings."
+        "Exclusive Lock. AWS access goes through workload identity federation with only built-in tasks, each stage "
+        "taking its role from its own variable group. Awkward: locks and branch control are configured on the "
+        "environment in the UI (the YAML shows `lockBehavior`; with the approval switch on, a `ManualValidation@1` "
+        "gate), a multi-line script does not stop at a failing line without `set -e`, there are no YAML anchors, and "
+        "the schema needs numbers written as strings."
     ),
     "codecatalyst": (
+        "**Closed to new customers since 7 November 2025** (AWS: existing customers keep using the service, but no "
+        "new spaces can be created): this adapter is kept for existing spaces; for a new project, pick another tool. "
         "Compact and AWS-native: environments hold the account connection and role, so no credential appears in "
         "the file, and `RunMode: QUEUED` serializes runs. Awkward: one trigger list per workflow (hence two files), "
-        "no branch variables in conditions, file caches keyed by name only, and the validator is a preview SDK."
+        "no workflow-level variables (every action sets `CICD_TARGET`), input artifacts unpacked outside the working "
+        "folder (a step copies `.cicd/artifact/` in), no branch variables in conditions, file caches keyed by name "
+        "only, a curated image without the Android SDK (the Flutter actions run on the pinned Flutter image), and "
+        "the validator is a preview SDK."
     ),
     "jenkins": (
         "Everything is possible and little is built in: Docker agents, the JUnit plugin, Lockable Resources and Job "
-        "Cacher carry what other tools have as keywords. There is no OIDC: each environment runs on agents whose "
-        "instance role is that environment's deploy role, so still no stored key. The Jenkinsfile can only be "
+        "Cacher carry what other tools have as keywords. AWS access is OIDC through the OpenID Connect Provider "
+        "plugin (an id token file, bound only when `CICD_TARGET=aws`), with the agents' instance roles as the "
+        "fallback, so no AWS key is stored either way. Awkward: stashes travel through the controller, an agent "
+        "reuses a job's workspace (so every stage clears the hand-off first), and the Jenkinsfile can only be "
         "syntax-checked offline; the declarative validator needs a running controller."
     ),
     "codebuild": (
         "The pipeline itself is infrastructure: a CDK stack (`infra/ci`) builds two CodePipeline V2 pipelines from "
-        "the same plan, one CodeBuild project per job and a service role per environment. The buildspecs only run "
-        "`inv`. Awkward: no graph (stages and run orders), the branch reaches the build as a variable, and nothing "
-        "runs locally without Docker."
+        "the same plan (`pipeline.json`), one CodeBuild project per job, a service role per environment and "
+        "`CICD_TARGET` as a pipeline variable. The buildspecs only run `inv`. Awkward: no graph (stages and run "
+        "orders); the source action must output a clone reference (`CODEBUILD_CLONE_REF`, with `UseConnection` on "
+        "the projects' roles), or a build gets a zip without `.git` (no versions from git, no history for the "
+        "secrets scan); secondary inputs land outside the working folder (`$CODEBUILD_SRC_DIR_<name>`); the standard "
+        "image has no Android SDK, so the Flutter jobs run on the pinned Flutter image; the branch reaches the "
+        "build as a variable; and nothing runs locally without Docker."
     ),
 }
 
@@ -274,8 +338,10 @@ FOOTNOTES: Final = (
     "the pull-request pipeline, sets the `BITBUCKET_*` variables, runs `script` and `after-script` and saves the "
     "step's caches and artifacts, while the harness passes artifacts between steps and emulates the keyed caches "
     "(`NAME-<hash of the key files>`, saved only when absent and after a success, as Bitbucket does; the hash is "
-    "the harness's, not Bitbucket's). Not exercised: images, services, OIDC, deployments, manual triggers and "
-    "`max-time`, which bb-run ignores in host mode.",
+    "the harness's, not Bitbucket's). Every step gets `-v CICD_TARGET=local`, as a repository variable would set "
+    "it, so the checks run against the embedded AWS. bb-run ignores `trigger: manual`; the harness does not start "
+    "such a step, nor any after it, unless told to release it. Not exercised: images, services, OIDC, deployments "
+    "and `max-time`, which bb-run ignores in host mode.",
     "[^jenkins-lint]: No offline validator for declarative pipelines exists; `npm-groovy-lint` (16.x, on Java) "
     "checks Groovy syntax only. It is skipped, with the reason, where Java is not installed.",
     "[^codebuild]: No registry package ships a buildspec schema; `cicd/adapters/schemas/buildspec.schema.json` is "
@@ -292,16 +358,33 @@ FOOTNOTES: Final = (
     "has none, so the runs set `CICD_REQUIRE_FLUTTER=0` the way a repository without it on its runners would (a "
     "GitHub repository variable, `act --var`; a GitLab pipeline variable, `gitlab-ci-local --variable`): the "
     "offline half of `flutter-check` runs and passes, and its result names the SDK half that did not run. "
-    "`gitlab-ci-local --list` also checks which jobs a merge request and a push to main get.",
+    "`gitlab-ci-local --list` also checks which jobs a merge request and a push to main get. The main pipeline "
+    "runs the same way (`inv adapters.run --tool github|gitlab|bitbucket --event main`): `act push`, "
+    "`gitlab-ci-local` on a push to main and `bb-run` on the `main` branch pipeline run every job from the checks "
+    "to the prod smoke test, with the tool's own variable `CICD_TARGET=local`, all jobs sharing one embedded AWS "
+    "and a stand-in `flutter` that writes a placeholder APK and web build (this machine has no SDK). With the "
+    "approval switch on, gitlab-ci-local holds the `when: manual` prod job until it is released, and bb-run holds "
+    "the `trigger: manual` step and everything after it.",
 )
 
 
 def _support(adapter: Adapter) -> tuple[str, str]:
     validators = ", ".join(dict.fromkeys(v for v, _ in adapter.checks)) or "-"
     runner = {
-        "github": "`act`: every PR job executed[^executed]",
-        "gitlab": "`gitlab-ci-local`: every MR job executed[^executed]",
+        "github": "`act`: every PR job and the main pipeline to prod executed[^executed]; the main jobs executed "
+        "job by job from the file (`tests/adapters/test_job_by_job.py`)",
+        "gitlab": "`gitlab-ci-local`: every MR job executed[^executed]; the main jobs executed job by job from the "
+        "file (`tests/adapters/test_job_by_job.py`)",
+        "circleci": "no runner without Docker; the main jobs executed job by job from the file "
+        "(`tests/adapters/test_job_by_job.py`)",
         "bitbucket": "`bb-run`: every PR step executed, one clone per step[^bb-run]",
+        "azure": "no runner; the main jobs executed job by job from the file (`tests/adapters/test_job_by_job.py`)",
+        "codecatalyst": "no runner; the main actions executed job by job from the files "
+        "(`tests/adapters/test_job_by_job.py`)",
+        "codebuild": "no runner; the main actions executed job by job from the files "
+        "(`tests/adapters/test_job_by_job.py`)",
+        "jenkins": "no runner without a controller; the main stages executed job by job from the Jenkinsfile "
+        "(`tests/adapters/test_job_by_job.py`)",
     }.get(adapter.name, "none available offline")
     return validators, runner
 
@@ -326,9 +409,13 @@ def render(plan: Plan) -> dict[str, str]:
         "",
         "How the model becomes jobs (the same for every tool): each pull-request check is its own parallel job (a "
         "check that needs exactly one other check shares its job); `main` then builds once (`package`, and the "
-        "Flutter build) and hands `.cicd/artifact/` to one job per environment, which deploys, publishes and tests "
-        "in model order with short-lived credentials. An approval step runs its task (the change set) and is "
-        "followed by the tool's own manual gate.",
+        "Flutter build) and hands `.cicd/artifact/` to one job per environment, which deploys, tests and publishes "
+        "in model order with short-lived credentials and hands the artifact on, now with the evidence that it "
+        "passed there, to the next environment's job (whose `promote` verifies it). The target is one variable, "
+        "`CICD_TARGET`, set once per adapter (`aws`); the credential step runs only for `aws`. With the approval "
+        "switch off (the default) there is no approval job; with `[tool.cicd] approval = true` an approval job "
+        "shows what prod would get (`inv change-set`: `cdk diff` of the packaged assembly against prod) and the "
+        "tool's own manual gate holds the prod job.",
         "",
         "| job | runs | on |",
         "|---|---|---|",

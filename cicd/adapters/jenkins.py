@@ -1,12 +1,15 @@
 """Jenkins: a declarative ``Jenkinsfile`` for a multibranch pipeline.
 
 Stages follow the plan's dependency levels (``parallel`` inside a level). Pull-request builds (``PR-*`` branches)
-run the checks; stages after them carry ``when { branch 'main' }``. Each stage runs in a pinned Docker image;
-``stash``/``unstash`` carry ``.cicd/artifact/``; the JUnit plugin reads the reports; the Job Cacher plugin keeps
-lock-file-keyed caches and a step cache per stage (a branch without one starts from main's); ``lock`` (Lockable
-Resources) and ``disableConcurrentBuilds`` keep one deploy per environment. Jenkins has no OIDC: each environment
-stage runs on an agent labelled ``aws-<env>`` whose instance role is the environment's deploy role (``infra/ci``),
-so no key is ever stored. The gate is an ``input`` stage.
+run the checks; stages after them carry ``when { branch 'main' }``. ``environment { CICD_TARGET = 'aws' }`` is set
+once, at the pipeline level. Each stage runs in a pinned Docker image; ``stash``/``unstash`` hand ``.cicd/artifact/``
+on by name (the Flutter build's to ``package``, the package's to dev, each environment's, with its evidence, to the
+next); the JUnit plugin reads the reports; the Job Cacher plugin keeps lock-file-keyed caches and a step cache per
+stage (a branch without one starts from main's); ``lock`` (Lockable Resources) and ``disableConcurrentBuilds`` keep
+one deploy per environment. AWS credentials: the OpenID Connect Provider plugin's id token (a file credential bound
+with ``withCredentials``) as the web identity of the environment's role, only when ``CICD_TARGET`` is ``aws``; the
+agent's instance role (``aws-<env>`` labels, ``infra/ci``) is the fallback. With the approval switch on, the
+approval stage shows the change set and an ``input`` stage with a ``submitter`` holds the gated environment.
 """
 
 from __future__ import annotations
@@ -17,11 +20,31 @@ from typing import Final
 from cicd.adapters import pins
 from cicd.adapters.bitbucket import levels
 from cicd.adapters.common import Rendered, guard, header
-from cicd.adapters.facts import AdapterFacts, JobFacts, inv_calls
-from cicd.adapters.plan import APPROVAL_WAIT_MINUTES, ARTIFACT_DIR, JUNIT_GLOB, MAIN_BRANCH, STEP_CACHE, Job, Plan
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, inv_calls
+from cicd.adapters.plan import (
+    APPROVAL_WAIT_MINUTES,
+    ARTIFACT_DIR,
+    JUNIT_GLOB,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    STEP_CACHE,
+    TARGET,
+    TARGET_VAR,
+    TARGET_VARS,
+    Job,
+    Plan,
+)
+from cicd.errors import ConfigError
 
 PATH: Final = "Jenkinsfile"
 AGENT_LABEL: Final = "aws-{env}"
+OIDC_CREDENTIAL: Final = "aws-oidc-{env}"
+ROLE_CREDENTIAL: Final = "aws-role-{env}"
+APPROVERS: Final = "{env}-approvers"
+FALLBACK_VAR: Final = "CICD_AWS_AUTH"
+FALLBACK: Final = "instance-role"
+STALE: Final = f"{ARTIFACT_DIR} .cicd/artifacts {RUNS_DIR}"
+"""What an earlier build may have left in a reused agent workspace: the hand-off, the artifact store, the runs."""
 
 
 def _q(text: str) -> str:
@@ -35,7 +58,7 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
     out = [f"{pad}stage({_q(job.id)}) {{"]
     if not job.on_pr:
         out.append(f"{pad}  when {{ branch {_q(MAIN_BRANCH)}; beforeAgent true }}")
-    label = f"; label {_q(AGENT_LABEL.format(env=job.env))}" if job.kind == "deploy" else ""
+    label = f"; label {_q(AGENT_LABEL.format(env=job.env))}" if job.credentials else ""
     out.append(f"{pad}  agent {{ docker {{ image {_q(image)}; args '-u root'{label} }} }}")
     options = [f"timeout(time: {job.timeout}, unit: 'MINUTES')"]
     if job.kind == "deploy":
@@ -45,39 +68,97 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
     if job.flutter:
         env.append("CICD_REQUIRE_FLUTTER = '1'")
         env.append("PIP_BREAK_SYSTEM_PACKAGES = '1'")
-    if job.kind == "deploy":
+    if job.credentials:
         env.append(f"AWS_REGION = {_q(plan.region(job.env or ''))}")
     if env:
         out.append(f"{pad}  environment {{ {'; '.join(env)} }}")
     out.append(f"{pad}  steps {{")
-    if job.kind == "deploy":
+    if job.credentials:
         out.append(f"{pad}    sh {_q(guard('BRANCH_NAME'))}")
-    builds = [j.id for j in plan.jobs if j.kind == "build" and j.id in plan.upstream(job)]
-    out.extend(f"{pad}    unstash {_q('artifact-' + b)}" for b in builds)
+    out.append(f"{pad}    sh {_q('rm -rf ' + STALE)}")
+    if job.downloads:
+        source = plan.handed_from(job)
+        if source is None:
+            raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
+        out.append(f"{pad}    unstash {_q(source.artifact_name)}")
     if job.flutter:
         out.append(f"{pad}    sh 'apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null'")
     out.append(f"{pad}    withCaches {{")
     out.append(f"{pad}      sh {_q(pins.uv_install())}")
-    out.extend(f"{pad}      sh {_q(inv)}" for inv in job.inv())
+    if job.credentials:
+        out.append(f"{pad}      withAws({_q(str(job.env))}) {{")
+        out.extend(f"{pad}        sh {_q(inv)}" for inv in job.inv())
+        out.append(f"{pad}      }}")
+    else:
+        out.extend(f"{pad}      sh {_q(inv)}" for inv in job.inv())
     out.append(f"{pad}    }}")
     if job.uploads:
-        out.append(f"{pad}    stash name: {_q('artifact-' + job.id)}, includes: {_q(ARTIFACT_DIR + '/**')}")
+        out.append(
+            f"{pad}    stash name: {_q(job.artifact_name)}, includes: {_q(ARTIFACT_DIR + '/**')}, "
+            "useDefaultExcludes: false"
+        )
     out.append(f"{pad}  }}")
     out.append(f"{pad}  post {{ always {{ reports() }} }}")
     out.append(f"{pad}}}")
     return out
 
 
-def _gate(job: Job, indent: int) -> list[str]:
+def _gate(plan: Plan, job: Job, indent: int) -> list[str]:
+    """The manual gate before ``job``: an ``input`` only the environment's approvers (and administrators) answer,
+    on no agent (no executor is held while it waits)."""
     pad = " " * indent
+    approval = plan.approval_for(job)
+    shown = f"the change set shown by {approval.id}" if approval else "the change set"
+    message = f"Review {shown}, then deploy to {job.env}?"
     return [
         f"{pad}stage({_q('gate-' + str(job.env))}) {{",
         f"{pad}  when {{ branch {_q(MAIN_BRANCH)} }}",
         f"{pad}  agent none",
         f"{pad}  options {{ timeout(time: {APPROVAL_WAIT_MINUTES}, unit: 'MINUTES') }}",
-        f"{pad}  steps {{ input message: {_q('Review the change set above, then deploy to ' + str(job.env) + '?')}, "
-        "ok: 'Deploy' }",
+        f"{pad}  steps {{ input message: {_q(message)}, ok: 'Deploy', "
+        f"submitter: {_q(APPROVERS.format(env=job.env))} }}",
         f"{pad}}}",
+    ]
+
+
+def _helpers() -> list[str]:
+    caches = ", ".join(
+        f"arbitraryFileCache(path: {_q(path)}, cacheValidityDecidingFile: {_q(lock)})"
+        for path, lock in (
+            (".cache/uv", "requirements.lock"),
+            (".cicd/tools", "requirements.lock"),
+            ("node_modules", "package-lock.json"),
+        )
+    )
+    # The step cache, one per stage; a branch or pull-request job without one starts from main's (defaultBranch).
+    caches += f', arbitraryFileCache(path: {_q(STEP_CACHE)}, cacheName: "steps-${{env.STAGE_NAME}}")'
+    oidc, role = OIDC_CREDENTIAL.format(env="${name}"), ROLE_CREDENTIAL.format(env="${name}")
+    return [
+        "// Helpers. Each stage first removes what an earlier build may have left in its reused agent workspace (the",
+        "// hand-off, the artifact store, the run folders), so it holds only what it unstashes. withCaches: the Job",
+        "// Cacher plugin's lock-file-keyed caches and step cache, with uv's cache folder and the commit (both known",
+        "// only inside a stage's agent).",
+        "def withCaches(Closure body) {",
+        '  withEnv(["UV_CACHE_DIR=${env.WORKSPACE}/.cache/uv", "CICD_BUILD_COMMIT=${env.GIT_COMMIT}"]) {',
+        f"    cache(maxCacheSize: 2048, defaultBranch: {_q(MAIN_BRANCH)}, caches: [{caches}]) {{ body() }}",
+        "  }",
+        "}",
+        "",
+        f"// AWS credentials for environment `name`, only when {TARGET_VAR} is {TARGET}: the OpenID Connect Provider",
+        "// plugin's id token (a file) as the web identity of the environment's role. Fallback: the global variable",
+        f"// {FALLBACK_VAR}={FALLBACK} leaves the SDKs to the agent's instance role (agents labelled aws-<env>).",
+        "def withAws(String name, Closure body) {",
+        f"  if (env.{TARGET_VAR} != {_q(TARGET)} || env.{FALLBACK_VAR} == {_q(FALLBACK)}) {{ return body() }}",
+        f"  withCredentials([file(credentialsId: \"{oidc}\", variable: 'AWS_WEB_IDENTITY_TOKEN_FILE'),",
+        f"                   string(credentialsId: \"{role}\", variable: 'AWS_ROLE_ARN')]) {{",
+        '    withEnv(["AWS_ROLE_SESSION_NAME=jenkins-${env.BUILD_NUMBER}-${name}"]) { body() }',
+        "  }",
+        "}",
+        "",
+        "def reports() {",
+        f"  junit allowEmptyResults: true, testResults: {_q(JUNIT_GLOB)}",
+        f"  archiveArtifacts artifacts: {_q(RUNS_DIR + '/**')}, allowEmptyArchive: true",
+        "}",
     ]
 
 
@@ -86,7 +167,7 @@ def render(plan: Plan) -> list[Rendered]:
     for group in levels(plan, plan.jobs):
         for job in group:
             if job.gated:
-                body.extend(_gate(job, 4))
+                body.extend(_gate(plan, job, 4))
         if len(group) == 1:
             body.extend(_stage(plan, group[0], 4))
             continue
@@ -99,44 +180,40 @@ def render(plan: Plan) -> list[Rendered]:
             body.extend(_stage(plan, job, 8))
         body.append("      }")
         body.append("    }")
-    caches = ", ".join(
-        f"arbitraryFileCache(path: {_q(path)}, cacheValidityDecidingFile: {_q(lock)})"
-        for path, lock in (
-            (".cache/uv", "requirements.lock"),
-            (".cicd/tools", "requirements.lock"),
-            ("node_modules", "package-lock.json"),
-        )
-    )
-    # The step cache, one per stage; a branch or pull-request job without one starts from main's (defaultBranch).
-    caches += f', arbitraryFileCache(path: {_q(STEP_CACHE)}, cacheName: "steps-${{env.STAGE_NAME}}")'
+    variables = "; ".join(f"{k} = {_q(v)}" for k, v in TARGET_VARS.items())
     lines = [
-        "// Helpers: the Job Cacher plugin's lock-file-keyed caches and step cache, and the reports every stage keeps.",
-        f"def withCaches(Closure body) {{ cache(maxCacheSize: 2048, defaultBranch: {_q(MAIN_BRANCH)}, "
-        f"caches: [{caches}]) {{ body() }} }}",
-        "",
-        "def reports() {",
-        f"  junit allowEmptyResults: true, testResults: {_q(JUNIT_GLOB)}",
-        "  archiveArtifacts artifacts: '.cicd/runs/**', allowEmptyArchive: true",
-        "}",
+        *_helpers(),
         "",
         "pipeline {",
         "  agent none",
         "  options { disableConcurrentBuilds(); buildDiscarder(logRotator(numToKeepStr: '50')) }",
-        '  environment { UV_CACHE_DIR = "${env.WORKSPACE}/.cache/uv"; CICD_BUILD_COMMIT = "${env.GIT_COMMIT}" }',
+        f"  environment {{ {variables} }}",
         "  stages {",
         *body,
         "  }",
         "}",
     ]
-    extra = (
-        "Needs the Docker Pipeline, Lockable Resources, JUnit and Job Cacher plugins, and agents labelled",
-        "aws-<env> whose instance role is that environment's deploy role (infra/ci): Jenkins has no OIDC.",
-    )
-    text = header("Jenkins", PATH, plan, comment="//", extra=extra) + "\n".join(lines) + "\n"
+    extra = [
+        "Needs the Docker Pipeline, Lockable Resources, JUnit, Job Cacher, Credentials Binding and OpenID Connect",
+        "Provider plugins. Per environment: credentials aws-oidc-<env> (OpenID Connect id token as file, audience",
+        "sts.amazonaws.com) and aws-role-<env> (secret text: the ARN of a deploy role that trusts the Jenkins issuer,",
+        "sub = the main branch job's URL), and agents labelled aws-<env>. Fallback without OIDC: agents whose",
+        "instance role is the environment's deploy role (infra/ci; an IMDS hop limit of 2 lets the containers reach",
+        f"it) and the global variable {FALLBACK_VAR}={FALLBACK}.",
+    ]
+    gated = [j for j in plan.jobs if j.gated]
+    if gated:
+        names = ", ".join(APPROVERS.format(env=j.env) for j in gated)
+        extra.append(f"The gate: Jenkins users or groups {names} (input submitter; administrators can always answer).")
+    text = header("Jenkins", PATH, plan, comment="//", extra=tuple(extra)) + "\n".join(lines) + "\n"
     return [Rendered(PATH, text)]
 
 
 STAGE_RE: Final = re.compile(r"^(\s*)stage\('([^']+)'\) \{")
+ENV_RE: Final = re.compile(r"^\s*environment \{ (.*) \}$")
+ASSIGN_RE: Final = re.compile(r"""(\w+) = (?:'((?:[^'\\]|\\.)*)'|"([^"]*)")""")
+UNSTASH_RE: Final = re.compile(r"^\s*unstash '([^']+)'", re.MULTILINE)
+STASH_RE: Final = re.compile(r"^\s*stash name: '([^']+)', includes: '([^']+)'", re.MULTILINE)
 
 
 def _blocks(lines: list[str]) -> list[tuple[int, str, list[str]]]:
@@ -152,21 +229,53 @@ def _blocks(lines: list[str]) -> list[tuple[int, str, list[str]]]:
     return [b for b in found if b[0] == top]
 
 
+def _helper(text: str, name: str) -> str:
+    """The text of the top-level ``def name(...)`` (up to its closing brace in column 0), or ''."""
+    lines = text.splitlines()
+    start = next((n for n, line in enumerate(lines) if line.startswith(f"def {name}(")), None)
+    if start is None:
+        return ""
+    end = next((n for n in range(start, len(lines)) if lines[n] == "}"), len(lines) - 1)
+    return "\n".join(lines[start : end + 1])
+
+
+def _variables(lines: list[str]) -> dict[str, str]:
+    """The ``environment { A = 'x'; B = "y" }`` assignments among ``lines`` (single-quoted: literal)."""
+    found: dict[str, str] = {}
+    for line in lines:
+        match = ENV_RE.match(line)
+        if match:
+            for key, single, double in ASSIGN_RE.findall(match.group(1)):
+                found[key] = re.sub(r"\\(.)", r"\1", single) if single or not double else double
+    return found
+
+
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read the Jenkinsfile back, stage by stage (see :mod:`cicd.adapters.facts`)."""
     text_all = files[PATH]
-    caches_defined = "cacheValidityDecidingFile" in text_all and "def withCaches" in text_all
-    helper = next((line for line in text_all.splitlines() if line.startswith("def withCaches")), "")
-    step_cache = f"path: {_q(STEP_CACHE)}" in helper and f"defaultBranch: {_q(MAIN_BRANCH)}" in helper
-    reports_defined = "junit " in text_all and "archiveArtifacts artifacts: '.cicd/runs/**'" in text_all
+    caches_helper = _helper(text_all, "withCaches")
+    caches_defined = "cacheValidityDecidingFile" in caches_helper
+    step_cache = f"path: {_q(STEP_CACHE)}" in caches_helper and f"defaultBranch: {_q(MAIN_BRANCH)}" in caches_helper
+    aws_helper = _helper(text_all, "withAws")
+    oidc = (
+        "withCredentials([file(credentialsId:" in aws_helper
+        and "variable: 'AWS_WEB_IDENTITY_TOKEN_FILE'" in aws_helper
+        and "variable: 'AWS_ROLE_ARN'" in aws_helper
+    )
+    session = re.search(r"AWS_ROLE_SESSION_NAME=([^\"]+)\"", aws_helper)
+    reports_defined = "junit " in text_all and f"archiveArtifacts artifacts: '{RUNS_DIR}/**'" in text_all
     serial = "disableConcurrentBuilds()" in text_all
+    top = text_all.split("\n  stages {", 1)[0].splitlines()
+    pipeline_vars = _variables([line for line in top if line.startswith("  environment {")])
     jobs: list[JobFacts] = []
     earlier: list[str] = []
     gate_pending = False
     for _, name, block in _blocks(text_all.splitlines()):
         head = "\n".join(block[:3])
-        if "input message:" in "\n".join(block):
-            gate_pending = True
+        joined = "\n".join(block)
+        if "input message:" in joined:
+            # Without a submitter anyone who may build the job could answer: that is no approval.
+            gate_pending = "submitter: '" in joined
             continue
         inner = _blocks(block[1:])
         leaves = [(n, b) for _, n, b in inner] if inner else [(name, block)]
@@ -177,7 +286,11 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             label = re.search(r"label '([^']+)'", text)
             lock = re.search(r"lock\(resource: '([^']+)'\)", text)
             timeout = re.search(r"timeout\(time: (\d+), unit: 'MINUTES'\)", text)
+            aws = re.search(r"withAws\('([^']+)'\) \{", text)
             main_only = group_main_only or f"when {{ branch '{MAIN_BRANCH}'" in text
+            uses_caches = "withCaches {" in text
+            receives = [Handoff(n) for n in UNSTASH_RE.findall(text)]
+            hands_on = [Handoff(n, (paths,)) for n, paths in STASH_RE.findall(text)]
             jobs.append(
                 JobFacts(
                     id=leaf,
@@ -188,15 +301,19 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     lock=lock.group(1) if lock and serial else None,
                     guard=f'test "${{BRANCH_NAME:-}}" = {MAIN_BRANCH}' in text,
                     timeout=int(timeout.group(1)) if timeout else None,
-                    credentials="role" if label else None,
+                    credentials="oidc" if aws and oidc else None,
+                    session_names=[session.group(1).replace("${name}", aws.group(1))] if aws and session else [],
                     gate=gate_pending,
                     reports=reports_defined and "reports()" in text,
-                    caches=caches_defined and "withCaches {" in text,
-                    step_cache=step_cache and "withCaches {" in text,
+                    caches=caches_defined and uses_caches,
+                    step_cache=step_cache and uses_caches,
                     keeps_run_folder=reports_defined and "reports()" in text,
-                    downloads="unstash " in text,
-                    uploads="stash name:" in text,
+                    downloads=bool(receives),
+                    uploads=bool(hands_on),
                     script=text,
+                    receives=receives,
+                    hands_on=hands_on,
+                    variables={**pipeline_vars, **_variables(leaf_block)},
                 )
             )
             level.append(leaf)

@@ -164,19 +164,12 @@ class Plan:
         return next((self.job(n) for n in job.needs if self.job(n).kind == "approval"), None)
 
     def handed_from(self, job: Job) -> Job | None:
-        """The nearest job upstream of ``job`` that hands ``.cicd/artifact/`` on: what ``job`` downloads (the flutter
-        build for ``package``, the package for dev, the dev job's artifact with its evidence for preprod, ...)."""
-        todo = list(job.needs)
-        seen: set[str] = set()
-        while todo:
-            current = self.job(todo.pop(0))
-            if current.id in seen:
-                continue
-            seen.add(current.id)
-            if current.uploads and "main" in current.triggers:
-                return current
-            todo.extend(current.needs)
-        return None
+        """The job whose ``.cicd/artifact/`` ``job`` takes: the last job upstream that hands it on (the flutter build
+        for ``package``, the package for dev, the dev job's artifact with its evidence for preprod, ...)."""
+        uploaders = [self.job(j) for j in self.upstream(job) if self.job(j).uploads and "main" in self.job(j).triggers]
+        last = [u for u in uploaders if not any(u.id in self.upstream(other) for other in uploaders)]
+        position = {j.id: i for i, j in enumerate(self.jobs)}
+        return max(last, key=lambda u: position[u.id]) if last else None  # the one the model builds last
 
     def upstream(self, job: Job) -> set[str]:
         seen: set[str] = set()

@@ -180,15 +180,17 @@ def run_act(
     matrix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     variables: Mapping[str, str] | None = None,
+    path: str | None = None,
     log: IO[str] | None = None,
     timeout: float = 600,
 ) -> command.CommandResult:
     """``act EVENT [-j JOB]`` on ``project`` (which holds ``.github/workflows/pipeline.yml``) in self-hosted mode.
 
-    Without ``job`` every job of the workflow that ``EVENT`` triggers runs (those whose ``if:`` is false are
-    skipped). ``store`` is the host folder of the cache and artifact stand-ins (``cache/``, ``artifacts/``).
-    ``env`` goes to every job's environment (``--env``); ``variables`` are the repository's configuration
-    variables, the workflow's ``vars`` context (``--var``).
+    Without ``job`` every job of the workflow that ``EVENT`` (``pull_request``, or ``push`` to ``main``) triggers
+    runs (those whose ``if:`` is false are skipped). ``store`` is the host folder of the cache and artifact
+    stand-ins (``cache/``, ``artifacts/``). ``env`` goes to every job's environment (``--env``); ``variables`` are
+    the repository's configuration variables, the workflow's ``vars`` context (``--var``); ``path`` is the ``PATH``
+    act (and so every job on the host) runs with.
     """
     act = command.which("act")
     if act is None:
@@ -197,13 +199,18 @@ def run_act(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     store.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "pull_request": {
-            "head": {"ref": "feature", "repo": {"full_name": "example/apk-pipeline"}},
-            "base": {"ref": "main"},
-        },
-        "repository": {"full_name": "example/apk-pipeline", "default_branch": "main"},
-    }
+    repository = {"full_name": "example/apk-pipeline", "default_branch": "main"}
+    payload: dict[str, object] = (
+        {
+            "pull_request": {
+                "head": {"ref": "feature", "repo": {"full_name": "example/apk-pipeline"}},
+                "base": {"ref": "main"},
+            },
+            "repository": repository,
+        }
+        if event == "pull_request"
+        else {"ref": "refs/heads/main", "repository": repository}
+    )
     event_file = work / "event.json"
     event_file.write_text(json.dumps(payload), encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="act-") as home:  # act's workspaces, outside the copied work tree
@@ -231,9 +238,8 @@ def run_act(
             cmd += ["--env", f"{key}={value}"]
         for key, value in (variables or {}).items():
             cmd += ["--var", f"{key}={value}"]
-        return command.run(
-            cmd, cwd=project, log=log, check=False, timeout=timeout, env={"HOME": os.environ.get("HOME", "")}
-        )
+        host = {"HOME": os.environ.get("HOME", ""), **({"PATH": path} if path else {})}
+        return command.run(cmd, cwd=project, log=log, check=False, timeout=timeout, env=host)
 
 
 def _gitlab_ci_local(
@@ -242,6 +248,8 @@ def _gitlab_ci_local(
     variables: Mapping[str, str] | None,
     log: IO[str] | None,
     timeout: float,
+    *,
+    path: str | None = None,
 ) -> command.CommandResult:
     if shutil.which("rsync") is None:
         raise MissingToolError("gitlab-ci-local needs rsync: rsync not installed", hint="apt-get install rsync")
@@ -258,7 +266,8 @@ def _gitlab_ci_local(
         cmd += ["--variable", f"{key}={value}"]
         if key.startswith("CI_"):
             cmd += ["--ignore-predefined-vars", key]
-    return command.run([*cmd, *args], cwd=project, log=log, check=False, timeout=timeout, env=host_env(bin_dir))
+    env = host_env(bin_dir, path)
+    return command.run([*cmd, *args], cwd=project, log=log, check=False, timeout=timeout, env=env)
 
 
 def link_tree(src: Path, dest: Path) -> None:
@@ -273,14 +282,15 @@ def link_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, symlinks=True, copy_function=link, dirs_exist_ok=True)
 
 
-def host_env(stand_ins: Path) -> dict[str, str]:
+def host_env(stand_ins: Path, path: str | None = None) -> dict[str, str]:
     """PATH and VIRTUAL_ENV for jobs on the host: the stand-ins first, no virtual environment (a job's
     ``python3 -m pip install uv`` must reach this machine's Python, as it reaches the image's, never the project's
-    environment that the copy shares)."""
+    environment that the copy shares). ``path`` replaces this process's ``PATH`` as the base."""
     venvs = {command.venv_bin().resolve()}
     if os.environ.get("VIRTUAL_ENV"):
         venvs.add((Path(os.environ["VIRTUAL_ENV"]) / "bin").resolve())
-    kept = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() not in venvs]
+    base = path if path is not None else os.environ.get("PATH", "")
+    kept = [p for p in base.split(os.pathsep) if p and Path(p).resolve() not in venvs]
     return {"PATH": os.pathsep.join([str(stand_ins), *kept]), "VIRTUAL_ENV": ""}
 
 
@@ -290,15 +300,18 @@ def run_gitlab_ci_local(
     *,
     variables: Mapping[str, str] | None = None,
     isolate: bool = False,
+    path: str | None = None,
     log: IO[str] | None = None,
     timeout: float = 600,
 ) -> command.CommandResult:
     """``gitlab-ci-local --force-shell-executor [JOB...]`` on ``project`` (which holds ``.gitlab-ci.yml``).
 
-    Without ``jobs`` the whole pipeline that ``variables`` select runs (rules evaluated, stage by stage).
+    Without ``jobs`` the whole pipeline that ``variables`` select runs (rules evaluated, stage by stage; jobs with
+    ``when: manual`` wait, as on GitLab). Named ``jobs`` run alone (a manual one too: a person released it), with
+    the artifacts that earlier runs kept for the jobs they need.
     """
     args = ["--shell-isolation"] if isolate else []
-    return _gitlab_ci_local(project, [*args, *jobs], variables, log, timeout)
+    return _gitlab_ci_local(project, [*args, *jobs], variables, log, timeout, path=path)
 
 
 def gitlab_jobs(project: Path, *, variables: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,9 +2,12 @@
 
 Two V2 pipelines read the repository through a CodeConnections connection: ``pull-request`` (pull-request trigger,
 file-path filters, ``SUPERSEDED``) and ``main`` (push trigger, ``QUEUED``: one execution at a time, so two deploys
-to one environment never overlap). Every job is a CodeBuild project running ``buildspecs/<job>.yml`` from the
-source; environment jobs run under that environment's deploy role (:func:`infra.ci.roles.deploy_policy`), every
-other job under a role without AWS deploy rights. The branch reaches the buildspecs as ``CICD_BRANCH``.
+to one environment never overlap). The source action outputs a clone reference (``CODEBUILD_CLONE_REF``), so each
+CodeBuild project clones the repository itself (with its history) and its role may use the connection. Every job
+is a CodeBuild project running ``buildspecs/<job>.yml`` from the source on the layout's image; environment jobs
+(and the approval job) run under that environment's deploy role (:func:`infra.ci.roles.deploy_policy`), every
+other job under a role without AWS deploy rights. Each pipeline declares the layout's variables (``CICD_TARGET``)
+once and passes them to every action, with the branch as ``CICD_BRANCH``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cicd.adapters.codebuild import layout
+from cicd.adapters.codebuild import CLONE_REF, layout
 from cicd.adapters.plan import Plan
 from cicd.config import PROJECT
 from infra.ci.nag import AcknowledgeWildcards
@@ -27,7 +30,21 @@ from infra.ci.roles import ROLE_PREFIX, SESSION, deploy_policy
 from infra.ci.settings import CodePipeline
 from infra.waivers import Waiver, waive
 
-IMAGE: Final = codebuild.LinuxBuildImage.STANDARD_7_0
+CODEBUILD_IMAGES: Final = "aws/codebuild/"
+USE_CONNECTION: Final = ("codestar-connections:UseConnection", "codeconnections:UseConnection")
+"""Both service prefixes: an IAM action must match the connection ARN's prefix, and connections made since July 2024
+carry ``codeconnections`` (older ones ``codestar-connections``)."""
+
+
+def build_image(name: str) -> codebuild.IBuildImage:
+    """CodeBuild's own image by its id (``aws/codebuild/standard:7.0``), any other by its registry reference."""
+    if name.startswith(CODEBUILD_IMAGES):
+        return codebuild.LinuxBuildImage.from_code_build_image_id(name)
+    return codebuild.LinuxBuildImage.from_docker_registry(name)
+
+
+def use_connection(connection_arn: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=list(USE_CONNECTION), resources=[connection_arn])
 
 
 class CodePipelineStack(cdk.Stack):
@@ -72,6 +89,7 @@ class CodePipelineStack(cdk.Stack):
         self.env_roles: dict[str, iam.Role] = {}
         self.projects: dict[str, codebuild.PipelineProject] = {}
         self.pipelines: dict[str, codepipeline.Pipeline] = {}
+        self.connection_arn = source.connection_arn
         for name, spec in layout(plan).items():
             self.pipelines[name] = self._pipeline(name, spec, owner, repo, source)
 
@@ -99,34 +117,56 @@ class CodePipelineStack(cdk.Stack):
             f"job-{key}",
             project_name=f"{ROLE_PREFIX}-{key}",
             build_spec=codebuild.BuildSpec.from_source_filename(action["buildspec"]),
-            environment=codebuild.BuildEnvironment(build_image=IMAGE, compute_type=codebuild.ComputeType.MEDIUM),
+            environment=codebuild.BuildEnvironment(
+                build_image=build_image(action["image"]), compute_type=codebuild.ComputeType.MEDIUM
+            ),
             timeout=cdk.Duration.minutes(int(action["timeout_minutes"])),
             cache=codebuild.Cache.bucket(self.cache, prefix=key),
             role=self._role(env) if env else None,
         )
+        # The build clones the repository through the connection (the source's CODEBUILD_CLONE_REF output).
+        project.add_to_role_policy(use_connection(self.connection_arn))
         waive(
             project,
             Waiver("AwsSolutions-CB4", "Build outputs go to the artifact bucket, encrypted with S3-managed keys."),
         )
+        if not action["image"].startswith(CODEBUILD_IMAGES):
+            waive(
+                project,
+                Waiver(
+                    "AwsSolutions-CB5",
+                    "CodeBuild's standard images have no Android SDK; the Flutter jobs run on the pinned Flutter "
+                    "image (Android SDK included) that the other tools' Flutter jobs use.",
+                ),
+            )
         self.projects[key] = project
         return project
 
     def _pipeline(
         self, name: str, spec: dict[str, Any], owner: str, repo: str, source: CodePipeline
     ) -> codepipeline.Pipeline:
-        source_output = codepipeline.Artifact("source")
+        source_name = spec["source"]["name"]
+        source_output = codepipeline.Artifact(source_name)
+        # An explicit action role, so it may use the connection under either service prefix (CDK grants one).
+        source_role = iam.Role(self, f"source-{name}", assumed_by=iam.AccountPrincipal(self.account))
+        source_role.add_to_policy(use_connection(source.connection_arn))
         source_action = actions.CodeStarConnectionsSourceAction(
-            action_name="source",
+            action_name=source_name,
             connection_arn=source.connection_arn,
             owner=owner,
             repo=repo,
             branch=source.branch,
             output=source_output,
+            code_build_clone_output=spec["source"]["output_artifact_format"] == CLONE_REF,
             trigger_on_push=False,
             variables_namespace="SourceVariables",
+            role=source_role,
         )
-        artifacts: dict[str, codepipeline.Artifact] = {"source": source_output}
-        stages = [codepipeline.StageProps(stage_name="source", actions=[source_action])]
+        variables = [codepipeline.Variable(variable_name=k, default_value=v) for k, v in spec["variables"].items()]
+        action_env = {v.variable_name: codebuild.BuildEnvironmentVariable(value=v.reference()) for v in variables}
+        action_env["CICD_BRANCH"] = codebuild.BuildEnvironmentVariable(value=source_action.variables.branch_name)
+        artifacts: dict[str, codepipeline.Artifact] = {source_name: source_output}
+        stages = [codepipeline.StageProps(stage_name=source_name, actions=[source_action])]
         for stage in spec["stages"]:
             stage_actions: list[codepipeline.IAction] = []
             for action in stage["actions"]:
@@ -149,9 +189,7 @@ class CodePipelineStack(cdk.Stack):
                         extra_inputs=inputs[1:] or None,
                         outputs=outputs,
                         run_order=action["run_order"],
-                        environment_variables={
-                            "CICD_BRANCH": codebuild.BuildEnvironmentVariable(value=source_action.variables.branch_name)
-                        },
+                        environment_variables=action_env,
                     )
                 )
             stages.append(codepipeline.StageProps(stage_name=stage["name"], actions=stage_actions))
@@ -178,6 +216,7 @@ class CodePipelineStack(cdk.Stack):
             f"pipeline-{name}",
             pipeline_name=f"{ROLE_PREFIX}-{name}",
             pipeline_type=codepipeline.PipelineType.V2,
+            variables=variables,
             execution_mode=getattr(codepipeline.ExecutionMode, spec["execution_mode"]),
             stages=stages,
             triggers=[

@@ -86,13 +86,19 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no timeout", drop(r"^  timeout: 20m"), "no timeout"),
         Breaker("no oidc", drop(r"AWS_ID_TOKEN: \{aud"), "no federated credentials"),
         Breaker("fail-open credentials", sub(r'printf "%s" "\$AWS_ID_TOKEN"', "export $(echo x)"), "export $("),
-        Breaker("no gate", sub(r", when: manual\}", "}"), "no manual gate"),
+        Breaker("no gate", sub(r", when: manual, allow_failure: false\}", "}"), "no manual gate"),
+        Breaker("gate that does not block", sub(r"allow_failure: false", "allow_failure: true"), "no manual gate"),
         Breaker("no junit", drop(r"reports: \{junit"), "report UI"),
         Breaker("dropped check", drop(r"^sast: "), "never runs `sast`"),
         Breaker(
             "deploy before package",
-            sub(r"needs: \[package, flutter-build\]", "needs: [flutter-build]"),
+            sub(r"- \{job: package, artifacts: true\}", "- {job: flutter-build, artifacts: true}"),
             "can start before `package`",
+        ),
+        Breaker(
+            "no artifact download",
+            sub(r"\{job: package, artifacts: true\}", "{job: package, artifacts: false}"),
+            "does not take the packaged artifact",
         ),
         Breaker("path filter without itself", sub(r", \.gitlab-ci\.yml\]", "]"), "leaves out the adapter file"),
         Breaker("no step cache", drop(r"key: cicd-\$CI_JOB_NAME_SLUG"), "step cache"),
@@ -123,10 +129,9 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no oidc", drop(r"oidc: true"), "no federated credentials"),
         Breaker("no manual trigger", drop(r"trigger: manual"), "no manual gate"),
         Breaker(
-            "no artifact download",
-            sub(r"download: \[artifact-flutter-build, artifact-package\]", "download: false", 1),
-            "packaged artifact",
+            "no artifact download", sub(r"download: \[artifact-package\]", "download: false", 1), "packaged artifact"
         ),
+        Breaker("download by a wrong name", sub(r"\[artifact-dev\]", "[artifact-develop]", 1), "packaged artifact"),
         Breaker("dropped check on main", drop(r"- step: \*sast$"), "main: never runs `sast`"),
         Breaker("no step cache", sub(r", steps-lint\]", "]"), "lint: its step cache"),
     ],
@@ -178,7 +183,19 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no guard", drop(r"sh 'test \"\$\{BRANCH_NAME"), "no branch guard"),
         Breaker("no lock", sub(r"; lock\(resource: 'deploy-dev'\)", ""), "no native lock"),
         Breaker("no input gate", sub(r"input message:", "echo message:"), "no manual gate"),
-        Breaker("no agent role", sub(r"; label 'aws-dev'", ""), "no federated credentials"),
+        Breaker("gate anyone may answer", sub(r", submitter: '[^']+'", ""), "no manual gate"),
+        Breaker(
+            "no oidc binding",
+            sub(r"withCredentials\(\[file\(credentialsId:", "withCredentials([string(credentialsId:"),
+            "no federated credentials",
+        ),
+        Breaker("no credentials in dev", sub(r"withAws\('dev'\) \{", "{"), "no federated credentials"),
+        Breaker(
+            "bad session name",
+            sub(r"AWS_ROLE_SESSION_NAME=jenkins-", "AWS_ROLE_SESSION_NAME=jenkins build "),
+            "not valid for STS",
+        ),
+        Breaker("no unstash", drop(r"unstash 'artifact-package'"), "does not take the packaged artifact"),
         Breaker(
             "no timeout", sub(r"options \{ timeout\(time: 20, unit: 'MINUTES'\) \}", "options { }", 1), "no timeout"
         ),
@@ -206,7 +223,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         ),
         Breaker(
             "deploy synthesizes",
-            sub(r"- uv run inv deploy", "- uv run inv synth\n      - uv run inv deploy"),
+            sub(r"commands: \[uv run inv deploy", "commands: [uv run inv synth, uv run inv deploy"),
             "build once",
             "buildspecs/dev.yml",
         ),

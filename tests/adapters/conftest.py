@@ -10,13 +10,15 @@ from cicd.adapters.registry import ADAPTERS, Adapter
 from cicd.config import PipelineConfig
 from tests.adapters.toy import toy_model
 
-PLANS = ("project", "toy", "toy-no-approval")
+PLANS = ("project", "project-approval", "toy", "toy-no-approval")
 
 
 def make_plan(name: str) -> Plan:
-    if name == "project":
-        return build_plan(pipeline.MODEL, PipelineConfig())
-    return build_plan(toy_model(approval=name == "toy"), PipelineConfig())
+    """The project's model with the approval switch off (the default) and on; the toy model with its approval step
+    and the switch on, and without either."""
+    if name.startswith("project"):
+        return build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=name == "project-approval"))
+    return build_plan(toy_model(approval=name == "toy"), PipelineConfig(approval_before_prod=name == "toy"))
 
 
 @pytest.fixture(scope="session")

@@ -137,3 +137,13 @@ def test_a_failed_step_stops_the_pipeline_after_its_level(tmp_path: Path) -> Non
     assert result.returncode == 1 and result.not_run == ("c",)
     assert result.steps["bad"].returncode == 1 and bbrun.step_result(result.steps["bad"]) == "fail"
     assert result.steps["a"].returncode == 0
+
+
+def test_a_manual_step_holds_the_pipeline_until_released(tmp_path: Path) -> None:
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    config["pipelines"]["pull-requests"]["**"][1]["step"]["trigger"] = "manual"
+    root = project(tmp_path, config)
+    paused = bbrun.run_bb_run(root, store=tmp_path / "store", python=fake_python(tmp_path))
+    assert paused.returncode == 0 and paused.held == ("c",) and set(paused.steps) == {"a", "b"}
+    released = bbrun.run_bb_run(root, store=tmp_path / "store", python=fake_python(tmp_path), release=True)
+    assert released.returncode == 0 and not released.held and "c" in released.steps

@@ -3,6 +3,7 @@ stack built from the same plan as the CodeBuild adapter. CDK assertions on one s
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from cicd import pipeline
 from cicd.adapters import codebuild, codecatalyst
+from cicd.adapters.facts import as_list
 from cicd.adapters.plan import build_plan
 from cicd.config import ENVIRONMENTS, PipelineConfig
 from cicd.errors import ConfigError
@@ -198,3 +200,143 @@ def test_the_ci_stacks_pass_cdk_nag_with_every_waiver_written_down(tmp_path: Any
     suppressed = [v for p in report["pluginReports"] for v in p.get("suppressedViolations", [])]
     assert suppressed and all(len(v.get("reason", "x" * 20)) >= 20 for v in suppressed)
     assert not any(p["violations"] for p in report["pluginReports"])
+
+
+@pytest.fixture(scope="session")
+def approval_pipeline() -> Any:
+    """The pipeline stack with the approval switch on (the gate and the approval job exist only then)."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.ci import PIPELINE_STACK, add_ci_stacks
+
+    app = cdk.App(context={"ci": SETTINGS})
+    config = PipelineConfig(approval_before_prod=True)
+    stacks = add_ci_stacks(app, config, env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    return Template.from_stack(next(s for s in stacks if s.stack_name == PIPELINE_STACK))
+
+
+def _pipelines(template: Any) -> dict[str, dict[str, Any]]:
+    found = template.find_resources("AWS::CodePipeline::Pipeline")
+    return {p["Properties"]["Name"]: p["Properties"] for p in found.values()}
+
+
+def _build_actions(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        a["Name"]: a for stage in props["Stages"] for a in stage["Actions"] if a["ActionTypeId"]["Category"] == "Build"
+    }
+
+
+@pytest.mark.slow
+def test_codepipeline_sets_the_target_once_and_passes_it_to_every_action(templates: dict[str, Any]) -> None:
+    for props in _pipelines(templates["pipeline"]).values():
+        assert props["Variables"] == [{"Name": "CICD_TARGET", "DefaultValue": "aws"}]
+        for name, action in _build_actions(props).items():
+            env = {v["name"]: v["value"] for v in json.loads(action["Configuration"]["EnvironmentVariables"])}
+            assert env["CICD_TARGET"] == "#{variables.CICD_TARGET}", name
+            assert env["CICD_BRANCH"] == "#{SourceVariables.BranchName}", name
+
+
+@pytest.mark.slow
+def test_codebuild_clones_the_repository_through_the_connection(templates: dict[str, Any]) -> None:
+    """A full clone (versions from git, the secrets scan's history): the source hands CodeBuild a clone reference,
+    and every project's role may use the connection under either service prefix."""
+    arn = SETTINGS["codepipeline"]["connection_arn"]
+    for props in _pipelines(templates["pipeline"]).values():
+        source = props["Stages"][0]["Actions"][0]
+        assert source["Configuration"]["OutputArtifactFormat"] == "CODEBUILD_CLONE_REF"
+    projects = templates["pipeline"].find_resources("AWS::CodeBuild::Project")
+    policies = templates["pipeline"].find_resources("AWS::IAM::Policy").values()
+    for project in projects.values():
+        role = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+        actions: set[str] = set()
+        for policy in policies:
+            if {"Ref": role} not in policy["Properties"]["Roles"]:
+                continue
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement.get("Resource") == arn:
+                    actions.update(as_list(statement["Action"]))
+        assert {"codestar-connections:UseConnection", "codeconnections:UseConnection"} <= actions, role
+
+
+@pytest.mark.slow
+def test_flutter_projects_run_on_an_image_with_the_android_sdk(templates: dict[str, Any]) -> None:
+    """``aws/codebuild/standard:7.0`` has no Android SDK: the Flutter jobs run on the pinned Flutter image."""
+    from cicd.adapters import pins
+
+    images = {
+        p["Properties"]["Name"]: p["Properties"]["Environment"]["Image"]
+        for p in templates["pipeline"].find_resources("AWS::CodeBuild::Project").values()
+    }
+    assert images["apk-pipeline-flutter-build"] == pins.image("instrumentisto/flutter")
+    assert images["apk-pipeline-flutter-check"] == pins.image("instrumentisto/flutter")
+    assert images["apk-pipeline-package"] == "aws/codebuild/standard:7.0"
+
+
+@pytest.mark.slow
+def test_each_action_takes_the_artifact_handed_on_just_before_it(templates: dict[str, Any]) -> None:
+    actions = _build_actions(_pipelines(templates["pipeline"])["apk-pipeline-main"])
+    inputs = {name: [i["Name"] for i in a.get("InputArtifacts", [])] for name, a in actions.items()}
+    assert inputs["package"] == ["source", "artifact_flutter_build"]
+    assert inputs["dev"] == ["source", "artifact_package"]
+    assert inputs["preprod"] == ["source", "artifact_dev"]
+    assert inputs["prod"] == ["source", "artifact_preprod"]
+    for name in ("package", "dev", "preprod", "prod"):
+        assert actions[name]["Configuration"]["PrimarySource"] == "source"
+        assert f"artifact_{name}" in [o["Name"] for o in actions[name]["OutputArtifacts"]]
+
+
+@pytest.mark.slow
+def test_the_approval_switch_adds_the_change_set_job_and_a_manual_approval(
+    templates: dict[str, Any], approval_pipeline: Any
+) -> None:
+    default = _pipelines(templates["pipeline"])["apk-pipeline-main"]
+    assert not any(a["ActionTypeId"]["Category"] == "Approval" for s in default["Stages"] for a in s["Actions"])
+    main = _pipelines(approval_pipeline)["apk-pipeline-main"]
+    prod = next(s for s in main["Stages"] if s["Name"] == "prod")
+    assert [(a["Name"], a["ActionTypeId"]["Category"], a["RunOrder"]) for a in prod["Actions"]] == [
+        ("gate-prod", "Approval", 1),
+        ("prod", "Build", 2),
+    ]
+    projects = approval_pipeline.find_resources("AWS::CodeBuild::Project")
+    approval = next(p for p in projects.values() if p["Properties"]["Name"] == "apk-pipeline-approve-prod")
+    role = approval_pipeline.find_resources("AWS::IAM::Role")[approval["Properties"]["ServiceRole"]["Fn::GetAtt"][0]]
+    assert role["Properties"]["RoleName"] == "apk-pipeline-codebuild-prod"  # the diff needs prod's credentials
+    spec = {
+        r.path: r.text for r in codebuild.render(build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True)))
+    }
+    assert "uv run inv change-set --env prod" in spec["buildspecs/approve-prod.yml"]
+    assert "inv approve" not in spec["buildspecs/approve-prod.yml"]
+
+
+@pytest.mark.parametrize("tool", ["codebuild", "codecatalyst"])
+def test_the_aws_tools_hand_the_artifact_on_job_by_job(tool: str) -> None:
+    """Read back from the committed files: each main job from package on receives, in .cicd/artifact, what the job
+    before it handed on (secondary inputs land outside the working folder; only the copy step brings them in)."""
+    from pathlib import Path
+
+    from cicd.adapters.cli import committed_facts
+    from cicd.adapters.registry import BY_NAME
+
+    facts = committed_facts(Path(__file__).resolve().parents[2], BY_NAME[tool])
+    chain = ["flutter-build", "package", "dev", "preprod", "prod"]
+    for before, job_id in itertools.pairwise(chain):
+        job = facts.job(job_id)
+        handed = [h for h in facts.job(before).hands_on if h.name.startswith("artifact_")]
+        assert [h.name for h in job.receives] == [h.name for h in handed], job_id
+        assert job.variables["CICD_TARGET"] == "aws"
+    dev = facts.job("dev")
+    if tool == "codebuild":
+        assert dev.receives[0].dest == ".cicd/artifact" and dev.hands_on[-1].root == ".cicd/artifact"
+        broken = dict(facts.files)
+        broken["buildspecs/dev.yml"] = "\n".join(
+            line for line in broken["buildspecs/dev.yml"].splitlines() if "CODEBUILD_SRC_DIR_" not in line
+        )
+    else:
+        assert dev.receives[0].dest == "." and dev.hands_on[0].paths == (".cicd/artifact/**/*",)
+        path = ".codecatalyst/workflows/main.yaml"
+        broken = dict(facts.files)
+        broken[path] = "\n".join(
+            line for line in broken[path].splitlines() if "CATALYST_SOURCE_DIR_artifact_package" not in line
+        )
+    assert BY_NAME[tool].facts(broken).job("dev").receives == []

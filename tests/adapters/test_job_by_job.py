@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from cicd.adapters import flutter_stand_in
 from cicd.adapters.cli import committed_facts
 from cicd.adapters.facts import AdapterFacts, JobFacts
 from cicd.adapters.jobrun import JobRun, Runner, stand_in_path
@@ -35,7 +36,7 @@ from tests.harness import TOOLS_DIR, base_env, http_get
 
 pytestmark = pytest.mark.slow
 
-FAKE_FLUTTER = ROOT / "tests" / "unit" / "fixtures" / "flutter" / "fake_flutter.py"
+FAKE_FLUTTER = Path(flutter_stand_in.__file__)
 STACKS = {"dev": "LatestApk-dev", "preprod": "LatestApk-preprod", "prod": "LatestApk-prod"}
 FAIL_IN_PREPROD = """
 
@@ -86,13 +87,13 @@ class World:
             endpoint_url=server["endpoint"],
             region_name=server["region"],
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            aws_secret_access_key="testing",
         )
         found: dict[str, str | None] = {}
         for env, stack in STACKS.items():
             try:
                 params = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
-            except Exception:  # noqa: BLE001 - an absent stack
+            except Exception:
                 found[env] = None
                 continue
             found[env] = next((p.get("ParameterValue") for p in params if p["ParameterKey"] == "ArtifactDigest"), None)
@@ -206,12 +207,9 @@ def test_a_failing_preprod_test_rolls_preprod_back_from_a_fresh_job(world: World
     assert f"rolled preprod back to artifact {before['preprod'][:12]}" in log, log[-3000:]
 
 
-def _without(facts: AdapterFacts, job_id: str, what: str) -> AdapterFacts:
-    jobs: list[JobFacts] = []
-    for job in facts.jobs:
-        if job.id == job_id:
-            job = dataclasses.replace(job, **{what: []})
-        jobs.append(job)
+def _without_hand_on(facts: AdapterFacts, job_id: str) -> AdapterFacts:
+    """The adapter as if ``job_id`` handed nothing on (its upload, persist or stash removed)."""
+    jobs: list[JobFacts] = [dataclasses.replace(j, hands_on=[]) if j.id == job_id else j for j in facts.jobs]
     return dataclasses.replace(facts, jobs=jobs)
 
 
@@ -219,17 +217,13 @@ def _env_job(facts: AdapterFacts, env: str) -> str:
     return next(j.id for j in facts.jobs if any(c.endswith(f"--env {env}") for c in j.commands) and j.hands_on)
 
 
-@pytest.mark.parametrize(
-    ("broken", "where"),
-    [("hands_on", "package"), ("hands_on", "dev")],
-    ids=["no-artifact-hand-off", "no-evidence-hand-off"],
-)
-def test_a_copy_without_a_hand_off_stops_before_prod(world: World, broken: str, where: str) -> None:
+@pytest.mark.parametrize("where", ["package", "dev"], ids=["no-artifact-hand-off", "no-evidence-hand-off"])
+def test_a_copy_without_a_hand_off_stops_before_prod(world: World, where: str) -> None:
     """Breakers, on the GitHub adapter: the runner must not find another way to pass what the file drops."""
     facts = facts_of("github")
     job = "package" if where == "package" else _env_job(facts, "dev")
-    world.commit(f"a build for the breaker {broken}-{where}")
-    runs = world.runner(_without(facts, job, broken), f"breaker-{where}").run("main")
+    world.commit(f"a build for the breaker without the hand-off of {where}")
+    runs = world.runner(_without_hand_on(facts, job), f"breaker-{where}").run("main")
     assert not any(r.status == "passed" and any("--to prod" in c for c in r.commands) for r in runs), describe(runs)
     first_failed = next(r for r in runs if r.status == "failed")
     log = first_failed.log.read_text(encoding="utf-8") if first_failed.log else ""

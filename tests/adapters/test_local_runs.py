@@ -48,8 +48,9 @@ import pytest
 import yaml
 
 from cicd import pipeline
-from cicd.adapters import bbrun, bitbucket, github, gitlab, runners
+from cicd.adapters import bbrun, bitbucket, github, gitlab, localrun, runners
 from cicd.adapters.plan import RUNS_DIR, Job, build_plan
+from cicd.config import PipelineConfig
 from cicd.errors import MissingToolError
 from cicd.sandbox import git
 from tests.adapters.toy import toy_model
@@ -133,7 +134,10 @@ def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: Firs
     store = tmp_path / "store"
     runners.link_tree(pipelined_project.project.root / CACHE, store / "cache" / CACHE)
     seeded = entries(store / "cache" / CACHE)
-    result = runners.run_act(project, store=store, env=JOB_ENV, variables=NO_SDK, timeout=900)
+    # The workflow's target is the repository variable CICD_TARGET (else aws); the pipelined copy ran for the local
+    # target, and a step-cache key holds the target.
+    variables = {**NO_SDK, "CICD_TARGET": "local"}
+    result = runners.run_act(project, store=store, env=JOB_ENV, variables=variables, timeout=900)
     for job in PR_JOBS:
         lines = runners.job_lines(result.output, runners.act_prefix(job.id))
         assert lines, f"{job.id} did not run\n{result.output[-3000:]}"
@@ -151,7 +155,9 @@ def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: Firs
 def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
     project = clone_with(tmp_path, pipelined_project, {gitlab.PATH: f"ci-adapters/gitlab/{gitlab.PATH}"})
     git(project, "remote", "set-url", "origin", REMOTE)
-    mr = {**JOB_ENV, **NO_SDK, "CI_PIPELINE_SOURCE": "merge_request_event"}
+    # The file sets CICD_TARGET=aws; the pipelined copy ran for the local target, and a step-cache key holds the
+    # target: a pipeline variable (it outranks the file's `variables:`) makes the checks the ones that copy ran.
+    mr = {**JOB_ENV, **NO_SDK, "CI_PIPELINE_SOURCE": "merge_request_event", "CICD_TARGET": "local"}
     assert set(runners.gitlab_jobs(project, variables=mr)) == {j.id for j in PR_JOBS}
     source = pipelined_project.project.root / CACHE
     for job in PR_JOBS:
@@ -200,7 +206,7 @@ def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_project: 
 
 
 def test_gitlab_ci_local_keeps_deploys_out_of_merge_requests(tmp_path: Path) -> None:
-    plan = build_plan(toy_model())
+    plan = build_plan(toy_model(), PipelineConfig(approval_before_prod=True))
     project = tmp_path / "project"
     for r in gitlab.render(plan):
         (project / r.path).parent.mkdir(parents=True, exist_ok=True)
@@ -214,3 +220,84 @@ def test_gitlab_ci_local_keeps_deploys_out_of_merge_requests(tmp_path: Path) -> 
     main_jobs = runners.gitlab_jobs(project)
     assert set(main_jobs) == {j.id for j in plan.jobs}
     assert main_jobs["prod"] == "manual" and main_jobs["dev"] == "on_success"
+
+
+# --- the main pipeline, in each tool's own runner -----------------------------------------------------------------
+MAIN_JOBS = {j.id for j in build_plan(pipeline.MODEL).for_trigger("main")}
+
+
+def served_digests(folder: Path) -> dict[str, str | None]:
+    """Per environment, the artifact digest its stack was deployed with, in the run's shared local AWS."""
+    server = json.loads((folder / "local-aws" / "server.json").read_text(encoding="utf-8"))
+    import boto3
+
+    cfn = boto3.client(
+        "cloudformation",
+        endpoint_url=server["endpoint"],
+        region_name=server["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    found: dict[str, str | None] = {}
+    for env in ("dev", "preprod", "prod"):
+        params = cfn.describe_stacks(StackName=f"LatestApk-{env}")["Stacks"][0].get("Parameters", [])
+        found[env] = next((p.get("ParameterValue") for p in params if p["ParameterKey"] == "ArtifactDigest"), None)
+    return found
+
+
+def assert_reached_prod(run: localrun.LocalRun, folder: Path, jobs: set[str]) -> None:
+    assert run.returncode == 0, run.output[-6000:]
+    missing = {j for j in jobs if run.jobs.get(j) != "passed"}
+    assert not missing, (missing, run.jobs, run.output[-6000:])
+    digests = served_digests(folder)
+    assert len(set(digests.values())) == 1 and None not in digests.values(), digests
+    assert "passed smoke-test:prod" in runners.ANSI.sub("", run.output) or "smoke test passed in prod" in run.output
+
+
+def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    folder = tmp_path / "github-main"
+    run = localrun.run(pipelined_project.project.root, "github", "main", folder=folder, keep=True, timeout=1800)
+    try:
+        assert_reached_prod(run, folder, {"checks", *(j for j in MAIN_JOBS if j not in {c.id for c in PR_JOBS})})
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
+
+
+def test_gitlab_ci_local_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    folder = tmp_path / "gitlab-main"
+    run = localrun.run(pipelined_project.project.root, "gitlab", "main", folder=folder, keep=True, timeout=1800)
+    try:
+        assert_reached_prod(run, folder, MAIN_JOBS)
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
+
+
+def test_bb_run_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
+    try:
+        bbrun.bb_run_python(ROOT)
+    except MissingToolError as err:  # bb-run needs Python >= 3.12
+        pytest.skip(f"bb-run cannot run here: {err}")
+    folder = tmp_path / "bitbucket-main"
+    run = localrun.run(pipelined_project.project.root, "bitbucket", "main", folder=folder, keep=True, timeout=1800)
+    try:
+        assert_reached_prod(run, folder, MAIN_JOBS)
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
+
+
+def test_gitlab_ci_local_stops_at_the_manual_gate_and_goes_on_when_released(
+    tmp_path: Path, pipelined_project: FirstRun
+) -> None:
+    """The approval switch on: gitlab-ci-local holds the `when: manual` prod job; released, it deploys prod."""
+    plan = build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True))
+    adapter = next(r.text for r in gitlab.render(plan) if r.path == gitlab.PATH)
+    folder = tmp_path / "gitlab-gate"
+    root = pipelined_project.project.root
+    run = localrun.run(root, "gitlab", "main", folder=folder, adapter=adapter, release=True, keep=True, timeout=1800)
+    try:
+        gated = [j.id for j in plan.jobs if j.gated]
+        assert run.stopped_at == gated == ["prod"], (run.stopped_at, run.jobs)
+        assert "uv run inv change-set --env prod" in run.output
+        assert_reached_prod(run, folder, {j.id for j in plan.for_trigger("main")})
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(root, folder))

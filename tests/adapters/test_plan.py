@@ -6,6 +6,7 @@ import pytest
 
 from cicd import pipeline
 from cicd.adapters.plan import build_plan
+from cicd.config import PipelineConfig
 from cicd.errors import ConfigError
 from cicd.pipeline import Model, Step
 from tests.adapters.toy import toy_model
@@ -21,26 +22,30 @@ def test_every_pr_step_of_the_project_is_a_check_job_and_nothing_deploys() -> No
 
 
 def test_toy_plan_groups_environments_builds_once_and_gates_prod() -> None:
-    plan = build_plan(toy_model())
+    plan = build_plan(toy_model(), PipelineConfig(approval_before_prod=True))
     assert [j.id for j in plan.order(plan.for_trigger("main"))][-4:] == ["dev", "preprod", "approve-prod", "prod"]
     dev = plan.job("dev")
-    assert dev.commands == (
-        "deploy --env dev --target aws",
-        "publish --env dev --target aws",
-        "integration-test --env dev --target aws",
-    )
+    # no --target: every task reads CICD_TARGET, which the adapter sets once
+    assert dev.commands == ("deploy --env dev", "publish --env dev", "integration-test --env dev")
     assert dev.kind == "deploy" and dev.credentials and dev.downloads and not dev.gated
     assert plan.job("prod").gated and plan.job("prod").needs[0] == "approve-prod"
     approval = plan.job("approve-prod")
-    assert approval.kind == "approval" and not approval.credentials
+    # the approval job shows the change set (with the environment's credentials); it never records an approval
+    assert approval.kind == "approval" and approval.credentials and not approval.uploads
+    assert not any(c.startswith("approve ") for c in approval.commands)
     # a check that needs exactly one check joins its job (the scan reads the assembly of the same workspace)
     assert plan.job("synth").commands == ("synth", "iac-scan")
-    assert {j.id for j in plan.jobs if j.uploads} == {"flutter-build", "package"}
+    # builds hand on what they built, every environment job hands the artifact on with its evidence
+    assert {j.id for j in plan.jobs if j.uploads} == {"flutter-build", "package", "dev", "preprod", "prod"}
+    assert plan.handed_from(plan.job("preprod")) == plan.job("dev")
+    assert plan.handed_from(plan.job("prod")) == plan.job("preprod")
+    assert plan.handed_from(plan.job("dev")) == plan.job("package")
     assert plan.job("flutter-check").flutter and not plan.job("lint").flutter
 
 
-def test_without_the_approval_switch_nothing_is_gated() -> None:
-    plan = build_plan(toy_model(approval=False))
+@pytest.mark.parametrize("approval_step", [True, False])
+def test_without_the_approval_switch_there_is_no_approval_job(approval_step: bool) -> None:
+    plan = build_plan(toy_model(approval=approval_step))
     assert not any(j.kind == "approval" or j.gated for j in plan.jobs)
     assert plan.job("prod").needs[0] == "preprod"
 

@@ -46,7 +46,7 @@ def assert_all_pass(results: list[validate.Validation]) -> None:
     assert all(r.status == "passed" for r in results), [r.line() for r in results]
 
 
-@pytest.mark.parametrize("plan_name", ["project", "toy"])
+@pytest.mark.parametrize("plan_name", ["project", "project-approval", "toy"])
 @pytest.mark.parametrize(
     "adapter_name", [n for n in adapter_ids() if any(v not in NODE_VALIDATORS for v, _ in by_name(n).checks)]
 )
@@ -58,7 +58,7 @@ def test_adapter_passes_its_validators(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plan_name", ["project", "toy"])
+@pytest.mark.parametrize("plan_name", ["project", "project-approval", "toy"])
 @pytest.mark.parametrize("adapter_name", ["circleci", "codecatalyst", "jenkins"])
 def test_adapter_passes_its_npm_validators(
     adapter_name: str, plan_name: str, rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path

@@ -83,6 +83,7 @@ def toy_steps(*, approval: bool = True) -> tuple[Step, ...]:
                 triggers=MAIN,
                 envs=("prod",),
                 cacheable=False,
+                task="change-set --env {env}",
             )
         )
     steps += [

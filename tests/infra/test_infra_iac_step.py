@@ -271,12 +271,15 @@ def test_iac_scan_needs_the_nag_report(make_ctx: MakeCtx, fake_checkov: FakeChec
         iac.iac_scan(ctx)
 
 
-def test_synth_for_aws_without_accounts_is_a_config_error_before_any_work(make_ctx: MakeCtx) -> None:
-    ctx = make_ctx(step="synth", target="aws")
+def test_packaging_for_aws_without_accounts_is_a_config_error_before_any_work(make_ctx: MakeCtx) -> None:
+    """The synth check scans the aws templates without accounts (environment-agnostic); a package cannot."""
+    from cicd.steps import deploy
+
+    ctx = make_ctx(step="package", target="aws")
     with pytest.raises(ConfigError, match=r"environment 'dev' has no account for the aws target") as info:
-        iac.synth(ctx)
+        deploy.package(ctx)
     assert info.value.return_code == 2
-    assert not (ctx.run_dir / "cdk.out").exists()
+    assert not (ctx.run_dir / "artifact").exists()
 
 
 # --- one real run ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The packaged artifact (digests, tamper detection, the store) and environment release state (history, lock)."""
+"""The packaged artifact (digests, tamper detection, the store) and the pipeline state (history, evidence, lock)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cicd import artifact as artifacts
-from cicd import release
+from cicd import state
 from cicd.errors import StepFailed, UsageError
 
 
@@ -31,7 +31,9 @@ def test_manifest_digest_changes_with_any_byte_version_or_commit(tmp_path: Path)
     c = artifacts.build(make_payload(tmp_path / "c", "v2"), version="1.2.3", commit="abc")
     d = artifacts.build(make_payload(tmp_path / "d"), version="1.2.4", commit="abc")
     e = artifacts.build(make_payload(tmp_path / "e"), version="1.2.3", commit="def")
-    assert len({a.digest, c.digest, d.digest, e.digest}) == 4
+    f = artifacts.build(make_payload(tmp_path / "f"), version="1.2.3", commit="abc", target="aws")
+    assert len({a.digest, c.digest, d.digest, e.digest, f.digest}) == 5
+    assert artifacts.verify(tmp_path / "f").target == "aws" and a.target == "local"
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"cdk.out/manifest.json", "cdk.out/stack.template.json", "lambda.zip"}
 
@@ -54,7 +56,7 @@ def test_verify_names_the_tampered_file(tmp_path: Path, tamper: Callable[[Path],
         artifacts.verify(folder)
 
 
-def test_store_put_get_latest_and_passed_records(tmp_path: Path) -> None:
+def test_store_put_get_latest_and_evidence(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     root.mkdir()
     folder = make_payload(tmp_path / "art")
@@ -63,10 +65,10 @@ def test_store_put_get_latest_and_passed_records(tmp_path: Path) -> None:
     assert stored.path == root / ".cicd" / "artifacts" / made.digest
     assert artifacts.get(root, made.digest[:10]).digest == made.digest
     assert artifacts.resolve(root).digest == made.digest  # via LATEST
-    assert not artifacts.passed_in(stored, "local", "dev")
-    artifacts.record_passed(stored, "local", "dev", "run-1")
-    assert artifacts.passed_in(stored, "local", "dev")
-    artifacts.verify(stored.path)  # passed records are not part of the digest
+    record = {"digest": made.digest, "env": "dev", "target": "local", "passed": True, "run_id": "run-1"}
+    assert state.attach_evidence(root, None, record) == [stored.path / "passed" / "local-dev.json"]
+    assert state.verify_evidence(stored.path, stored, "local", "dev")["run_id"] == "run-1"
+    artifacts.verify(stored.path)  # evidence is not part of the digest
     (stored.path / "lambda.zip").write_bytes(b"changed")
     with pytest.raises(StepFailed, match="tampered"):
         artifacts.get(root, made.digest)
@@ -107,18 +109,24 @@ def test_deterministic_zip(tmp_path: Path) -> None:
     assert zipfile.ZipFile(tmp_path / "one.zip").namelist() == ["pkg/a.py"]
 
 
-def test_release_history_last_good_and_running(tmp_path: Path) -> None:
-    assert release.last_good(tmp_path, "local", "dev") is None
-    release.record_deploy(tmp_path, "local", "dev", digest="d1", version="1.0.1", run_id="r1")
-    release.mark_tested(tmp_path, "local", "dev", digest="d1", passed=True)
-    release.record_deploy(tmp_path, "local", "dev", digest="d2", version="1.0.2", run_id="r2")
-    release.mark_tested(tmp_path, "local", "dev", digest="d2", passed=False)
-    assert release.running(tmp_path, "local", "dev") == "d2"
-    assert release.last_good(tmp_path, "local", "dev") == "d1"
-    assert release.last_good(tmp_path, "local", "dev", other_than="d1") is None
-    assert release.last_good(tmp_path, "aws", "dev") is None  # targets are separate
-    release.state_path(tmp_path, "local", "dev").write_text("{corrupt")
-    assert release.read_state(tmp_path, "local", "dev") == {"history": []}
+def test_evidence_must_name_this_artifact_target_and_environment(tmp_path: Path) -> None:
+    folder = make_payload(tmp_path / "art")
+    art = artifacts.build(folder, version="1.0.0", commit="c1")
+    with pytest.raises(StepFailed, match="arrived without evidence that it passed the tests in dev"):
+        state.verify_evidence(folder, art, "local", "dev")
+    for wrong, needle in (
+        ({"digest": "0" * 64}, "digest is"),
+        ({"target": "aws"}, "target is 'aws'"),
+        ({"passed": False}, "passed is False"),
+    ):
+        record = {"digest": art.digest, "env": "dev", "target": "local", "passed": True, **wrong}
+        (folder / "passed").mkdir(exist_ok=True)
+        (folder / "passed" / "local-dev.json").write_text(json.dumps(record))
+        with pytest.raises(StepFailed, match=needle):
+            state.verify_evidence(folder, art, "local", "dev")
+    (folder / "passed" / "local-dev.json").write_text("{not json")
+    with pytest.raises(StepFailed, match="corrupt"):
+        state.verify_evidence(folder, art, "local", "dev")
 
 
 def test_deploy_lock_makes_the_second_deploy_wait(tmp_path: Path) -> None:
@@ -127,7 +135,7 @@ def test_deploy_lock_makes_the_second_deploy_wait(tmp_path: Path) -> None:
     inside = threading.Event()
 
     def first() -> None:
-        with release.deploy_lock(tmp_path, "local", "dev", notify=notes.append):
+        with state.deploy_lock(tmp_path, "local", "dev", notify=notes.append):
             events.append("first in")
             inside.set()
             time.sleep(0.5)
@@ -136,7 +144,7 @@ def test_deploy_lock_makes_the_second_deploy_wait(tmp_path: Path) -> None:
     thread = threading.Thread(target=first)
     thread.start()
     inside.wait(5)
-    with release.deploy_lock(tmp_path, "local", "dev", notify=notes.append):
+    with state.deploy_lock(tmp_path, "local", "dev", notify=notes.append):
         events.append("second in")
     thread.join()
     assert events == ["first in", "first out", "second in"]
@@ -148,7 +156,7 @@ def test_deploy_lock_gives_up_after_the_timeout(tmp_path: Path) -> None:
     held = threading.Event()
 
     def holder() -> None:
-        with release.deploy_lock(tmp_path, "local", "prod", notify=lambda _: None):
+        with state.deploy_lock(tmp_path, "local", "prod", notify=lambda _: None):
             held.set()
             release_it.wait(5)
 
@@ -158,7 +166,7 @@ def test_deploy_lock_gives_up_after_the_timeout(tmp_path: Path) -> None:
     try:
         with (
             pytest.raises(StepFailed, match="still runs after"),
-            release.deploy_lock(tmp_path, "local", "prod", notify=lambda _: None, timeout_s=0.3),
+            state.deploy_lock(tmp_path, "local", "prod", notify=lambda _: None, timeout_s=0.3),
         ):
             pass
     finally:

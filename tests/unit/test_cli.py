@@ -184,5 +184,5 @@ def test_promote_and_approve_refuse_without_a_passed_artifact(project_copy: Path
     proc = inv("promote", "--to", "preprod", cwd=project_copy)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
-    assert "no artifact has passed the tests in dev" in report["steps"][0]["reason"]
-    assert_one_line_error(inv("approve", "--env", "prod", cwd=project_copy), 1, "no artifact has passed")
+    assert "no artifact was handed to this job" in report["steps"][0]["reason"]
+    assert_one_line_error(inv("approve", "--env", "prod", cwd=project_copy), 1, "no artifact was handed to this job")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from cicd import artifact as artifacts
-from cicd import release
+from cicd import state
 from cicd.context import StepContext
 from cicd.errors import ConfigError, MissingToolError, StepFailed
 from cicd.results import Status
@@ -42,6 +43,29 @@ def stored_artifact(root: Path, name: str = "a", apk: bool = False) -> artifacts
     return artifacts.put(root, folder)
 
 
+def hand_off(root: Path, art: artifacts.Artifact, *, passed: str | None = None, target: str = "local") -> Path:
+    """Put ``art`` where a CI job finds what the previous job handed on, with evidence of ``passed`` if given."""
+    folder = root / artifacts.CI_ARTIFACT
+    shutil.copytree(art.path, folder, dirs_exist_ok=True)
+    if passed:
+        record = {"digest": art.digest, "env": passed, "target": target, "passed": True, "run_id": "r1"}
+        assert state.attach_evidence(root, None, record)
+    return folder
+
+
+@pytest.fixture
+def stores(moto_env: None, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], state.Store]:
+    """Each environment's state in an in-process moto S3 (the tests here start no local AWS)."""
+    s3: Any = boto3.client("s3", region_name="eu-west-1")
+    made: dict[tuple[str, str], state.Store] = {}
+
+    def open_store(root: Path, env: str, target: str) -> state.Store:
+        return made.setdefault((env, target), state.Store(s3, f"state-{target}-{env}", env, target, "eu-west-1"))
+
+    monkeypatch.setattr(state, "open_store", open_store)
+    return made
+
+
 @pytest.fixture
 def ctx_for(make_ctx: Callable[..., StepContext]) -> Callable[..., StepContext]:
     def factory(root: Path, step: str, env: str | None, target: str = "local") -> StepContext:
@@ -56,18 +80,20 @@ def test_previous_environment() -> None:
         deploy.previous_env("dev")
 
 
-def test_promote_refuses_an_artifact_that_has_not_passed(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
+def test_promote_needs_the_handed_on_artifact_with_its_evidence(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
     root = project(tmp_path)
     ctx = ctx_for(root, "promote", "preprod")
-    with pytest.raises(StepFailed, match="no artifact has passed the tests in dev"):
+    with pytest.raises(StepFailed, match="no artifact was handed to this job"):
         deploy.promotion_candidate(ctx, "dev")
     art = stored_artifact(root)
-    with pytest.raises(StepFailed, match="no artifact has passed"):
+    hand_off(root, art)
+    with pytest.raises(StepFailed, match="arrived without evidence that it passed the tests in dev"):
         deploy.promotion_candidate(ctx, "dev")
-    artifacts.record_passed(art, "local", "dev", "r1")
+    hand_off(root, art, passed="dev")
     assert deploy.promotion_candidate(ctx, "dev").digest == art.digest
-    assert not list(root.glob(".cicd/artifacts/*/passed/aws-dev.json"))
-    with pytest.raises(StepFailed, match="on the aws target"):
+    with pytest.raises(StepFailed, match="arrived without evidence"):  # evidence of the local target, not aws
         deploy.promotion_candidate(ctx_for(root, "promote", "preprod", target="aws"), "dev")
 
 
@@ -80,44 +106,102 @@ def test_promote_refuses_this_runs_artifact_before_it_passed(
     (folder / "cdk.out").mkdir(parents=True)
     (folder / "cdk.out" / "manifest.json").write_text("{}")
     artifacts.build(folder, version="1.0.0", commit=None)
-    with pytest.raises(StepFailed, match="has not passed the tests in dev: refusing to promote it"):
+    with pytest.raises(StepFailed, match=r"without evidence that it passed the tests in dev .*: refusing to promote"):
         deploy.promote(ctx)
 
 
 def test_promote_refuses_a_tampered_artifact(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
     root = project(tmp_path)
-    art = stored_artifact(root)
-    artifacts.record_passed(art, "local", "dev", "r1")
-    (art.path / "cdk.out" / "manifest.json").write_text('{"evil": true}')
+    folder = hand_off(root, stored_artifact(root), passed="dev")
+    (folder / "cdk.out" / "manifest.json").write_text('{"evil": true}')
     with pytest.raises(StepFailed, match="tampered"):
         deploy.promote(ctx_for(root, "promote", "preprod"))
 
 
-def test_approval_off_passes_on_waits_then_passes_after_approve(
+def test_a_deploy_refuses_an_artifact_packaged_for_another_target(
     tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    root = project(tmp_path)
+    folder = tmp_path / "aws-payload"
+    (folder / "cdk.out").mkdir(parents=True)
+    (folder / "cdk.out" / "manifest.json").write_text("{}")
+    art = artifacts.put(root, artifacts.build(folder, version="1.0.0", commit="c", target="aws").path)
+    with pytest.raises(ConfigError, match="packaged for the aws target: refusing to deploy it to dev on the local"):
+        deploy._deploy(ctx_for(root, "deploy", "dev"), art, "test")
+
+
+def test_approval_off_passes_on_waits_then_passes_after_approve(
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     off = project(tmp_path)
     assert deploy.approve(ctx_for(off, "approve", "prod")).status is Status.PASSED
     root = project(tmp_path / "on", "approval = true\n")
-    art = stored_artifact(root)
-    artifacts.record_passed(art, "local", "preprod", "r1")
+    hand_off(root, stored_artifact(root), passed="preprod")
+    diffs: list[str] = []
+
+    def change_set(ctx: StepContext, env: Any, art: artifacts.Artifact) -> Path:
+        diffs.append(art.digest)
+        path = ctx.out("reports", "change-set-prod.txt")
+        path.write_text("[~] AWS::Lambda::Function Handler\n")
+        return path
+
+    monkeypatch.setattr(deploy, "change_set", change_set)
     waiting = deploy.approve(ctx_for(root, "approve", "prod"))
-    assert waiting.status is Status.SKIPPED and waiting.details["blocks"] is True
-    assert "uv run inv approve --env prod" in (waiting.reason or "")
+    assert waiting.status is Status.SKIPPED and waiting.details["blocks"] is True and diffs
+    assert "uv run inv approve --env prod" in (waiting.reason or "") and "change-set-prod.txt" in (waiting.reason or "")
     assert "approved artifact" in deploy.grant_approval(ctx_for(root, "approve", "prod"), "alice")
+    assert stores[("prod", "local")].approval(diffs[0]) is not None  # kept in prod's state, not on this disk
     approved = deploy.approve(ctx_for(root, "approve", "prod"))
     assert approved.status is Status.PASSED and "alice" in (approved.reason or "")
 
 
-def test_rollback_without_a_good_artifact_fails_clearly(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> None:
+def test_rollback_without_a_good_artifact_fails_clearly(
+    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
+) -> None:
     root = project(tmp_path)
     with pytest.raises(StepFailed, match="nothing to roll back to"):
         deploy.rollback(ctx_for(root, "rollback", "prod"))
     assert "nothing to roll back to" in deploy.rollback_to_last_good(ctx_for(root, "x", "dev"), "dev", "d1")
-    release.record_deploy(root, "local", "dev", digest="f" * 64, version="1.0.0", run_id="r")
-    release.mark_tested(root, "local", "dev", digest="f" * 64, passed=True)
+    dev = state.open_store(root, "dev", "local")
+    dev.record_deploy(digest="f" * 64, version="1.0.0", run_id="r")
+    dev.mark_tested(digest="f" * 64, passed=True, run_id="r")
     message = deploy.rollback_to_last_good(ctx_for(root, "x", "dev"), "dev", "d1")
-    assert "could not roll back" in message and "not in the store" in message
+    assert "could not roll back" in message and "neither in this workspace nor in dev's state bucket" in message
+
+
+def test_a_fresh_workspace_fetches_the_artifact_to_roll_back_to_from_the_environments_state(
+    tmp_path: Path, stores: dict[tuple[str, str], state.Store]
+) -> None:
+    first = project(tmp_path / "job-1")
+    art = stored_artifact(first, apk=True)
+    store = state.open_store(first, "preprod", "local")
+    store.keep_artifact(art)
+    store.record_deploy(digest=art.digest, version=art.version, run_id="r1")
+    store.mark_tested(digest=art.digest, passed=True, run_id="r1")
+    store.record_deploy(digest="e" * 64, version="1.0.8", run_id="r2")
+    store.mark_tested(digest="e" * 64, passed=False, run_id="r2")
+    fresh = project(tmp_path / "job-2")
+    assert store.running() == "e" * 64 and store.last_good(other_than=store.running()) == art.digest
+    fetched = store.fetch_artifact(fresh, art.digest)
+    assert fetched.digest == art.digest and fetched.path.is_relative_to(fresh) and fetched.apk() is not None
+
+
+def test_state_history_last_good_running_and_tested(stores: dict[tuple[str, str], state.Store], tmp_path: Path) -> None:
+    dev = state.open_store(tmp_path, "dev", "local")
+    assert dev.last_good() is None and dev.running() is None
+    dev.record_deploy(digest="d1", version="1.0.1", run_id="r1")
+    evidence = dev.mark_tested(digest="d1", passed=True, run_id="r1")
+    assert evidence["env"] == "dev" and evidence["target"] == "local" and evidence["passed"] is True
+    dev.record_deploy(digest="d2", version="1.0.2", run_id="r2")
+    dev.mark_tested(digest="d2", passed=False, run_id="r2")
+    assert dev.running() == "d2" and dev.last_good() == "d1" and dev.last_good(other_than="d1") is None
+    assert dev.tested("d2") is False and dev.tested("d1") is True and dev.tested("d3") is None
+    assert state.open_store(tmp_path, "dev", "aws").last_good() is None  # targets are separate
+    dev.s3.put_object(Bucket=dev.bucket, Key=state.HISTORY, Body=b"{corrupt")
+    assert dev.history() == {"history": []}
 
 
 def test_aws_target_checks_account_region_and_credentials_first(
@@ -165,7 +249,7 @@ def write_deployed(ctx: StepContext, digest: str, buckets: dict[str, str]) -> No
 
 
 def test_publish_uploads_the_apk_and_the_web_build_with_its_config(
-    tmp_path: Path, ctx_for: Callable[..., StepContext], moto_env: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
 ) -> None:
     root = project(tmp_path, '[tool.cicd.environments.dev]\naccount = "123456789012"\nregion = "eu-west-1"\n')
     art = stored_artifact(root, apk=True)
@@ -183,7 +267,7 @@ def test_publish_uploads_the_apk_and_the_web_build_with_its_config(
 
 
 def test_publish_is_skipped_with_the_reason_without_a_flutter_build(
-    tmp_path: Path, ctx_for: Callable[..., StepContext]
+    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
 ) -> None:
     root = project(tmp_path)
     art = stored_artifact(root)
@@ -209,18 +293,20 @@ def test_deployed_digest_reads_the_stack_parameter(moto_env: None) -> None:
 
 
 def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rollback_did(
-    tmp_path: Path, ctx_for: Callable[..., StepContext]
+    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
 ) -> None:
     root = project(tmp_path)
     for folder in ("tests", "cicd", "functions"):
         (root / folder).symlink_to(ROOT / folder)
     art = stored_artifact(root)
+    hand_off(root, art)
     ctx = ctx_for(root, "integration-test", "dev")
     write_deployed(ctx, art.digest, {"ApkBucketName": "b", "WebBucketName": "w"})
-    release.record_deploy(root, "local", "dev", digest=art.digest, version="1.0.7", run_id="r")
+    dev = state.open_store(root, "dev", "local")
+    dev.record_deploy(digest=art.digest, version="1.0.7", run_id="r")
     with pytest.raises(StepFailed, match="integration tests failed in dev") as err:
         verify.integration_test(ctx)
     assert "nothing to roll back to" in str(err.value)
-    assert release.read_state(root, "local", "dev")["history"][-1]["passed"] is False
-    assert not artifacts.passed_in(art, "local", "dev")
+    assert dev.history()["history"][-1]["passed"] is False
+    assert not (root / artifacts.CI_ARTIFACT / "passed").exists()  # no evidence handed on
     assert (ctx.run_dir / "reports" / "integration-test-dev.junit.xml").is_file()

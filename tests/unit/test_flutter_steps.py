@@ -1,7 +1,7 @@
 """The Flutter steps: offline checks (tree-sitter, pubspec schema, semgrep), the SDK half and the build.
 
 Faults are planted in a copy of ``flutter/``, ``semgrep/`` and ``cicd/schemas/`` under a temporary folder, never
-in the repository. The Flutter SDK is absent or replaced by ``fixtures/flutter/fake_flutter.py`` through PATH, so
+in the repository. The Flutter SDK is absent or replaced by ``cicd/adapters/flutter_stand_in.py`` through PATH, so
 no test depends on what the machine has installed.
 """
 
@@ -20,6 +20,7 @@ from typing import IO, TypedDict
 import pytest
 
 from cicd import tools
+from cicd.adapters import flutter_stand_in
 from cicd.context import StepContext
 from cicd.errors import ConfigError, MissingToolError, StepFailed
 from cicd.results import Status
@@ -27,6 +28,7 @@ from cicd.steps import flutter
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "flutter"
+STAND_IN = Path(flutter_stand_in.__file__)
 PUBSPEC = "flutter/pubspec.yaml"
 SCHEMA = REPO / "cicd" / "schemas" / "pubspec.schema.json"
 
@@ -58,7 +60,7 @@ def fake_flutter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "fake-bin"
     bin_dir.mkdir()
     script = bin_dir / "flutter"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FIXTURES / "fake_flutter.py"}" "$@"\n')
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STAND_IN}" "$@"\n')
     script.chmod(0o755)
     calls = tmp_path / "flutter-calls.jsonl"
     monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), _path_without_flutter()]))
@@ -72,7 +74,7 @@ def fake_flutter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class Call(TypedDict):
-    """One call of the fake ``flutter``, as ``fixtures/flutter/fake_flutter.py`` records it."""
+    """One call of the fake ``flutter``, as ``cicd/adapters/flutter_stand_in.py`` records it."""
 
     argv: list[str]
     cwd: str

@@ -198,3 +198,23 @@ def test_jobs_zero_and_unwritable_run_folder_are_usage_errors(tmp_path: Path) ->
     with pytest.raises(UsageError, match="cannot write the run folder") as err:
         prepare_run_dir(tmp_path, "x")
     assert err.value.return_code == 2
+
+
+def test_every_sarif_run_of_a_step_gets_its_own_category(tmp_path: Path) -> None:
+    """Code scanning rejects two runs of one tool in one category (gitleaks' history and tree scans)."""
+    from cicd import reports
+
+    (tmp_path / "reports").mkdir()
+    for name in ("gitleaks-history", "gitleaks-tree"):
+        run = {"tool": {"driver": {"name": "gitleaks"}}, "results": []}
+        (tmp_path / "reports" / f"{name}.sarif").write_text(json.dumps({"version": "2.1.0", "runs": [run]}))
+    kept = {"tool": {"driver": {"name": "x"}}, "automationDetails": {"id": "mine/"}}
+    (tmp_path / "reports" / "kept.sarif").write_text(json.dumps({"runs": [kept]}))
+    outputs = ("reports/gitleaks-history.sarif", "reports/gitleaks-tree.sarif", "reports/kept.sarif", "reports/x.txt")
+    stamped = reports.categorize_sarif(tmp_path, "secrets-scan", outputs)
+    assert [p.name for p in stamped] == ["gitleaks-history.sarif", "gitleaks-tree.sarif"]
+    ids = [
+        json.loads((tmp_path / "reports" / f"{n}.sarif").read_text())["runs"][0]["automationDetails"]["id"]
+        for n in ("gitleaks-history", "gitleaks-tree", "kept")
+    ]
+    assert ids == ["secrets-scan/gitleaks-history/", "secrets-scan/gitleaks-tree/", "mine/"]
