@@ -388,7 +388,7 @@ FLUTTER_STEPS: tuple[Step, ...] = (
         stage="flutter",
         inputs=("flutter/**", "semgrep/dart/**", "cicd/schemas/pubspec.schema.json"),
         tools=("tree-sitter-dart", "semgrep", "flutter"),
-        outputs=("reports/semgrep-dart.sarif", "reports/flutter-junit.xml"),
+        outputs=("reports/semgrep-dart.sarif", "reports/dart-rules.sarif", "reports/flutter-junit.xml"),
         env_vars=("CICD_REQUIRE_FLUTTER",),
     ),
     Step(

@@ -217,9 +217,6 @@ class Store:
                 return str(entry["digest"])
         return None
 
-    def passed(self, digest: str) -> bool:
-        return any(e.get("digest") == digest and e.get("passed") for e in self.history()["history"])
-
     def tested(self, digest: str) -> bool | None:
         """True/False when ``digest``'s newest deploy here was tested, None when it never was."""
         for entry in reversed(self.history()["history"]):

@@ -180,17 +180,7 @@ class Project:
     def client(self, service: str) -> Any:
         """A boto3 client of the copy's local AWS (None when it does not run)."""
         server = self.server()
-        if server is None:
-            return None
-        import boto3
-
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=server["endpoint"],
-            region_name=server["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return None if server is None else local_client(server, service)
 
     def deploys(self, env: str) -> list[str]:
         """The digests deployed to ``env``, oldest first (entries written by a deploy, not by a test verdict)."""
@@ -229,20 +219,8 @@ class Project:
 
     def stacks(self) -> dict[str, tuple[str, str | None]]:
         """Per environment, the CloudFormation stack status and the artifact digest it was deployed with."""
-        cfn = self.client("cloudformation")
-        if cfn is None:
-            return {}
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        found: dict[str, tuple[str, str | None]] = {}
-        for env in ENVIRONMENTS:
-            try:
-                stack = cfn.describe_stacks(StackName=f"LatestApk-{env}")["Stacks"][0]
-            except (ClientError, BotoCoreError):
-                continue
-            params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
-            found[env] = (stack["StackStatus"], params.get("ArtifactDigest"))
-        return found
+        server = self.server()
+        return {} if server is None else stacks_of(server)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything that says what the environments run: the local AWS, the stacks, /health, deploy history."""
@@ -302,6 +280,35 @@ class Project:
         while self.processes(run_dir):
             assert time.monotonic() < deadline, f"processes of {run_dir} still running: {self.processes(run_dir)}"
             time.sleep(0.2)
+
+
+def local_client(server: Mapping[str, Any], service: str) -> Any:
+    """A boto3 client of the local AWS described by ``server`` (its ``server.json``)."""
+    import boto3
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=server["endpoint"],
+        region_name=server["region"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def stacks_of(server: Mapping[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Per environment deployed on the local AWS ``server``: its stack status and the artifact digest it runs."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cfn = local_client(server, "cloudformation")
+    found: dict[str, tuple[str, str | None]] = {}
+    for env in ENVIRONMENTS:
+        try:
+            stack = cfn.describe_stacks(StackName=f"LatestApk-{env}")["Stacks"][0]
+        except (ClientError, BotoCoreError):
+            continue
+        params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+        found[env] = (stack["StackStatus"], params.get("ArtifactDigest"))
+    return found
 
 
 def http_get(url: str, *, timeout: float = 30) -> tuple[int, dict[str, Any]]:

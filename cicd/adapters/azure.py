@@ -27,7 +27,7 @@ import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.common import TOKEN_FILE, Rendered, flutter_clone, guard, header, inputs_with, web_identity
-from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
+from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, reachable, text_of
 from cicd.adapters.plan import (
     APPROVAL_WAIT_MINUTES,
     ARTIFACT_DIR,
@@ -341,7 +341,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     for job in jobs:
         if job.id in auto_download:
             # Every artifact published so far lands in $(Pipeline.Workspace)/<name>, beside the sources folder.
-            before = _upstream(by_id, job)
+            before = reachable(by_id, job)
             names = [h.name for j in jobs if j.id in before for h in j.hands_on]
             job.receives = [*(Handoff(n, dest=f"../{n}") for n in names), *job.receives]
     trigger_paths = (doc.get("pr") or {}).get("paths", {}).get("include")
@@ -424,17 +424,6 @@ def _hands_on(steps: list[dict[str, Any]]) -> list[Handoff]:
             local = _local(str(path)).rstrip("/")
             found.append(Handoff(str(name), (local,), root=local))
     return found
-
-
-def _upstream(by_id: dict[str, JobFacts], job: JobFacts) -> set[str]:
-    seen: set[str] = set()
-    todo = list(job.needs)
-    while todo:
-        current = todo.pop()
-        if current in by_id and current not in seen:
-            seen.add(current)
-            todo.extend(by_id[current].needs)
-    return seen
 
 
 def _job_facts(job: dict[str, Any], triggers: set[str], stage: str, sequential: bool) -> JobFacts:

@@ -63,18 +63,6 @@ def step_cache_name(job: Job) -> str:
     return f"steps-{job.id}"
 
 
-def levels(plan: Plan, jobs: tuple[Job, ...]) -> list[list[Job]]:
-    """Jobs grouped by dependency level, in plan order within a level."""
-    ids = {j.id for j in jobs}
-    level: dict[str, int] = {}
-    for job in plan.order(jobs):
-        level[job.id] = 1 + max((level[n] for n in job.needs if n in ids), default=-1)
-    grouped: list[list[Job]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for job in plan.order(jobs):
-        grouped[level[job.id]].append(job)
-    return grouped
-
-
 def _credentials(plan: Plan, env: str) -> str:
     """The OIDC token handed to the AWS SDKs, only when the step targets AWS (one shell ``if``; the token check
     comes last, so a missing token fails the ``if`` and the step)."""
@@ -146,7 +134,7 @@ def render(plan: Plan) -> list[Rendered]:
 
     def sequence(trigger: str) -> list[object]:
         out: list[object] = []
-        for group in levels(plan, plan.for_trigger(trigger)):
+        for group in plan.levels(plan.for_trigger(trigger)):
             out.append({"parallel": [item(j) for j in group]} if len(group) > 1 else item(group[0]))
         return out
 

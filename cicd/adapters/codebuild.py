@@ -56,18 +56,6 @@ def runs_name(job_id: str) -> str:
     return f"runs_{job_id.replace('-', '_')}"
 
 
-def levels(plan: Plan, jobs: tuple[Job, ...]) -> list[list[Job]]:
-    """Jobs grouped by dependency level (one stage each), in plan order within a level."""
-    ids = {j.id for j in jobs}
-    level: dict[str, int] = {}
-    for job in plan.order(jobs):
-        level[job.id] = 1 + max((level[n] for n in job.needs if n in ids), default=-1)
-    grouped: list[list[Job]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for job in plan.order(jobs):
-        grouped[level[job.id]].append(job)
-    return grouped
-
-
 def received_from(plan: Plan, job: Job) -> Job | None:
     """The job whose ``.cicd/artifact/`` this job takes (the nearest upstream one that hands it on)."""
     return plan.handed_from(job) if job.downloads else None
@@ -82,7 +70,7 @@ def layout(plan: Plan) -> dict[str, Any]:
         if not jobs:
             continue
         stages: list[dict[str, Any]] = []
-        for group in levels(plan, jobs):
+        for group in plan.levels(jobs):
             env = group[0].env if all(j.kind == "deploy" for j in group) and len(group) == 1 else None
             stage_name = env or "-".join(sorted({j.kind for j in group})) + f"-{len(stages) + 1}"
             actions: list[dict[str, Any]] = []

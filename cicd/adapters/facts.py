@@ -110,7 +110,11 @@ def inv_calls(lines: Iterable[str]) -> list[str]:
 
 
 def upstream(facts: AdapterFacts, job: JobFacts, trigger: str) -> set[str]:
-    by_id = {j.id: j for j in facts.for_trigger(trigger)}
+    return reachable({j.id: j for j in facts.for_trigger(trigger)}, job)
+
+
+def reachable(by_id: Mapping[str, JobFacts], job: JobFacts) -> set[str]:
+    """The ids of every job ``job`` needs, directly or not, among ``by_id``."""
     seen: set[str] = set()
     todo = list(job.needs)
     while todo:

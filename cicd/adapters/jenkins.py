@@ -18,7 +18,6 @@ import re
 from typing import Final
 
 from cicd.adapters import pins
-from cicd.adapters.bitbucket import levels
 from cicd.adapters.common import Rendered, guard, header
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, inv_calls
 from cicd.adapters.plan import (
@@ -164,7 +163,7 @@ def _helpers() -> list[str]:
 
 def render(plan: Plan) -> list[Rendered]:
     body: list[str] = []
-    for group in levels(plan, plan.jobs):
+    for group in plan.levels(plan.jobs):
         for job in group:
             if job.gated:
                 body.extend(_gate(plan, job, 4))

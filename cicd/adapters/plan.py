@@ -171,6 +171,18 @@ class Plan:
         position = {j.id: i for i, j in enumerate(self.jobs)}
         return max(last, key=lambda u: position[u.id]) if last else None  # the one the model builds last
 
+    def levels(self, jobs: Sequence[Job]) -> list[list[Job]]:
+        """``jobs`` grouped by dependency level (a stage each, for tools that run stages in order), in plan order
+        within a level."""
+        ids = {j.id for j in jobs}
+        level: dict[str, int] = {}
+        for job in self.order(jobs):
+            level[job.id] = 1 + max((level[n] for n in job.needs if n in ids), default=-1)
+        grouped: list[list[Job]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for job in self.order(jobs):
+            grouped[level[job.id]].append(job)
+        return grouped
+
     def upstream(self, job: Job) -> set[str]:
         seen: set[str] = set()
         todo = list(job.needs)

@@ -32,7 +32,7 @@ from cicd.adapters.jobrun import JobRun, Runner, stand_in_path
 from cicd.adapters.registry import ADAPTERS
 from cicd.sandbox import copy_project, git
 from tests.conftest import ROOT
-from tests.harness import TOOLS_DIR, base_env, http_get
+from tests.harness import TOOLS_DIR, base_env, http_get, stacks_of
 
 pytestmark = pytest.mark.slow
 
@@ -79,25 +79,8 @@ class World:
         return data
 
     def digests(self) -> dict[str, str | None]:
-        import boto3
-
-        server = self.server()
-        cfn = boto3.client(
-            "cloudformation",
-            endpoint_url=server["endpoint"],
-            region_name=server["region"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        found: dict[str, str | None] = {}
-        for env, stack in STACKS.items():
-            try:
-                params = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
-            except Exception:
-                found[env] = None
-                continue
-            found[env] = next((p.get("ParameterValue") for p in params if p["ParameterKey"] == "ArtifactDigest"), None)
-        return found
+        stacks = stacks_of(self.server())
+        return {env: stacks[env][1] if env in stacks else None for env in STACKS}
 
     def api(self, env: str) -> str:
         state = json.loads((self.home / f"api-{env}.json").read_text(encoding="utf-8"))

@@ -55,7 +55,7 @@ from cicd.errors import MissingToolError
 from cicd.sandbox import git
 from tests.adapters.toy import toy_model
 from tests.conftest import ROOT
-from tests.harness import TOOLS_DIR, FirstRun
+from tests.harness import TOOLS_DIR, FirstRun, stacks_of
 
 pytestmark = pytest.mark.slow
 
@@ -228,21 +228,8 @@ MAIN_JOBS = {j.id for j in build_plan(pipeline.MODEL).for_trigger("main")}
 
 def served_digests(folder: Path) -> dict[str, str | None]:
     """Per environment, the artifact digest its stack was deployed with, in the run's shared local AWS."""
-    server = json.loads((folder / "local-aws" / "server.json").read_text(encoding="utf-8"))
-    import boto3
-
-    cfn = boto3.client(
-        "cloudformation",
-        endpoint_url=server["endpoint"],
-        region_name=server["region"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    found: dict[str, str | None] = {}
-    for env in ("dev", "preprod", "prod"):
-        params = cfn.describe_stacks(StackName=f"LatestApk-{env}")["Stacks"][0].get("Parameters", [])
-        found[env] = next((p.get("ParameterValue") for p in params if p["ParameterKey"] == "ArtifactDigest"), None)
-    return found
+    stacks = stacks_of(json.loads((folder / "local-aws" / "server.json").read_text(encoding="utf-8")))
+    return {env: stacks[env][1] if env in stacks else None for env in ("dev", "preprod", "prod")}
 
 
 def assert_reached_prod(run: localrun.LocalRun, folder: Path, jobs: set[str]) -> None:
@@ -263,22 +250,17 @@ def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: F
         localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
 
 
-def test_gitlab_ci_local_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
-    folder = tmp_path / "gitlab-main"
-    run = localrun.run(pipelined_project.project.root, "gitlab", "main", folder=folder, keep=True, timeout=1800)
-    try:
-        assert_reached_prod(run, folder, MAIN_JOBS)
-    finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
-
-
-def test_bb_run_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
-    try:
-        bbrun.bb_run_python(ROOT)
-    except MissingToolError as err:  # bb-run needs Python >= 3.12
-        pytest.skip(f"bb-run cannot run here: {err}")
-    folder = tmp_path / "bitbucket-main"
-    run = localrun.run(pipelined_project.project.root, "bitbucket", "main", folder=folder, keep=True, timeout=1800)
+@pytest.mark.parametrize("tool", ["gitlab", "bitbucket"])
+def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
+    tmp_path: Path, pipelined_project: FirstRun, tool: str
+) -> None:
+    if tool == "bitbucket":
+        try:
+            bbrun.bb_run_python(ROOT)
+        except MissingToolError as err:  # bb-run needs Python >= 3.12
+            pytest.skip(f"bb-run cannot run here: {err}")
+    folder = tmp_path / f"{tool}-main"
+    run = localrun.run(pipelined_project.project.root, tool, "main", folder=folder, keep=True, timeout=1800)
     try:
         assert_reached_prod(run, folder, MAIN_JOBS)
     finally:

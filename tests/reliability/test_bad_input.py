@@ -234,9 +234,7 @@ def test_rerun_with_a_missing_or_corrupt_report(
 # ---------------------------------------------------------------------------------------------------- delivery
 def test_promote_with_no_passed_artifact(fresh: Project) -> None:
     proc = fresh.inv("promote", "--to", "preprod")
-    assert_step_failed(
-        proc, fresh, "promote:preprod", 1, "no artifact has passed the tests in dev", "deploy and test dev first"
-    )
+    assert_step_failed(proc, fresh, "promote:preprod", 1, "no artifact was handed to this job", "the dev job handed on")
     assert fresh.server() is None and fresh.snapshot()["history"] == {env: [] for env in ENVIRONMENTS}
 
 
