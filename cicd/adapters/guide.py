@@ -214,12 +214,14 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "github": "`act` (self-hosted mode, local action stand-ins): the pull-request jobs and the main "
             "pipeline to prod (`inv adapters.run --tool github`); the main jobs also run job by job "
             "(`tests/adapters/test_job_by_job.py`)",
-            "gitlab": "`gitlab-ci-local --force-shell-executor` for the merge-request jobs; the main jobs run job "
-            "by job (`tests/adapters/test_job_by_job.py`)",
+            "gitlab": "`gitlab-ci-local --force-shell-executor`: the merge-request jobs, and a push to main to prod "
+            "(`inv adapters.run --tool gitlab`), stopping at the `when: manual` gate until it is released; the main "
+            "jobs also run job by job (`tests/adapters/test_job_by_job.py`)",
             "circleci": "no local runner without Docker; the main jobs run job by job "
             "(`tests/adapters/test_job_by_job.py`)",
-            "bitbucket": "`bb-run` (Python >= 3.12) for the pull-request steps[^bb-run]; the main steps run job by "
-            "job (`tests/adapters/test_job_by_job.py`)",
+            "bitbucket": "`bb-run` (Python >= 3.12): the pull-request steps and the `main` branch pipeline to prod "
+            "(`inv adapters.run --tool bitbucket`), holding a `trigger: manual` step[^bb-run]; the main steps also "
+            "run job by job (`tests/adapters/test_job_by_job.py`)",
             "azure": "no local runner; the main jobs run job by job (`tests/adapters/test_job_by_job.py`)",
             "codecatalyst": "no local runner; the main actions run job by job (`tests/adapters/test_job_by_job.py`)",
             "jenkins": "no local runner without a controller; the main stages run job by job "
@@ -335,8 +337,9 @@ FOOTNOTES: Final = (
     "Python exists). Left to itself bb-run runs every step of a parallel group at once in the one project folder "
     "(interleaved output, each step's artifacts holding every step's files) and drops keyed caches, so "
     "`cicd/adapters/bbrun.py` runs each step with `bb-run --step` in its own clone, as Bitbucket does: bb-run picks "
-    "the pull-request pipeline, sets the `BITBUCKET_*` variables, runs `script` and `after-script` and saves the "
-    "step's caches and artifacts, while the harness passes artifacts between steps and emulates the keyed caches "
+    "the pull-request or `main` branch pipeline, sets the `BITBUCKET_*` variables, runs `script` and "
+    "`after-script` and saves the step's caches and artifacts, while the harness passes artifacts between steps "
+    "and emulates the keyed caches "
     "(`NAME-<hash of the key files>`, saved only when absent and after a success, as Bitbucket does; the hash is "
     "the harness's, not Bitbucket's). Every step gets `-v CICD_TARGET=local`, as a repository variable would set "
     "it, so the checks run against the embedded AWS. bb-run ignores `trigger: manual`; the harness does not start "
@@ -373,11 +376,12 @@ def _support(adapter: Adapter) -> tuple[str, str]:
     runner = {
         "github": "`act`: every PR job and the main pipeline to prod executed[^executed]; the main jobs executed "
         "job by job from the file (`tests/adapters/test_job_by_job.py`)",
-        "gitlab": "`gitlab-ci-local`: every MR job executed[^executed]; the main jobs executed job by job from the "
-        "file (`tests/adapters/test_job_by_job.py`)",
+        "gitlab": "`gitlab-ci-local`: every MR job and the main pipeline to prod (and its manual gate, released) "
+        "executed[^executed]; the main jobs executed job by job from the file (`tests/adapters/test_job_by_job.py`)",
         "circleci": "no runner without Docker; the main jobs executed job by job from the file "
         "(`tests/adapters/test_job_by_job.py`)",
-        "bitbucket": "`bb-run`: every PR step executed, one clone per step[^bb-run]",
+        "bitbucket": "`bb-run`: every PR step and the `main` pipeline to prod executed, one clone per step[^bb-run]; "
+        "the main steps executed job by job from the file (`tests/adapters/test_job_by_job.py`)",
         "azure": "no runner; the main jobs executed job by job from the file (`tests/adapters/test_job_by_job.py`)",
         "codecatalyst": "no runner; the main actions executed job by job from the files "
         "(`tests/adapters/test_job_by_job.py`)",
