@@ -284,6 +284,16 @@ class Store:
         self.put_json(OUTPUTS, data)
 
 
+def available(root: Path, target: str) -> bool:
+    """False when there can be no state to read: the local target with no local AWS running (a new server is an
+    empty AWS). Readers ask first, so reading never starts a server."""
+    if target != "local":
+        return True
+    from cicd import local_aws
+
+    return local_aws.status(root).running
+
+
 def open_store(root: Path, env: str, target: str) -> Store:
     """The state store of ``env`` on ``target`` (starting the local AWS on the local target)."""
     config = cfg.load_config(root)

@@ -134,7 +134,7 @@ def read_outputs(ctx: StepContext, env: str) -> dict[str, Any]:
     if path.is_file():
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
-    recorded = state.for_step(ctx, env).outputs()
+    recorded = state.for_step(ctx, env).outputs() if state.available(ctx.root, ctx.target) else None
     if recorded is None:
         raise StepFailed(
             f"{env} has no recorded deployment on the {ctx.target} target", hint=f"run `inv deploy --env {env}`"
@@ -382,6 +382,8 @@ def promote(ctx: StepContext) -> Outcome:
 
 def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> str:
     """Redeploy the last artifact that passed in ``env``; returns a sentence saying what happened."""
+    if not state.available(ctx.root, ctx.target):
+        return f"no earlier artifact passed in {env}, so there is nothing to roll back to"
     store = state.for_step(ctx, env)
     good = store.last_good(other_than=failing)
     if good is None:
@@ -397,9 +399,9 @@ def rollback_to_last_good(ctx: StepContext, env: str, failing: str | None) -> st
 def rollback(ctx: StepContext) -> Outcome:
     """Redeploy the last artifact that passed its tests in this environment (from its state in the target)."""
     env = _env(ctx)
-    store = state.for_step(ctx, env.name)
-    good = store.last_good(other_than=store.running())
-    if good is None:
+    store = state.for_step(ctx, env.name) if state.available(ctx.root, ctx.target) else None
+    good = store.last_good(other_than=store.running()) if store is not None else None
+    if store is None or good is None:
         raise StepFailed(
             f"no earlier artifact passed in {env.name} on the {ctx.target} target: nothing to roll back to",
             hint="deploy a fixed build instead",

@@ -63,6 +63,7 @@ def stores(moto_env: None, monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, s
         return made.setdefault((env, target), state.Store(s3, f"state-{target}-{env}", env, target, "eu-west-1"))
 
     monkeypatch.setattr(state, "open_store", open_store)
+    monkeypatch.setattr(state, "available", lambda root, target: True)
     return made
 
 
@@ -156,6 +157,17 @@ def test_approval_off_passes_on_waits_then_passes_after_approve(
     assert stores[("prod", "local")].approval(diffs[0]) is not None  # kept in prod's state, not on this disk
     approved = deploy.approve(ctx_for(root, "approve", "prod"))
     assert approved.status is Status.PASSED and "alice" in (approved.reason or "")
+
+
+def test_without_a_local_aws_there_is_no_state_and_reading_it_starts_none(
+    tmp_path: Path, ctx_for: Callable[..., StepContext]
+) -> None:
+    root = project(tmp_path)
+    with pytest.raises(StepFailed, match="nothing to roll back to"):
+        deploy.rollback(ctx_for(root, "rollback", "prod"))
+    with pytest.raises(StepFailed, match="dev has no recorded deployment on the local target"):
+        deploy.read_outputs(ctx_for(root, "integration-test", "dev"), "dev")
+    assert not (root / ".cicd" / "local" / "server.json").exists()
 
 
 def test_rollback_without_a_good_artifact_fails_clearly(
