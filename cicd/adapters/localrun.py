@@ -13,7 +13,9 @@ What it does, so a reader can watch each tool run this pipeline on a laptop:
 3. seeds the tool's cache with this checkout's step cache (``.cicd/cache``), so checks that already passed here are
    served from it, as they would be from the tool's cache on CI;
 4. without a Flutter SDK on ``PATH``, puts the stand-in ``flutter`` (:mod:`cicd.adapters.flutter_stand_in`) there
-   and says so: it writes a placeholder APK and web build, so the Flutter hand-off runs end to end;
+   and says so: it writes a placeholder APK and web build, so the Flutter hand-off runs end to end, and sets the
+   tool's variable ``CICD_REQUIRE_FLUTTER=0`` (the stand-in checks nothing: ``flutter-check`` runs its offline half
+   and says the SDK half did not run);
 5. stops the shared local AWS at the end (``keep`` leaves it running, to look at the environments).
 
 The jobs' approval gate: with ``[tool.cicd] approval = true`` the runners that model a manual gate stop there
@@ -42,6 +44,8 @@ EVENTS: Final = ("pr", "main")
 RUNS: Final = Path(".cicd") / "adapter-runs"
 REMOTE: Final = "https://gitlab.example.invalid/example/apk-pipeline.git"
 ACT_RESULT: Final = re.compile(r"\[[^/\]]+/([^\]]+?)\s*\]\s+\S+\s+Job (succeeded|failed)")
+NO_SDK: Final = {"CICD_REQUIRE_FLUTTER": "0"}
+"""With the stand-in the Flutter checks cannot run: the jobs say so (the offline half runs) instead of failing."""
 GITLAB_RESULT: Final = re.compile(r"^\s*(PASS|FAIL|WARN)\s+(\S+)", re.MULTILINE)
 
 
@@ -158,7 +162,12 @@ def run(
         event=event,
         env=job_environment(root, folder),
         path=os.pathsep.join(p for p in (str(flutter_bin or ""), os.environ.get("PATH", "")) if p),
-        variables={"CICD_TARGET": "local", **(variables or {})},
+        # With the stand-in the Flutter checks cannot run: say so (the offline half runs) instead of failing the job
+        variables={
+            "CICD_TARGET": "local",
+            **({"CICD_REQUIRE_FLUTTER": "0"} if flutter_bin else {}),
+            **(variables or {}),
+        },
         seed=seed if seed is not None else root / ".cicd" / "cache",
         release=release,
         log=log,

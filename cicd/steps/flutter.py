@@ -739,9 +739,9 @@ def _require_sdk(ctx: StepContext) -> bool:
     return flag.strip().lower() in _TRUE
 
 
-def _no_sdk(ctx: StepContext, what: str) -> str:
+def _no_sdk(ctx: StepContext, what: str, why: str = NO_SDK) -> str:
     """The reason the SDK half cannot run; raises instead when this job requires the SDK."""
-    reason = f"{NO_SDK}: {what}"
+    reason = f"{why}: {what}"
     if _require_sdk(ctx):
         raise MissingToolError(reason, hint="install the Flutter SDK or unset CICD_REQUIRE_FLUTTER")
     return reason
@@ -787,14 +787,27 @@ def sdk_checks(ctx: StepContext, app: Path) -> tuple[list[str], str, dict[str, s
     return problems, note, {"junit": ctx.rel(junit_path), "test_events": ctx.rel(events_path)}
 
 
-def _flutter_version(ctx: StepContext, app: Path) -> str:
+def _flutter_info(ctx: StepContext, app: Path) -> dict[str, Any]:
     result = ctx.run(["flutter", "--version", "--machine"], cwd=app, check=False)
     start = result.output.find("{")
     try:
         info = json.loads(result.output[start:]) if start >= 0 else {}
     except json.JSONDecodeError:
         info = {}
-    return str(info.get("frameworkVersion") or "unknown version")
+    return info if isinstance(info, dict) else {}
+
+
+def _flutter_version(ctx: StepContext, app: Path) -> str:
+    return str(_flutter_info(ctx, app).get("frameworkVersion") or "unknown version")
+
+
+STAND_IN_NOTE = "a stand-in flutter (cicd/adapters/flutter_stand_in.py: placeholder builds only) is on PATH"
+
+
+def _is_stand_in(ctx: StepContext, app: Path) -> bool:
+    """True when the ``flutter`` on PATH is the project's stand-in, which writes placeholder builds and can check
+    nothing: its analyze/test never count as run."""
+    return bool(_flutter_info(ctx, app).get("standIn"))
 
 
 def flutter_check(ctx: StepContext) -> Outcome:
@@ -803,7 +816,11 @@ def flutter_check(ctx: StepContext) -> Outcome:
     if not app.is_dir():
         raise StepFailed(f"{APP_DIR}/ does not exist: there is no Flutter app to check")
     has_sdk = command.which("flutter") is not None
-    sdk_note = "" if has_sdk else _no_sdk(ctx, "flutter analyze/test not run")
+    if has_sdk and _is_stand_in(ctx, app):
+        has_sdk = False
+        sdk_note = _no_sdk(ctx, "flutter analyze/test not run", STAND_IN_NOTE)
+    else:
+        sdk_note = "" if has_sdk else _no_sdk(ctx, "flutter analyze/test not run")
     problems: list[str] = []
 
     sources = dart_sources(app)
@@ -891,7 +908,11 @@ def flutter_build(ctx: StepContext) -> Outcome:
     if not (app / "pubspec.yaml").is_file():
         raise StepFailed(f"{APP_DIR}/pubspec.yaml does not exist: there is no Flutter app to build")
     build = versioning.build_version(ctx.root)
-    flutter_version = _flutter_version(ctx, app)
+    flutter_info = _flutter_info(ctx, app)
+    flutter_version = str(flutter_info.get("frameworkVersion") or "unknown version")
+    placeholder = bool(flutter_info.get("standIn"))
+    if placeholder:
+        ctx.note(f"{STAND_IN_NOTE}: the APK and web build are placeholders")
 
     missing = [p for p in PLATFORMS if not (app / p).is_dir()]
     if missing:
@@ -941,13 +962,15 @@ def flutter_build(ctx: StepContext) -> Outcome:
         "web": {"dir": web.name, "files": sum(1 for p in web.rglob("*") if p.is_file())},
         "api_base_url": api_url or None,
         "app_env": app_env or None,
+        "placeholder": placeholder,
     }
     build_json = ctx.out(APP_DIR, "build.json")
     build_json.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     handoff = _mirror_for_ci(ctx, ctx.run_dir / APP_DIR)
     ctx.note(f"Flutter build mirrored into {ctx.rel(handoff)} (the folder a CI job hands to the package job)")
+    what = "placeholder web build and APK (stand-in flutter)" if placeholder else "web and APK"
     return Outcome.passed(
-        f"built web and APK {build.version} (sha256 {sha[:12]}...)",
+        f"built {what} {build.version} (sha256 {sha[:12]}...)",
         apk=ctx.rel(apk),
         web=ctx.rel(web),
         build_json=ctx.rel(build_json),

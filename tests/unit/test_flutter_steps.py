@@ -65,6 +65,7 @@ def fake_flutter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     calls = tmp_path / "flutter-calls.jsonl"
     monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), _path_without_flutter()]))
     monkeypatch.setenv("FAKE_FLUTTER_LOG", str(calls))
+    monkeypatch.setenv("FAKE_FLUTTER_AS_SDK", "1")  # the whole SDK, not the placeholder-only stand-in
     monkeypatch.setenv("FAKE_FLUTTER_TEST_EVENTS", str(FIXTURES / "machine-pass.jsonl"))
     monkeypatch.delenv("FAKE_FLUTTER_ANALYZE_OUTPUT", raising=False)
     monkeypatch.delenv("FAKE_FLUTTER_PUB_GET_EXIT", raising=False)
@@ -1175,3 +1176,24 @@ def test_the_sdk_half_runs_when_flutter_is_on_path(tmp_path: Path, flutter_ctx: 
     assert outcome.details["sdk_checks"] == "ran"
     assert (ctx.run_dir / "reports" / "flutter-junit.xml").is_file()
     assert ["test", "--machine"] in [c["argv"] for c in _calls(fake_flutter)]
+
+
+def test_the_stand_in_flutter_checks_nothing_and_builds_placeholders(
+    tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in (cicd/adapters/flutter_stand_in.py, for machines without the SDK) never counts as an analyze or
+    test run, and its builds are called placeholders; where the SDK is required it is a missing SDK."""
+    monkeypatch.delenv("FAKE_FLUTTER_AS_SDK")
+    monkeypatch.setenv("CICD_BUILD_VERSION", "0.1.58")
+    monkeypatch.setenv("CICD_BUILD_COMMIT", "abc1234")
+    root = _copy_project(tmp_path / "repo")
+    outcome = flutter.flutter_check(flutter_ctx(root))
+    assert outcome.status is Status.PASSED and outcome.details["sdk_checks"] == "not run"
+    assert "stand-in flutter" in (outcome.reason or "") and "flutter analyze/test not run" in (outcome.reason or "")
+    assert not any(c["argv"][:1] in (["analyze"], ["test"]) for c in _calls(fake_flutter))
+    with pytest.raises(MissingToolError, match="stand-in flutter"):
+        flutter.flutter_check(flutter_ctx(root, options={"require_sdk": "1"}))
+    built = flutter.flutter_build(flutter_ctx(root, step="flutter-build"))
+    assert built.status is Status.PASSED and "placeholder web build and APK (stand-in flutter)" in (built.reason or "")
+    info = json.loads((root / ".cicd" / "artifact" / "flutter" / "build.json").read_text())
+    assert info["placeholder"] is True
