@@ -238,10 +238,17 @@ class Project:
         return artifacts.get(self.root, latest.read_text(encoding="utf-8").strip())
 
     def last_passed(self, env: str) -> artifacts.Artifact:
-        """The handed-on artifact (``.cicd/artifact/``) with the evidence that it passed ``env`` (what ``promote``
-        takes when no run of its own packaged one)."""
+        """The newest stored artifact with the evidence that it passed ``env``, handed to the next job as a CI tool
+        would (copied into ``.cicd/artifact/``, evidence included): what ``promote`` then takes."""
+        records = [
+            json.loads(p.read_text(encoding="utf-8"))
+            for p in artifacts.store_dir(self.root).glob(f"*/{artifacts.PASSED}/local-{env}.json")
+        ]
+        assert records, f"no stored artifact has evidence that it passed {env}"
+        newest = max(records, key=lambda r: str(r["passed_at"]))
         folder = self.root / artifacts.CI_ARTIFACT
-        assert (folder / artifacts.PASSED / f"local-{env}.json").is_file(), f"no evidence that it passed {env}"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(artifacts.store_dir(self.root) / str(newest["digest"]), folder)
         return artifacts.verify(folder)
 
     def stage_ci_artifact(self, version: str) -> artifacts.Artifact:
