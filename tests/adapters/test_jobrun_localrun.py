@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cicd.adapters import bbrun, jobrun, localrun, runners
+from cicd.adapters import bbrun, flutter_stand_in, jobrun, localrun, runners
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts
 from cicd.command import CommandResult
 from cicd.errors import UsageError
@@ -219,3 +220,10 @@ def test_bitbucket_reports_steps_held_at_the_gate(root: Path, tmp_path: Path, mo
     monkeypatch.setattr(bbrun, "step_result", lambda run: "ok")
     result = localrun.run(root, "bitbucket", "main", folder=tmp_path / "run")
     assert result.jobs == {"dev": "passed", "prod": "manual"} and result.stopped_at == ["prod"]
+
+
+def test_the_stand_in_flutter_answers_what_the_setup_steps_ask() -> None:
+    """The CI tools' Flutter setup prints `flutter --version`; the stand-in answers it, saying what it is."""
+    script = str(Path(flutter_stand_in.__file__))
+    text = subprocess.run([sys.executable, script, "--version"], capture_output=True, text=True, check=True).stdout
+    assert "stand-in" in text and "placeholder builds only" in text
