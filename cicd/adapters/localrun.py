@@ -259,12 +259,16 @@ def _bitbucket(setup: _Setup) -> LocalRun:
     for name, layer in bbrun.cache_layers(config, setup.project).items():
         if name.startswith("steps-"):
             _seed(setup.seed, store / "caches" / layer)
+    flutter = setup.folder / "bin" / "flutter"
+    if flutter.is_file():  # bb-run's steps get PATH from the harness: its stand-ins folder comes first
+        (store / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(flutter, store / "bin" / "flutter")
     result = bbrun.run_bb_run(
         setup.project,
         store=store,
         target=bbrun.PR_TARGET if setup.event == "pr" else bbrun.MAIN_TARGET,
         branch="feature" if setup.event == "pr" else "main",
-        env={**setup.env, "PATH": setup.path},
+        env=setup.env,
         variables=setup.variables,
         jobs=1 if setup.event == "main" else 2,
         python=python,
