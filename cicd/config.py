@@ -150,7 +150,7 @@ class Environment:
     account, or create the role outside this project."""
     state_bucket: str | None = None
     """The S3 bucket keeping this environment's pipeline state on the aws target (deploy history, the artifacts
-    it ran, approvals): default ``latestapk-state-<env>-<account>-<region>``, created on first use (cicd/state.py)."""
+    it ran, approvals): default ``latestapk-<env>-state-<account>-<region>``, created on first use (cicd/state.py)."""
 
     @property
     def stack_name(self) -> str:

@@ -5,10 +5,10 @@ A CI job starts on a fresh machine, so nothing here lives on the job's disk. Eac
 state **in its target**, where every job and a laptop see the same truth and only that environment's credentials
 are needed (the DPRA layout: each environment's account stores the artifacts it ran and its deploy history):
 
-* **aws**: the bucket ``latestapk-state-<env>-<account>-<region>`` (or ``state_bucket`` of
+* **aws**: the bucket ``latestapk-<env>-state-<account>-<region>`` (or ``state_bucket`` of
   ``[tool.cicd.environments.<env>]``) in the environment's own account, created on first use: private, encrypted,
-  versioned. The deploy roles of ``infra/ci`` may write it (``latestapk-*`` buckets).
-* **local**: the bucket ``latestapk-state-<env>`` in the embedded AWS (moto), so jobs in separate workspaces that
+  versioned. The deploy roles of ``infra/ci`` may manage it (their ``latestapk-<env>-*`` buckets).
+* **local**: the bucket ``latestapk-<env>-state`` in the embedded AWS (moto), so jobs in separate workspaces that
   share one local AWS share their state, the way CI jobs share an account.
 
 Keys, under the environment's bucket::
@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 LOCKS = Path(".cicd") / "locks"
 DEFAULT_LOCK_TIMEOUT_S = 900.0
 HISTORY_LIMIT = 50
-BUCKET_PREFIX = "latestapk-state"
+BUCKET_PREFIX = "latestapk"
+"""``latestapk-<env>-...``: the names the deploy roles of ``infra/ci`` may manage (``AppResourcesByName``)."""
 HISTORY = "history.json"
 OUTPUTS = "outputs.json"
 EVIDENCE_DIR = artifacts.PASSED
@@ -71,11 +72,11 @@ def now() -> str:
 def bucket_name(env: cfg.Environment, target: str) -> str:
     """The state bucket of ``env`` on ``target`` (see the module docstring)."""
     if target == "local":
-        return f"{BUCKET_PREFIX}-{env.name}"
+        return f"{BUCKET_PREFIX}-{env.name}-state"
     if env.state_bucket:
         return env.state_bucket
     account, region = cfg.require_aws(env)
-    return f"{BUCKET_PREFIX}-{env.name}-{account}-{region}"
+    return f"{BUCKET_PREFIX}-{env.name}-state-{account}-{region}"
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Store:
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise StepFailed(
                     f"the state bucket {self.bucket} of {self.env} cannot be read ({code})",
-                    hint="the job's role needs s3 access to it (infra/ci grants latestapk-* buckets)",
+                    hint="the job's role needs s3 access to it (infra/ci grants its latestapk-<env>-* buckets)",
                 ) from None
             self._create()
         self._ready = True

@@ -171,7 +171,7 @@ class Project:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            body = client.get_object(Bucket=f"latestapk-state-{env}", Key="history.json")["Body"].read()
+            body = client.get_object(Bucket=f"latestapk-{env}-state", Key="history.json")["Body"].read()
         except (ClientError, BotoCoreError):
             return []
         history: list[dict[str, Any]] = json.loads(body)["history"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import zipfile
@@ -322,3 +323,18 @@ def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rol
     assert dev.history()["history"][-1]["passed"] is False
     assert not (root / artifacts.CI_ARTIFACT / "passed").exists()  # no evidence handed on
     assert (ctx.run_dir / "reports" / "integration-test-dev.junit.xml").is_file()
+
+
+def test_the_state_bucket_is_one_the_environments_deploy_role_may_manage() -> None:
+    """infra/ci's deploy roles manage the buckets named `latestapk-<env>-*` (AppResourcesByName)."""
+    import fnmatch
+
+    from cicd import config as cfg
+
+    for env in cfg.DEFAULT_ENVIRONMENTS:
+        aws = dataclasses.replace(env, account="123456789012", region="eu-west-1")
+        name = state.bucket_name(aws, "aws")
+        assert fnmatch.fnmatch(name, f"{cfg.APP_NAME.lower()}-{env.name}-*"), name
+        assert len(name) <= 63 and name == name.lower()
+        assert state.bucket_name(dataclasses.replace(aws, state_bucket="my-state"), "aws") == "my-state"
+    assert state.bucket_name(cfg.DEFAULT_ENVIRONMENTS[0], "local") == "latestapk-dev-state"
