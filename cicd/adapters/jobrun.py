@@ -59,7 +59,6 @@ class Runner:
     venv: Path
     shared: Sequence[str] = (".venv", "node_modules")
     """Installed-tool folders of the source checkout linked into each workspace (what a tool's cache restores)."""
-    tools_root: Path | None = None
     on_job: Callable[[JobRun], None] | None = None
     runs: list[JobRun] = field(default_factory=list)
 

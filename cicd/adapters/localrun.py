@@ -97,7 +97,11 @@ def stand_in_bin(folder: Path) -> Path | None:
     """A folder with the stand-in ``flutter`` when no SDK is on PATH (None when there is one)."""
     if shutil.which("flutter") is not None:
         return None
-    bin_dir = folder / "bin"
+    return write_stand_in(folder / "bin")
+
+
+def write_stand_in(bin_dir: Path) -> Path:
+    """Write the stand-in ``flutter`` command into ``bin_dir``; returns the folder (to put first on PATH)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "flutter"
     script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{flutter_stand_in.__file__}" "$@"\n', encoding="utf-8")

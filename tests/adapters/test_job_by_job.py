@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cicd.adapters import flutter_stand_in
+from cicd.adapters import localrun
 from cicd.adapters.cli import committed_facts
 from cicd.adapters.facts import AdapterFacts, JobFacts
 from cicd.adapters.jobrun import JobRun, Runner, stand_in_path
@@ -36,7 +35,6 @@ from tests.harness import TOOLS_DIR, base_env, http_get, stacks_of
 
 pytestmark = pytest.mark.slow
 
-FAKE_FLUTTER = Path(flutter_stand_in.__file__)
 STACKS = {"dev": "LatestApk-dev", "preprod": "LatestApk-preprod", "prod": "LatestApk-prod"}
 FAIL_IN_PREPROD = """
 
@@ -72,7 +70,7 @@ class World:
         return git(self.source, "rev-parse", "HEAD").strip()
 
     def runner(self, facts: AdapterFacts, name: str) -> Runner:
-        return Runner(facts, self.source, self.work / name, self.environ(), ROOT / ".venv", tools_root=None)
+        return Runner(facts, self.source, self.work / name, self.environ(), ROOT / ".venv")
 
     def server(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.home / "server.json").read_text(encoding="utf-8"))
@@ -102,11 +100,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("job-by-job")
     source = copy_project(base / "source", share_node_modules=True)
-    bin_dir = base / "bin"
-    bin_dir.mkdir()
-    flutter = bin_dir / "flutter"
-    flutter.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_FLUTTER}" "$@"\n')
-    flutter.chmod(0o755)
+    bin_dir = localrun.write_stand_in(base / "bin")  # always the stand-in: the test compares its APK
     made = World(source, base / "local-aws", bin_dir, base / "work")
     try:
         yield made
