@@ -9,10 +9,14 @@ actions of one stage with the same run order run in parallel. The source action 
 artifacts: an action's secondary input lands in ``$CODEBUILD_SRC_DIR_<name>``, not in the working folder, so its
 buildspec copies it into ``.cicd/artifact/`` first, and every build and environment action hands the folder on
 again. Each environment stage (and the approval job) runs on a CodeBuild project whose service role is that
-environment's deploy role (no keys, nothing to log in to); the gate is a ``ManualApproval`` action after the
-approval job. The Flutter jobs run on the pinned Flutter image, which carries the Android SDK that CodeBuild's
-standard image lacks. The branch reaches the buildspecs as ``CICD_BRANCH`` (the source action's ``BranchName``
-variable) for the guard.
+environment's deploy role (no keys, nothing to log in to; the role trusts only that environment's project), and the
+approval job's project runs on a read-only change-set role; the gate is a ``ManualApproval`` action after the
+approval job, which only members of the IAM group ``apk-pipeline-prod-approvers`` may approve. Caches: each pipeline
+has its own CodeBuild projects (the pull-request pipeline's are ``apk-pipeline-pr-<job>``) and its own S3 cache
+bucket, so nothing a pull request writes is restored on main; build, approval and deploy jobs have no cache at all
+(``"cache": false`` in the layout, no ``cache:`` in their buildspec): they install from the lock files. The Flutter
+jobs run on the pinned Flutter image, which carries the Android SDK that CodeBuild's standard image lacks. The
+branch reaches the buildspecs as ``CICD_BRANCH`` (the source action's ``BranchName`` variable) for the guard.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from cicd.adapters.yamltext import Flow, dump
 FOLDER: Final = "buildspecs"
 LAYOUT: Final = "pipeline.json"
 SOURCE: Final = "source"
+PROJECT_PREFIX: Final = "apk-pipeline"
+PR_PIPELINE: Final = "pull-request"
+APPROVERS_GROUP: Final = "apk-pipeline-prod-approvers"
 CLONE_REF: Final = "CODEBUILD_CLONE_REF"
 """The source action's output format that lets CodeBuild clone the repository (history included)."""
 STANDARD_IMAGE: Final = pins.image("aws/codebuild/standard")
@@ -56,6 +63,16 @@ def runs_name(job_id: str) -> str:
     return f"runs_{job_id.replace('-', '_')}"
 
 
+def uncached(job: Job) -> bool:
+    """Build, approval and deploy jobs restore nothing: what they produce or change must come from the lock files."""
+    return job.kind in ("build", "approval", "deploy")
+
+
+def project_name(pipeline: str, job_id: str) -> str:
+    """The CodeBuild project of ``job_id`` in ``pipeline``: ``apk-pipeline-<job>``, ``apk-pipeline-pr-<job>``."""
+    return f"{PROJECT_PREFIX}-pr-{job_id}" if pipeline == PR_PIPELINE else f"{PROJECT_PREFIX}-{job_id}"
+
+
 def received_from(plan: Plan, job: Job) -> Job | None:
     """The job whose ``.cicd/artifact/`` this job takes (the nearest upstream one that hands it on)."""
     return plan.handed_from(job) if job.downloads else None
@@ -65,7 +82,7 @@ def layout(plan: Plan) -> dict[str, Any]:
     """The two pipelines as data: source, variables, stages, actions (buildspec, image, run order, inputs, outputs,
     environment, timeout)."""
     pipelines: dict[str, Any] = {}
-    for trigger, name in (("pr", "pull-request"), ("main", "main")):
+    for trigger, name in (("pr", PR_PIPELINE), ("main", "main")):
         jobs = plan.for_trigger(trigger)
         if not jobs:
             continue
@@ -82,6 +99,9 @@ def layout(plan: Plan) -> dict[str, Any]:
                     {
                         "name": job.id,
                         "type": "build",
+                        "kind": job.kind,
+                        "project": project_name(name, job.id),
+                        "cache": not uncached(job),
                         "run_order": 2 if job.gated else 1,
                         "buildspec": buildspec_path(job.id),
                         "image": FLUTTER_IMAGE if job.flutter else STANDARD_IMAGE,
@@ -143,15 +163,34 @@ def _buildspec(plan: Plan, job: Job) -> str:
             f"junit-{job.id}": Flow({"files": ["*/junit.xml"], "base-directory": RUNS_DIR, "file-format": "JUNITXML"})
         },
         "artifacts": {"files": [f"{RUNS_DIR}/**/*"], "secondary-artifacts": secondary},
-        "cache": _cache(job),
     }
-    path = buildspec_path(job.id)
-    extra = (
+    extra = [
         f"Job {job.id} of the CodePipeline built by infra/ci (see pipeline.json next to this folder), on "
         f"{FLUTTER_IMAGE if job.flutter else STANDARD_IMAGE}.",
         "CICD_TARGET and CICD_BRANCH come from the pipeline (its variable, the source action's branch).",
-    )
-    return dump(doc, header=header("AWS CodeBuild", path, plan, extra=extra))
+    ]
+    if uncached(job):
+        extra.append(
+            "No cache on purpose: this job installs from the lock files and restores nothing another build wrote."
+        )
+    else:
+        doc["cache"] = _cache(job)
+        extra.append(
+            "Cache: the project's own S3 bucket (pull-request projects apk-pipeline-pr-<job> and main projects "
+            "each have one; main never restores what a pull request wrote)."
+        )
+    if job.env:
+        extra.append(
+            f"Runs as the CodeBuild role of {job.env} (infra/ci), which only this environment's project may assume"
+            + ("; the approval job's role is read-only." if job.kind == "approval" else ".")
+        )
+    if job.gated or job.kind == "approval":
+        extra.append(
+            f"Who may approve: members of the IAM group {APPROVERS_GROUP} (infra/ci; its policy allows "
+            f"codepipeline:PutApprovalResult on the gate-{job.env} action of the main pipeline only)."
+        )
+    path = buildspec_path(job.id)
+    return dump(doc, header=header("AWS CodeBuild", path, plan, extra=tuple(extra)))
 
 
 def _cache(job: Job) -> dict[str, object]:
@@ -258,6 +297,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=gate,
                     reports=any(r.get("file-format") == "JUNITXML" for r in (spec.get("reports") or {}).values()),
                     caches="codebuild-hash-files" in str(cache.get("key", "")),
+                    uncached=action.get("cache") is False and not cache,
                     step_cache=f"{STEP_CACHE}/**/*" in as_list(cache.get("paths")) and bool(cache.get("fallback-keys")),
                     keeps_run_folder=any(
                         isinstance(v, dict) and v.get("base-directory") == RUNS_DIR for v in secondary.values()

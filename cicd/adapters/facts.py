@@ -69,6 +69,8 @@ class JobFacts:
     reports: bool = False
     """The job's JUnit (or, on GitHub, its summary) reaches the tool's test report UI."""
     caches: bool = False
+    uncached: bool = False
+    """The tool file says this job has no cache on purpose (it must not restore what another pipeline wrote)."""
     step_cache: bool = False
     """The step cache (``.cicd/cache``) is saved after the job and restored by the next run of it."""
     keeps_run_folder: bool = False
@@ -200,9 +202,9 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
     for job in facts.jobs:
         if job.timeout is None:
             problems.append(f"{tool} {job.id}: no timeout")
-        if not job.caches:
+        if not job.caches and not job.uncached:
             problems.append(f"{tool} {job.id}: no lock-file-keyed cache")
-        if not job.step_cache and any(_cacheable(model, c) for c in job.commands):
+        if not job.step_cache and not job.uncached and any(_cacheable(model, c) for c in job.commands):
             problems.append(f"{tool} {job.id}: its step cache (.cicd/cache) is not persisted for the next run")
         if not job.reports:
             problems.append(f"{tool} {job.id}: its test report does not reach the tool's report UI")

@@ -35,8 +35,18 @@ def add_ci_stacks(
     from infra.ci.settings import CiSettings
 
     settings = settings or CiSettings.parse(app.node.try_get_context("ci"))
-    stacks: list[cdk.Stack] = [CiRolesStack(app, ROLES_STACK, settings=settings, env=env)]
+    stacks: list[cdk.Stack] = [CiRolesStack(app, ROLES_STACK, settings=settings, config=config, env=env)]
     if settings.codepipeline is not None:
         plan = build_plan(pipeline.MODEL, config)
-        stacks.append(CodePipelineStack(app, PIPELINE_STACK, plan=plan, source=settings.codepipeline, env=env))
+        stacks.append(
+            CodePipelineStack(
+                app,
+                PIPELINE_STACK,
+                plan=plan,
+                source=settings.codepipeline,
+                config=config,
+                qualifier=settings.bootstrap_qualifier,
+                env=env,
+            )
+        )
     return stacks

@@ -3,11 +3,17 @@
 Two V2 pipelines read the repository through a CodeConnections connection: ``pull-request`` (pull-request trigger,
 file-path filters, ``SUPERSEDED``) and ``main`` (push trigger, ``QUEUED``: one execution at a time, so two deploys
 to one environment never overlap). The source action outputs a clone reference (``CODEBUILD_CLONE_REF``), so each
-CodeBuild project clones the repository itself (with its history) and its role may use the connection. Every job
-is a CodeBuild project running ``buildspecs/<job>.yml`` from the source on the layout's image; environment jobs
-(and the approval job) run under that environment's deploy role (:func:`infra.ci.roles.deploy_policy`), every
-other job under a role without AWS deploy rights. Each pipeline declares the layout's variables (``CICD_TARGET``)
-once and passes them to every action, with the branch as ``CICD_BRANCH``.
+CodeBuild project clones the repository itself (with its history) and its role may use the connection. Every job is
+a CodeBuild project running ``buildspecs/<job>.yml`` from the source on the layout's image, one project per pipeline
+(``apk-pipeline-pr-<job>`` for pull requests). Environment jobs run under that environment's role
+``apk-pipeline-codebuild-<env>`` (:func:`infra.ci.roles.deploy_policy`), which CodeBuild may assume only for that
+environment's project (``aws:SourceArn``, ``aws:SourceAccount``); the approval job runs under the read-only
+``apk-pipeline-codebuild-prod-change-set``; every other job under its project's own role without AWS deploy rights.
+Each pipeline has its own cache and artifact buckets, and the pull-request projects' roles can reach only the
+pull-request ones: main never restores a cache entry or reads an artifact a pull request wrote. Build, approval and
+deploy projects have no cache. With the approval switch on, the group ``apk-pipeline-prod-approvers`` (and its
+policy) may approve the main pipeline's prod gate and nothing else. Each pipeline declares the layout's variables
+(``CICD_TARGET``) once and passes them to every action, with the branch as ``CICD_BRANCH``.
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cicd.adapters.codebuild import CLONE_REF, layout
+from cicd.adapters.codebuild import APPROVERS_GROUP, CLONE_REF, layout
 from cicd.adapters.plan import Plan
-from cicd.config import PROJECT
+from cicd.config import PROJECT, PipelineConfig
 from infra.ci.nag import AcknowledgeWildcards
-from infra.ci.roles import ROLE_PREFIX, SESSION, deploy_policy
-from infra.ci.settings import CodePipeline
+from infra.ci.roles import ROLE_PREFIX, SESSION, change_set_policy, deploy_policy, targets
+from infra.ci.settings import DEFAULT_QUALIFIER, CodePipeline
 from infra.waivers import Waiver, waive
 
 CODEBUILD_IMAGES: Final = "aws/codebuild/"
@@ -50,7 +56,17 @@ def use_connection(connection_arn: str) -> iam.PolicyStatement:
 class CodePipelineStack(cdk.Stack):
     """The pull-request and main pipelines of :func:`cicd.adapters.codebuild.layout`."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, plan: Plan, source: CodePipeline, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        plan: Plan,
+        source: CodePipeline,
+        config: PipelineConfig | None = None,
+        qualifier: str = DEFAULT_QUALIFIER,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         cdk.Tags.of(self).add("project", PROJECT)
         cdk.Aspects.of(self).add(
@@ -60,69 +76,89 @@ class CodePipelineStack(cdk.Stack):
             )
         )
         owner, _, repo = source.repository.partition("/")
-        self.cache = s3.Bucket(
-            self,
-            "Cache",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(30))],
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            auto_delete_objects=True,
-        )
-        waive(self.cache, Waiver("AwsSolutions-S1", "A build cache that expires in 30 days needs no access logs."))
-        self.artifacts = s3.Bucket(
-            self,
-            "Artifacts",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
-        )
-        waive(
-            self.artifacts,
-            Waiver(
-                "AwsSolutions-S1", "Pipeline artifacts are written only by the pipelines' roles; CloudTrail records it."
-            ),
-        )
+        self.targets = targets(self, config, qualifier)
+        self.caches: dict[str, s3.Bucket] = {}
+        self.artifacts: dict[str, s3.Bucket] = {}
         self.env_roles: dict[str, iam.Role] = {}
         self.projects: dict[str, codebuild.PipelineProject] = {}
         self.pipelines: dict[str, codepipeline.Pipeline] = {}
         self.connection_arn = source.connection_arn
+        self.approvers: iam.Group | None = None
         for name, spec in layout(plan).items():
             self.pipelines[name] = self._pipeline(name, spec, owner, repo, source)
 
-    def _role(self, env: str) -> iam.Role:
-        if env not in self.env_roles:
-            self.env_roles[env] = iam.Role(
+    def _bucket(self, kind: str, pipeline: str) -> s3.Bucket:
+        """The cache or artifact bucket of one pipeline (only that pipeline's roles are granted it)."""
+        store = self.caches if kind == "Cache" else self.artifacts
+        if pipeline not in store:
+            days = 30 if kind == "Cache" else 90
+            bucket = s3.Bucket(
                 self,
-                f"codebuild-{env}",
-                role_name=f"{ROLE_PREFIX}-codebuild-{env}",
-                assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com").with_conditions(
-                    {"StringEquals": {"aws:SourceAccount": self.account}}
-                ),
-                max_session_duration=SESSION,
-                managed_policies=[deploy_policy(self, env, "codebuild")],
+                f"{kind}-{pipeline}",
+                encryption=s3.BucketEncryption.S3_MANAGED,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                enforce_ssl=True,
+                versioned=kind != "Cache",
+                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(days))],
+                removal_policy=cdk.RemovalPolicy.DESTROY if kind == "Cache" else cdk.RemovalPolicy.RETAIN,
+                auto_delete_objects=kind == "Cache",
             )
-        return self.env_roles[env]
+            reason = (
+                f"A build cache of the {pipeline} pipeline that expires in {days} days needs no access logs."
+                if kind == "Cache"
+                else f"Artifacts of the {pipeline} pipeline are written only by its own roles; CloudTrail records it."
+            )
+            waive(bucket, Waiver("AwsSolutions-S1", reason))
+            store[pipeline] = bucket
+        return store[pipeline]
 
-    def _project(self, action: dict[str, Any]) -> codebuild.PipelineProject:
-        key = action["name"]
+    def _project_arn(self, name: str) -> str:
+        return f"arn:{self.partition}:codebuild:{self.region}:{self.account}:project/{name}"
+
+    def _role(self, action: dict[str, Any]) -> iam.Role | None:
+        """The environment's role for a deploy job, the read-only change-set role for the approval job, else None
+        (CodeBuild creates the project its own role). Each trusts CodeBuild only for exactly its one project."""
+        env = action.get("environment")
+        if not env:
+            return None
+        approval = action.get("kind") == "approval"
+        key = f"{env}-change-set" if approval else env
+        if key in self.env_roles:
+            raise ValueError(f"two projects would share the role of {key}: {action['project']}")
+        target = self.targets[env]
+        policy = (change_set_policy if approval else deploy_policy)(self, target, "codebuild")
+        self.env_roles[key] = iam.Role(
+            self,
+            f"codebuild-{key}",
+            role_name=f"{ROLE_PREFIX}-codebuild-{key}",
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnEquals": {"aws:SourceArn": self._project_arn(action["project"])},
+                }
+            ),
+            max_session_duration=SESSION,
+            managed_policies=[policy],
+        )
+        return self.env_roles[key]
+
+    def _project(self, pipeline: str, action: dict[str, Any]) -> codebuild.PipelineProject:
+        key = action["project"]
         if key in self.projects:
             return self.projects[key]
-        env = action.get("environment")
         project = codebuild.PipelineProject(
             self,
             f"job-{key}",
-            project_name=f"{ROLE_PREFIX}-{key}",
+            project_name=key,
             build_spec=codebuild.BuildSpec.from_source_filename(action["buildspec"]),
             environment=codebuild.BuildEnvironment(
                 build_image=build_image(action["image"]), compute_type=codebuild.ComputeType.MEDIUM
             ),
             timeout=cdk.Duration.minutes(int(action["timeout_minutes"])),
-            cache=codebuild.Cache.bucket(self.cache, prefix=key),
-            role=self._role(env) if env else None,
+            cache=codebuild.Cache.bucket(self._bucket("Cache", pipeline), prefix=action["name"])
+            if action["cache"]
+            else codebuild.Cache.none(),
+            role=self._role(action),
         )
         # The build clones the repository through the connection (the source's CODEBUILD_CLONE_REF output).
         project.add_to_role_policy(use_connection(self.connection_arn))
@@ -141,6 +177,26 @@ class CodePipelineStack(cdk.Stack):
             )
         self.projects[key] = project
         return project
+
+    def _approvers(self, pipeline: str, stage: str, action: str) -> None:
+        """``apk-pipeline-prod-approvers``: may approve or reject this one gate, and see the pipeline's state."""
+        pipeline_arn = f"arn:{self.partition}:codepipeline:{self.region}:{self.account}:{ROLE_PREFIX}-{pipeline}"
+        policy = iam.ManagedPolicy(
+            self,
+            "approvers-policy",
+            managed_policy_name=APPROVERS_GROUP,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ApproveTheProdGate",
+                    actions=["codepipeline:PutApprovalResult"],
+                    resources=[f"{pipeline_arn}/{stage}/{action}"],
+                ),
+                iam.PolicyStatement(
+                    sid="SeeThePipeline", actions=["codepipeline:GetPipelineState"], resources=[pipeline_arn]
+                ),
+            ],
+        )
+        self.approvers = iam.Group(self, "approvers", group_name=APPROVERS_GROUP, managed_policies=[policy])
 
     def _pipeline(
         self, name: str, spec: dict[str, Any], owner: str, repo: str, source: CodePipeline
@@ -171,6 +227,7 @@ class CodePipelineStack(cdk.Stack):
             stage_actions: list[codepipeline.IAction] = []
             for action in stage["actions"]:
                 if action["type"] == "approval":
+                    self._approvers(name, stage["name"], action["name"])
                     stage_actions.append(
                         actions.ManualApprovalAction(
                             action_name=action["name"],
@@ -184,7 +241,7 @@ class CodePipelineStack(cdk.Stack):
                 stage_actions.append(
                     actions.CodeBuildAction(
                         action_name=action["name"],
-                        project=self._project(action),
+                        project=self._project(name, action),
                         input=inputs[0],
                         extra_inputs=inputs[1:] or None,
                         outputs=outputs,
@@ -225,6 +282,6 @@ class CodePipelineStack(cdk.Stack):
                 )
             ],
             restart_execution_on_update=False,
-            artifact_bucket=self.artifacts,
+            artifact_bucket=self._bucket("Artifacts", name),
             cross_account_keys=False,
         )

@@ -1,40 +1,86 @@
 """The AWS side of CI: OIDC identity providers and one deploy role per environment per federating tool.
 
-Trust is as narrow as each tool's token allows (IAM can only test a provider's ``aud`` and ``sub`` claims):
+Each role ``apk-pipeline-<tool>-<env>`` (one-hour sessions) trusts only what the tool's token says about that
+environment's job, as far as IAM can test it: for a generic OIDC provider IAM sees only the token's ``aud`` and
+``sub`` claims (``<host>:aud``, ``<host>:sub``). Per tool:
 
-==============  =====================================================  ============================================
-tool            ``sub`` the role trusts                                what else restricts it
-==============  =====================================================  ============================================
-GitHub          ``repo:OWNER/REPO:environment:<env>``                  the environment's deployment branches (main)
-GitLab          ``project_path:GROUP/PROJECT:ref_type:branch:ref:main``  protected branch and environment
-CircleCI        ``org/ORG/project/PROJECT/user/*/vcs-origin/*/vcs-ref/refs/heads/main`` (V2 token)  context restriction
-Bitbucket       ``{REPO}:{ENVIRONMENT}:*`` (the deployment's UUID)     deployment restrictions
-Azure DevOps    ``sc://ORG/PROJECT/aws-<env>`` (service connection)    the connection's branch control
-CodeCatalyst    service principals, ``aws:SourceArn`` = the space      the environment's connection
-Jenkins         EC2 (instance profile per environment)                 only agents labelled aws-<env> get it
-==============  =====================================================  ============================================
+* **GitHub**: ``sub`` = ``repo:OWNER/REPO:environment:<env>``, ``aud`` = ``sts.amazonaws.com`` (both
+  StringEquals). A job gets that ``sub`` only by naming the GitHub environment, so a pull-request job (``sub``
+  ``repo:OWNER/REPO:pull_request``) and the dev job cannot assume prod; what may run in the ``prod`` environment is
+  the environment's *deployment branches* rule (main) and its reviewers, a repository setting. The approval job uses
+  the environment ``prod-change-set`` and the read-only role ``apk-pipeline-github-prod-change-set``.
+* **GitLab**: GitLab's default ``sub`` (``project_path:G/P:ref_type:branch:ref:main``) is the same for every job of
+  a main pipeline, so each environment job declares its own ID-token audience ``apk-pipeline-<env>``
+  (``id_tokens: {AWS_ID_TOKEN: {aud: apk-pipeline-<env>}}``); the provider lists the three audiences and role
+  ``<env>`` requires ``aud`` = ``apk-pipeline-<env>`` and the main-branch ``sub`` (StringEquals). Merge-request
+  pipelines (``ref_type:branch:ref:<their branch>``) never match. Residual: any job of main's reviewed
+  ``.gitlab-ci.yml`` could declare another environment's audience. Compensating controls (user settings): main a
+  protected branch, the environments protected (who may deploy), CODEOWNERS approval on ``.gitlab-ci.yml``.
+* **CircleCI**: ``sub`` = ``org/ORG/project/PROJECT/user/*/vcs-origin/*/vcs-ref/refs/heads/main`` (StringLike,
+  V2 token) and ``aud`` = the organization id. IAM cannot tell CircleCI contexts or jobs apart: the context ids
+  travel in ``oidc.circleci.com/context-ids``, which IAM does not expose, and a custom ``aud``
+  (``circleci run oidc get --claims``) can be requested by any job of the main pipeline. Every main job can
+  therefore assume every environment's role by claim; what keeps the role ARN of ``<env>`` out of other jobs is the
+  restricted context ``aws-<env>`` (security group + branch expression ``main``), the only place it is stored.
+* **Bitbucket**: ``sub`` = ``{REPO_UUID}:{ENVIRONMENT_UUID}:*`` (StringLike; Bitbucket's ``sub`` is
+  ``{repositoryUuid}:{deploymentEnvironmentUuid}:{stepUuid}`` for deployment steps, ``{repositoryUuid}:{stepUuid}``
+  otherwise), ``aud`` = ``ari:cloud:bitbucket::workspace/<uuid>``. Only a step deploying to that environment gets
+  that ``sub``; which branches may deploy there is the environment's deployment permission (a Premium setting).
+* **Azure DevOps**: ``sub`` = the service connection ``aws-<env>``'s subject (StringEquals), on the Microsoft Entra
+  issuer ``login.microsoftonline.com/<tenant>/v2.0`` (``/eid1/c/pub/t/.../sc/<organization id>/<connection id>``,
+  ``aud`` ``api://AzureADTokenExchange``), or on the older ``vstoken`` issuer ``sc://ORG/PROJECT/aws-<env>``. Who
+  may use the connection is its pipeline permissions and branch-control check (user settings).
+* **CodeCatalyst**: the service principals with ``aws:SourceArn`` = the space's project(s). No condition key names
+  the workflow, action or environment, so every role of the space trusts the same principal; what binds a role to
+  an environment is the CodeCatalyst environment's account connection (only roles added to the connection can be
+  chosen) - use a connection (ideally an account) per environment.
+* **Jenkins**: the ``oidc-provider`` plugin; role ``<env>`` requires ``aud`` = ``apk-pipeline-<env>`` (the audience
+  of the credential ``aws-oidc-<env>``) and ``sub`` = the main branch job's URL. Any stage of that job could bind
+  another environment's credential; folder-scoped credentials and who may configure the job are Jenkins settings.
 
-Every role has a one-hour maximum session and the same per-environment deploy policy (:func:`deploy_policy`):
-CloudFormation on that environment's stack only, the CDK assets bucket, and the services of this app, scoped by
-name prefix where the service allows it.
+Session names: ``sts:RoleSessionName`` is a condition key of ``AssumeRoleWithWebIdentity`` too, but the tools' login
+steps choose the name (``GitHubActions``, the run id), so nothing is gained by pinning it; CloudTrail records the
+token's ``sub`` for every web-identity session either way.
+
+Permissions (:func:`deploy_policy`): a deploy role deploys only through the CDK bootstrap roles of its environment's
+account and region (``cdk-<qualifier>-{deploy,file-publishing,image-publishing,lookup}-role-<account>-<region>``),
+and otherwise reaches only what the pipeline calls with the job's own credentials: the environment's state bucket
+(``latestapk-<env>-state-<account>-<region>``: create, configure, read, write), its APK and web buckets
+(``latestapk-<env>-*``, CloudFormation-named after the stack) and ``DescribeStacks`` on its stack. No ``iam:``
+action, nothing of another environment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from cicd.config import APP_NAME, ENVIRONMENTS, PROJECT
+from cicd.config import APP_NAME, DEFAULT_ENVIRONMENTS, ENVIRONMENTS, PROJECT, Environment, PipelineConfig
+from cicd.state import BUCKET_PREFIX
 from infra.ci.nag import AcknowledgeWildcards
-from infra.ci.settings import MAIN_BRANCH, CiSettings
+from infra.ci.settings import DEFAULT_QUALIFIER, MAIN_BRANCH, CiSettings
 
 SESSION: Final = cdk.Duration.hours(1)
 ROLE_PREFIX: Final = "apk-pipeline"
 STS: Final = "sts.amazonaws.com"
+BOOTSTRAP_ROLES: Final = ("deploy", "file-publishing", "image-publishing", "lookup")
+CHANGE_SET: Final = "prod-change-set"
+"""The approval job's identity: it shows what prod would get (``cdk diff``) and changes nothing."""
+ASSUME: Final = ("sts:AssumeRole", "sts:TagSession")
+"""``sts:TagSession`` too: the CDK CLI passes session tags when an assembly asks for them, and the bootstrap roles
+trust it."""
+STATE_BUCKET_SETUP: Final = (
+    "s3:CreateBucket",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketVersioning",
+)
+"""What ``cicd/state.py`` does to a state bucket it creates on first use."""
 
 
 def role_name(tool: str, env: str) -> str:
@@ -42,135 +88,212 @@ def role_name(tool: str, env: str) -> str:
     return f"{ROLE_PREFIX}-{tool}-{env}"
 
 
-def deploy_policy(scope: Construct, env: str, owner: str) -> iam.ManagedPolicy:
-    """What deploying this app to ``env`` needs, and nothing of the other environments."""
-    stack = cdk.Stack.of(scope)
-    account, region, partition = stack.account, stack.region, stack.partition
-    name = f"{APP_NAME}-{env}"
-    statements = [
+def audience(env: str) -> str:
+    """The per-environment token audience of GitLab and Jenkins (``apk-pipeline-<env>``)."""
+    return f"{ROLE_PREFIX}-{env}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one environment's stack lives, and the names the pipeline gives its resources there."""
+
+    env: str
+    account: str
+    region: str
+    partition: str
+    state_bucket: str
+    qualifier: str = DEFAULT_QUALIFIER
+
+    @classmethod
+    def of(cls, scope: Construct, env: Environment, qualifier: str = DEFAULT_QUALIFIER) -> Target:
+        """The environment table's account/region, else the stack's (``cicd.config``)."""
+        stack = cdk.Stack.of(scope)
+        account, region = env.account or stack.account, env.region or stack.region
+        bucket = env.state_bucket or f"{BUCKET_PREFIX}-{env.name}-state-{account}-{region}"
+        return cls(env.name, account, region, stack.partition, bucket, qualifier)
+
+    def bootstrap_role(self, kind: str) -> str:
+        name = f"cdk-{self.qualifier}-{kind}-role-{self.account}-{self.region}"
+        return f"arn:{self.partition}:iam::{self.account}:role/{name}"
+
+    @property
+    def stack_arn(self) -> str:
+        return f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{APP_NAME}-{self.env}/*"
+
+    def bucket_arn(self, name: str) -> str:
+        return f"arn:{self.partition}:s3:::{name}"
+
+
+def targets(scope: Construct, config: PipelineConfig | None, qualifier: str) -> dict[str, Target]:
+    environments = config.environments if config is not None else DEFAULT_ENVIRONMENTS
+    return {e.name: Target.of(scope, e, qualifier) for e in environments if e.name in ENVIRONMENTS}
+
+
+def deploy_statements(target: Target) -> list[iam.PolicyStatement]:
+    """Deploy ``target``'s stack through its bootstrap roles, and the pipeline's own calls there (module docstring)."""
+    apps = target.bucket_arn(f"{BUCKET_PREFIX}-{target.env}-*")
+    return [
         iam.PolicyStatement(
-            sid="ThisEnvironmentsStack",
-            actions=[
-                "cloudformation:CreateStack",
-                "cloudformation:UpdateStack",
-                "cloudformation:DescribeStacks",
-                "cloudformation:DescribeStackEvents",
-                "cloudformation:DescribeStackResources",
-                "cloudformation:GetTemplate",
-                "cloudformation:CreateChangeSet",
-                "cloudformation:DescribeChangeSet",
-                "cloudformation:ExecuteChangeSet",
-                "cloudformation:DeleteChangeSet",
-                "cloudformation:ListStackResources",
-            ],
-            resources=[f"arn:{partition}:cloudformation:{region}:{account}:stack/{name}/*"],
+            sid="CdkBootstrapRoles",
+            actions=list(ASSUME),
+            resources=[target.bootstrap_role(kind) for kind in BOOTSTRAP_ROLES],
         ),
         iam.PolicyStatement(
-            sid="TemplateValidation",
-            actions=["cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate", "sts:GetCallerIdentity"],
-            resources=["*"],
+            sid="StateBucketSetup", actions=list(STATE_BUCKET_SETUP), resources=[target.bucket_arn(target.state_bucket)]
         ),
         iam.PolicyStatement(
-            sid="CdkAssetsAndBootstrapVersion",
-            actions=["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation", "ssm:GetParameter"],
-            resources=[
-                f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}",
-                f"arn:{partition}:s3:::cdk-*-assets-{account}-{region}/*",
-                f"arn:{partition}:ssm:{region}:{account}:parameter/cdk-bootstrap/*",
-            ],
+            sid="EnvironmentBuckets",
+            actions=["s3:ListBucket"],
+            resources=[apps, target.bucket_arn(target.state_bucket)],
         ),
         iam.PolicyStatement(
-            sid="AppResourcesByName",
-            actions=["s3:*", "lambda:*", "logs:*", "iam:*Role*", "iam:*RolePolicy*", "iam:PassRole"],
-            resources=[
-                f"arn:{partition}:s3:::{name.lower()}-*",
-                f"arn:{partition}:s3:::{name.lower()}-*/*",
-                f"arn:{partition}:lambda:{region}:{account}:function:{name}-*",
-                f"arn:{partition}:logs:{region}:{account}:log-group:*{name}*",
-                f"arn:{partition}:iam::{account}:role/{name}-*",
-            ],
+            sid="EnvironmentObjects",
+            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[f"{apps}/*", f"{target.bucket_arn(target.state_bucket)}/*"],
         ),
         iam.PolicyStatement(
-            sid="AppResourcesTagged",
-            actions=["apigateway:*", "cloudfront:*", "cloudwatch:*", "codedeploy:*"],
-            resources=["*"],
-            conditions={
-                "StringEqualsIfExists": {"aws:ResourceTag/environment": env, "aws:RequestTag/project": PROJECT}
-            },
+            sid="EnvironmentStack", actions=["cloudformation:DescribeStacks"], resources=[target.stack_arn]
         ),
     ]
-    policy = iam.ManagedPolicy(
-        scope, f"Deploy-{env}", managed_policy_name=f"{ROLE_PREFIX}-{owner}-deploy-{env}", statements=statements
-    )
+
+
+def change_set_statements(target: Target) -> list[iam.PolicyStatement]:
+    """What the approval job needs to show what ``target`` would get: the lookup role (read-only), the stack's
+    template and state, and its state bucket's approval records (creating the bucket on a first run)."""
+    state = target.bucket_arn(target.state_bucket)
+    return [
+        iam.PolicyStatement(sid="CdkLookupRole", actions=list(ASSUME), resources=[target.bootstrap_role("lookup")]),
+        iam.PolicyStatement(
+            sid="ReadTheStack",
+            actions=["cloudformation:DescribeStacks", "cloudformation:GetTemplate"],
+            resources=[target.stack_arn],
+        ),
+        iam.PolicyStatement(sid="StateBucketSetup", actions=list(STATE_BUCKET_SETUP), resources=[state]),
+        iam.PolicyStatement(sid="ReadTheState", actions=["s3:ListBucket"], resources=[state]),
+        iam.PolicyStatement(sid="ReadTheStateObjects", actions=["s3:GetObject"], resources=[f"{state}/*"]),
+    ]
+
+
+def managed_policy(scope: Construct, name: str, statements: Sequence[iam.PolicyStatement]) -> iam.ManagedPolicy:
+    policy = iam.ManagedPolicy(scope, name, managed_policy_name=f"{ROLE_PREFIX}-{name}", statements=list(statements))
     cdk.Aspects.of(policy).add(
         AcknowledgeWildcards(
-            "Deploying creates resources whose names CloudFormation generates: every wildcard is bounded by this "
-            "environment's stack or name prefix, or by its environment/project tags where the service has no names."
+            "The environment's APK and web buckets get CloudFormation-generated names after the stack "
+            "(latestapk-<env>-...), and objects are written under keys chosen at run time: every wildcard is bounded "
+            "by this environment's bucket name prefix or its stack's ARN."
         )
     )
     return policy
 
 
+def deploy_policy(scope: Construct, target: Target, owner: str) -> iam.ManagedPolicy:
+    """``apk-pipeline-<owner>-deploy-<env>``: see :func:`deploy_statements`."""
+    return managed_policy(scope, f"{owner}-deploy-{target.env}", deploy_statements(target))
+
+
+def change_set_policy(scope: Construct, target: Target, owner: str) -> iam.ManagedPolicy:
+    """``apk-pipeline-<owner>-change-set-<env>``: see :func:`change_set_statements`."""
+    return managed_policy(scope, f"{owner}-change-set-{target.env}", change_set_statements(target))
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What role ``env`` of a web-identity tool requires of the token."""
+
+    sub: str
+    aud: str
+    like: bool = False
+
+
 class CiRolesStack(cdk.Stack):
     """Providers and roles for every configured tool (see the module docstring)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: CiSettings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: CiSettings,
+        config: PipelineConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         cdk.Tags.of(self).add("project", PROJECT)
-        self.policies = {env: deploy_policy(self, env, "ci") for env in ENVIRONMENTS}
+        self.targets = targets(self, config, settings.bootstrap_qualifier)
+        self.policies = {env: deploy_policy(self, t, "ci") for env, t in self.targets.items()}
         self.roles: dict[tuple[str, str], iam.Role] = {}
+        main = MAIN_BRANCH
         if settings.github:
-            self._oidc(
+            repo = settings.github.repository
+            trusts = {e: Trust(f"repo:{repo}:environment:{e}", STS) for e in ENVIRONMENTS}
+            provider = self._oidc("github", "token.actions.githubusercontent.com", [STS], trusts)
+            change_set = Trust(f"repo:{repo}:environment:{CHANGE_SET}", STS)
+            self._web_role(
                 "github",
-                "token.actions.githubusercontent.com",
-                STS,
-                {e: f"repo:{settings.github.repository}:environment:{e}" for e in ENVIRONMENTS},
+                env=CHANGE_SET,
+                host="token.actions.githubusercontent.com",
+                provider=provider,
+                trust=change_set,
+                policy=change_set_policy(self, self.targets["prod"], "github"),
             )
         if settings.gitlab:
-            ref = f"project_path:{settings.gitlab.project}:ref_type:branch:ref:{MAIN_BRANCH}"
-            self._oidc("gitlab", settings.gitlab.host, STS, dict.fromkeys(ENVIRONMENTS, ref))
+            sub = f"project_path:{settings.gitlab.project}:ref_type:branch:ref:{main}"
+            trusts = {e: Trust(sub, audience(e)) for e in ENVIRONMENTS}
+            self._oidc("gitlab", settings.gitlab.host, [audience(e) for e in ENVIRONMENTS], trusts)
         if settings.circleci:
             org, project = settings.circleci.organization_id, settings.circleci.project_id
-            sub = f"org/{org}/project/{project}/user/*/vcs-origin/*/vcs-ref/refs/heads/{MAIN_BRANCH}"
-            self._oidc("circleci", f"oidc.circleci.com/org/{org}", org, dict.fromkeys(ENVIRONMENTS, sub), like=True)
+            sub = f"org/{org}/project/{project}/user/*/vcs-origin/*/vcs-ref/refs/heads/{main}"
+            self._oidc(
+                "circleci", f"oidc.circleci.com/org/{org}", [org], {e: Trust(sub, org, like=True) for e in ENVIRONMENTS}
+            )
         if settings.bitbucket:
             bb = settings.bitbucket
             host = f"api.bitbucket.org/2.0/workspaces/{bb.workspace}/pipelines-config/identity/oidc"
-            subs = {e: f"{bb.repository_uuid}:{bb.environment_uuids[e]}:*" for e in ENVIRONMENTS}
-            self._oidc(
-                "bitbucket", host, f"ari:cloud:bitbucket::workspace/{bb.workspace_uuid.strip('{}')}", subs, like=True
-            )
+            aud = f"ari:cloud:bitbucket::workspace/{bb.workspace_uuid.strip('{}')}"
+            trusts = {
+                e: Trust(f"{bb.repository_uuid}:{bb.environment_uuids[e]}:*", aud, like=True) for e in ENVIRONMENTS
+            }
+            self._oidc("bitbucket", host, [aud], trusts)
         if settings.azure:
             az = settings.azure
-            subs = {e: f"sc://{az.organization}/{az.project}/aws-{e}" for e in ENVIRONMENTS}
-            self._oidc("azure", f"vstoken.dev.azure.com/{az.organization_id}", "api://AzureADTokenExchange", subs)
+            aud = "api://AzureADTokenExchange"
+            self._oidc("azure", az.host, [aud], {e: Trust(az.subject(e), aud) for e in ENVIRONMENTS})
         if settings.codecatalyst:
-            source = f"arn:{self.partition}:codecatalyst:::space/{settings.codecatalyst.space_id}/project/*"
+            cc = settings.codecatalyst
+            source = f"arn:{self.partition}:codecatalyst:::space/{cc.space_id}/project/{cc.project_id}"
             for env in ENVIRONMENTS:
                 principal = iam.CompositePrincipal(
                     iam.ServicePrincipal("codecatalyst-runner.amazonaws.com"),
                     iam.ServicePrincipal("codecatalyst.amazonaws.com"),
                 ).with_conditions({"ArnLike": {"aws:SourceArn": source}})
-                self._role("codecatalyst", env, principal)
+                self._role("codecatalyst", env, principal, self.policies[env])
         if settings.jenkins is not None:
-            for env in ENVIRONMENTS:
-                role = self._role("jenkins", env, iam.ServicePrincipal("ec2.amazonaws.com"))
-                iam.CfnInstanceProfile(
-                    self,
-                    f"jenkins-{env}-profile",
-                    roles=[role.role_name],
-                    instance_profile_name=role_name("jenkins", env),
-                )
+            jk = settings.jenkins
+            trusts = {e: Trust(jk.job, audience(e)) for e in ENVIRONMENTS}
+            self._oidc("jenkins", jk.host, [audience(e) for e in ENVIRONMENTS], trusts)
 
-    def _oidc(self, tool: str, host: str, audience: str, subjects: Mapping[str, str], *, like: bool = False) -> None:
-        provider = iam.CfnOIDCProvider(self, f"{tool}-provider", url=f"https://{host}", client_id_list=[audience])
-        for env, sub in subjects.items():
-            conditions: dict[str, dict[str, str]] = {"StringEquals": {f"{host}:aud": audience}}
-            conditions.setdefault("StringLike" if like else "StringEquals", {})[f"{host}:sub"] = sub
-            principal = iam.FederatedPrincipal(provider.attr_arn, conditions, "sts:AssumeRoleWithWebIdentity")
-            self._role(tool, env, principal)
+    def _oidc(self, tool: str, host: str, audiences: list[str], trusts: Mapping[str, Trust]) -> iam.CfnOIDCProvider:
+        provider = iam.CfnOIDCProvider(self, f"{tool}-provider", url=f"https://{host}", client_id_list=audiences)
+        for env, trust in trusts.items():
+            self._web_role(tool, env=env, host=host, provider=provider, trust=trust, policy=self.policies[env])
+        return provider
 
-    def _role(self, tool: str, env: str, principal: iam.IPrincipal) -> iam.Role:
+    def _web_role(
+        self,
+        tool: str,
+        *,
+        env: str,
+        host: str,
+        provider: iam.CfnOIDCProvider,
+        trust: Trust,
+        policy: iam.ManagedPolicy,
+    ) -> iam.Role:
+        conditions: dict[str, dict[str, str]] = {"StringEquals": {f"{host}:aud": trust.aud}}
+        conditions.setdefault("StringLike" if trust.like else "StringEquals", {})[f"{host}:sub"] = trust.sub
+        principal = iam.FederatedPrincipal(provider.attr_arn, conditions, "sts:AssumeRoleWithWebIdentity")
+        return self._role(tool, env, principal, policy)
+
+    def _role(self, tool: str, env: str, principal: iam.IPrincipal, policy: iam.ManagedPolicy) -> iam.Role:
         role = iam.Role(
             self,
             f"{tool}-{env}",
@@ -178,7 +301,7 @@ class CiRolesStack(cdk.Stack):
             assumed_by=principal,
             max_session_duration=SESSION,
             description=f"Deploys {APP_NAME} to {env} from {tool} (infra/ci)",
-            managed_policies=[self.policies[env]],
+            managed_policies=[policy],
         )
         self.roles[(tool, env)] = role
         cdk.CfnOutput(self, f"{tool}-{env}-arn", value=role.role_arn, description=f"AWS_ROLE_ARN for {tool} {env}")

@@ -15,6 +15,7 @@ from cicd.adapters.facts import as_list
 from cicd.adapters.plan import build_plan
 from cicd.config import ENVIRONMENTS, PipelineConfig
 from cicd.errors import ConfigError
+from infra.ci.roles import BOOTSTRAP_ROLES
 from infra.ci.settings import CiSettings
 
 SETTINGS: dict[str, Any] = {
@@ -27,9 +28,16 @@ SETTINGS: dict[str, Any] = {
         "repository_uuid": "{repo}",
         "environment_uuids": {"dev": "{d}", "preprod": "{pp}", "prod": "{p}"},
     },
-    "azure": {"organization_id": "org-guid", "organization": "example", "project": "apk"},
+    "azure": {
+        "organization_id": "org-guid",
+        "tenant_id": "tenant-guid",
+        "subjects": {e: f"/eid1/c/pub/t/VGVuYW50/a/QXBw/sc/org-guid/conn-{e}" for e in ENVIRONMENTS},
+    },
     "codecatalyst": {"space_id": "space-id"},
-    "jenkins": {},
+    "jenkins": {
+        "issuer": "https://jenkins.example.com/oidc",
+        "job": "https://jenkins.example.com/job/apk-pipeline/job/main/",
+    },
     "codepipeline": {
         "connection_arn": "arn:aws:codeconnections:eu-west-1:123456789012:connection/abc",
         "repository": "example/apk-pipeline",
@@ -45,6 +53,14 @@ SETTINGS: dict[str, Any] = {
         ({"github": {}}, "ci.github needs repository"),
         ({"github": {"repository": ""}}, "must be a non-empty string"),
         ({"bitbucket": {**SETTINGS["bitbucket"], "environment_uuids": {"dev": "{d}"}}}, "lacks preprod, prod"),
+        ({"azure": {k: v for k, v in SETTINGS["azure"].items() if k != "tenant_id"}}, "needs tenant_id"),
+        (
+            {"azure": {**SETTINGS["azure"], "subjects": dict.fromkeys(ENVIRONMENTS, "sc://x/y/aws-dev")}},
+            "not a service connection subject",
+        ),
+        ({"azure": {"organization_id": "o", "issuer": "vstoken"}}, "needs organization and project"),
+        ({"jenkins": {"issuer": "http://jenkins/oidc", "job": "j"}}, "https issuer"),
+        ({"bootstrap_qualifier": "a-b"}, "bootstrap qualifier"),
         ("yes", "must be an object"),
     ],
 )
@@ -84,8 +100,9 @@ def test_one_role_per_environment_per_federating_tool_with_one_hour_sessions(tem
             role = roles[f"apk-pipeline-{tool}-{env}"]
             assert role["MaxSessionDuration"] == 3600
             assert len(role["ManagedPolicyArns"]) == 1
-    templates["roles"].resource_count_is("AWS::IAM::OIDCProvider", 5)
-    templates["roles"].resource_count_is("AWS::IAM::InstanceProfile", 3)
+    assert roles["apk-pipeline-github-prod-change-set"]["MaxSessionDuration"] == 3600
+    templates["roles"].resource_count_is("AWS::IAM::OIDCProvider", 6)
+    templates["roles"].resource_count_is("AWS::IAM::InstanceProfile", 0)
 
 
 @pytest.mark.slow
@@ -100,6 +117,14 @@ def test_one_role_per_environment_per_federating_tool_with_one_hour_sessions(tem
         ),
         ("github-dev", "StringEquals", "token.actions.githubusercontent.com:aud", "sts.amazonaws.com"),
         ("gitlab-dev", "StringEquals", "gitlab.com:sub", "project_path:example/apk-pipeline:ref_type:branch:ref:main"),
+        ("gitlab-prod", "StringEquals", "gitlab.com:aud", "apk-pipeline-prod"),
+        ("jenkins-prod", "StringEquals", "jenkins.example.com/oidc:aud", "apk-pipeline-prod"),
+        (
+            "jenkins-dev",
+            "StringEquals",
+            "jenkins.example.com/oidc:sub",
+            "https://jenkins.example.com/job/apk-pipeline/job/main/",
+        ),
         (
             "circleci-dev",
             "StringLike",
@@ -112,7 +137,12 @@ def test_one_role_per_environment_per_federating_tool_with_one_hour_sessions(tem
             "api.bitbucket.org/2.0/workspaces/example/pipelines-config/identity/oidc:sub",
             "{repo}:{pp}:*",
         ),
-        ("azure-prod", "StringEquals", "vstoken.dev.azure.com/org-guid:sub", "sc://example/apk/aws-prod"),
+        (
+            "azure-prod",
+            "StringEquals",
+            "login.microsoftonline.com/tenant-guid/v2.0:sub",
+            "/eid1/c/pub/t/VGVuYW50/a/QXBw/sc/org-guid/conn-prod",
+        ),
     ],
 )
 def test_trust_is_pinned_to_repository_branch_or_environment(
@@ -133,15 +163,76 @@ def test_codecatalyst_trust_is_its_space_and_matches_the_adapter(templates: dict
         assert ":codecatalyst:::space/space-id/project/*" in json.dumps(statement["Condition"]["ArnLike"])
 
 
+def _policies(template: Any) -> dict[str, list[dict[str, Any]]]:
+    found = template.find_resources("AWS::IAM::ManagedPolicy").values()
+    return {p["Properties"]["ManagedPolicyName"]: p["Properties"]["PolicyDocument"]["Statement"] for p in found}
+
+
+def _resolved(value: Any) -> Any:
+    from infra.ci.trust import resolve
+
+    return resolve(value, {"AWS::Partition": "aws"})
+
+
+def _least_privilege_problems(statements: list[dict[str, Any]], env: str) -> list[str]:
+    """What a deploy policy of ``env`` must never contain (see infra/ci/roles.py)."""
+    problems: list[str] = []
+    account, region = "123456789012", "eu-west-1"
+    bootstrap = {f"arn:aws:iam::{account}:role/cdk-hnb659fds-{k}-role-{account}-{region}" for k in BOOTSTRAP_ROLES}
+    others = [e for e in ENVIRONMENTS if e != env]
+    for statement in statements:
+        actions = as_list(statement["Action"])
+        resources = [str(r) for r in as_list(_resolved(statement["Resource"]))]
+        if any(a == "*" or a.endswith(":*") for a in actions) and "*" in resources:
+            problems.append(f"{statement.get('Sid')}: a service wildcard on every resource")
+        if any(a.startswith("iam:") for a in actions):
+            problems.append(f"{statement.get('Sid')}: an iam: action")
+        if "sts:AssumeRole" in actions and set(resources) != bootstrap:
+            problems.append(f"{statement.get('Sid')}: assumes {resources}, not exactly the bootstrap roles")
+        for other in others:
+            if any(f"-{other}-" in r or f"LatestApk-{other}/" in r for r in resources):
+                problems.append(f"{statement.get('Sid')}: names {other}: {resources}")
+    return problems
+
+
 @pytest.mark.slow
-def test_deploy_policy_is_limited_to_the_environments_stack(templates: dict[str, Any]) -> None:
-    policies = templates["roles"].find_resources("AWS::IAM::ManagedPolicy")
-    dev = next(p for p in policies.values() if p["Properties"]["ManagedPolicyName"] == "apk-pipeline-ci-deploy-dev")
-    text = json.dumps(dev["Properties"]["PolicyDocument"])
-    assert "stack/LatestApk-dev/*" in text
-    assert "LatestApk-prod" not in text and "LatestApk-preprod" not in text
-    statements = dev["Properties"]["PolicyDocument"]["Statement"]
-    assert not any(s.get("Action") in ("*", "iam:*") for s in statements)
+@pytest.mark.parametrize("owner", ["ci", "codebuild"])
+def test_deploy_policies_reach_only_their_environment_through_the_bootstrap_roles(
+    templates: dict[str, Any], owner: str
+) -> None:
+    policies = _policies(templates["roles" if owner == "ci" else "pipeline"])
+    for env in ENVIRONMENTS:
+        statements = policies[f"apk-pipeline-{owner}-deploy-{env}"]
+        assert _least_privilege_problems(statements, env) == []
+        text = json.dumps(statements)
+        assert f"latestapk-{env}-state-123456789012-eu-west-1" in text
+        assert f"stack/LatestApk-{env}/*" in text
+    # Breakers: each rule catches what it guards.
+    dev = policies[f"apk-pipeline-{owner}-deploy-dev"]
+    wide = [*dev, {"Sid": "Wide", "Action": "s3:*", "Resource": "*"}]
+    assert any("service wildcard" in p for p in _least_privilege_problems(wide, "dev"))
+    iam_write = [*dev, {"Sid": "Iam", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/x"}]
+    assert any("iam: action" in p for p in _least_privilege_problems(iam_write, "dev"))
+    prods = [json.loads(json.dumps(dev).replace("latestapk-dev-", "latestapk-prod-"))]
+    assert any("names prod" in p for p in _least_privilege_problems(prods[0], "dev"))
+    assume_any = [
+        {**s, "Resource": "arn:aws:iam::123456789012:role/*"} if s.get("Sid") == "CdkBootstrapRoles" else s for s in dev
+    ]
+    assert any("not exactly the bootstrap roles" in p for p in _least_privilege_problems(assume_any, "dev"))
+
+
+@pytest.mark.slow
+def test_the_change_set_role_may_only_look_up_and_read_prod(templates: dict[str, Any]) -> None:
+    statements = _policies(templates["roles"])["apk-pipeline-github-change-set-prod"]
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert not any(a in actions for a in ("s3:PutObject", "cloudformation:CreateChangeSet", "iam:PassRole"))
+    assumed = {
+        str(r)
+        for s in statements
+        if "sts:AssumeRole" in as_list(s["Action"])
+        for r in as_list(_resolved(s["Resource"]))
+    }
+    assert assumed == {"arn:aws:iam::123456789012:role/cdk-hnb659fds-lookup-role-123456789012-eu-west-1"}
 
 
 @pytest.mark.slow
@@ -164,8 +255,11 @@ def test_codepipeline_matches_the_codebuild_adapter(templates: dict[str, Any]) -
             ]
             assert got == want
     assert by_name["apk-pipeline-main"]["ExecutionMode"] == "QUEUED"
-    jobs = {a["name"] for spec in layout.values() for s in spec["stages"] for a in s["actions"] if a["type"] == "build"}
-    templates["pipeline"].resource_count_is("AWS::CodeBuild::Project", len(jobs))
+    projects = {
+        a["project"] for spec in layout.values() for s in spec["stages"] for a in s["actions"] if a["type"] == "build"
+    }
+    assert "apk-pipeline-pr-lint" in projects and "apk-pipeline-lint" in projects
+    templates["pipeline"].resource_count_is("AWS::CodeBuild::Project", len(projects))
 
 
 @pytest.mark.slow
@@ -301,7 +395,8 @@ def test_the_approval_switch_adds_the_change_set_job_and_a_manual_approval(
     projects = approval_pipeline.find_resources("AWS::CodeBuild::Project")
     approval = next(p for p in projects.values() if p["Properties"]["Name"] == "apk-pipeline-approve-prod")
     role = approval_pipeline.find_resources("AWS::IAM::Role")[approval["Properties"]["ServiceRole"]["Fn::GetAtt"][0]]
-    assert role["Properties"]["RoleName"] == "apk-pipeline-codebuild-prod"  # the diff needs prod's credentials
+    # the diff reads prod, read-only: not the prod deploy role
+    assert role["Properties"]["RoleName"] == "apk-pipeline-codebuild-prod-change-set"
     spec = {
         r.path: r.text for r in codebuild.render(build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True)))
     }
@@ -340,3 +435,113 @@ def test_the_aws_tools_hand_the_artifact_on_job_by_job(tool: str) -> None:
             line for line in broken[path].splitlines() if "CATALYST_SOURCE_DIR_artifact_package" not in line
         )
     assert BY_NAME[tool].facts(broken).job("dev").receives == []
+
+
+def _project_roles(template: Any) -> dict[str, str]:
+    """Project name -> logical id of its service role."""
+    found = template.find_resources("AWS::CodeBuild::Project").values()
+    return {p["Properties"]["Name"]: p["Properties"]["ServiceRole"]["Fn::GetAtt"][0] for p in found}
+
+
+def _role_grants(template: Any, role: str) -> str:
+    """Every policy statement attached to one role, as text."""
+    policies = template.find_resources("AWS::IAM::Policy").values()
+    return json.dumps(
+        [p["Properties"]["PolicyDocument"] for p in policies if {"Ref": role} in p["Properties"]["Roles"]]
+    )
+
+
+def _cache_problems(template: Any) -> list[str]:
+    """Main must not restore what a pull request wrote; build/approval/deploy projects restore nothing."""
+    problems: list[str] = []
+    buckets = {k for k in template.find_resources("AWS::S3::Bucket") if k.startswith(("Cachemain", "Artifactsmain"))}
+    roles = _project_roles(template)
+    projects = {
+        p["Properties"]["Name"]: p["Properties"] for p in template.find_resources("AWS::CodeBuild::Project").values()
+    }
+    for name, props in projects.items():
+        cache = props.get("Cache", {"Type": "NO_CACHE"})
+        if name.startswith("apk-pipeline-pr-"):
+            grants = _role_grants(template, roles[name])
+            problems += [f"{name} may reach {b}" for b in buckets if b in grants]
+            if any(b in json.dumps(cache) for b in buckets):
+                problems.append(f"{name} caches in a main bucket")
+        delivery = name.removeprefix("apk-pipeline-") in {"flutter-build", "package", "approve-prod", *ENVIRONMENTS}
+        if delivery and cache.get("Type") != "NO_CACHE":
+            problems.append(f"{name} has a cache")
+    return problems
+
+
+@pytest.mark.slow
+def test_pull_request_projects_cannot_reach_main_caches_and_delivery_projects_have_none(
+    approval_pipeline: Any,
+) -> None:
+    assert _cache_problems(approval_pipeline) == []
+    layout = codebuild.layout(build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True)))
+    spec = {
+        r.path: r.text for r in codebuild.render(build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True)))
+    }
+    for stage in layout["main"]["stages"]:
+        for action in stage["actions"]:
+            if action["type"] == "build" and not action["cache"]:
+                assert "\ncache:" not in spec[action["buildspec"]], action["name"]
+    assert "\ncache:" in spec["buildspecs/lint.yml"]
+    # Breakers: a PR role granted the main cache, or a deploy project given a cache, is caught.
+    broken = json.loads(json.dumps(approval_pipeline.to_json()))
+    from aws_cdk.assertions import Template
+
+    resources = broken["Resources"]
+    main_cache = next(k for k in resources if k.startswith("Cachemain"))
+    pr_role = _project_roles(approval_pipeline)["apk-pipeline-pr-lint"]
+    policy = next(
+        p
+        for p in resources.values()
+        if p["Type"] == "AWS::IAM::Policy" and {"Ref": pr_role} in p["Properties"]["Roles"]
+    )
+    policy["Properties"]["PolicyDocument"]["Statement"].append(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": {"Fn::GetAtt": [main_cache, "Arn"]}}
+    )
+    prod = next(
+        p
+        for p in resources.values()
+        if p["Type"] == "AWS::CodeBuild::Project" and p["Properties"]["Name"] == "apk-pipeline-prod"
+    )
+    prod["Properties"]["Cache"] = {"Type": "S3", "Location": "x/prod"}
+    problems = _cache_problems(Template.from_json(broken))
+    assert any("apk-pipeline-pr-lint may reach" in p for p in problems)
+    assert "apk-pipeline-prod has a cache" in problems
+
+
+@pytest.mark.slow
+def test_only_the_environments_own_project_may_assume_its_codebuild_role(approval_pipeline: Any) -> None:
+    from infra.ci.trust import allows, service
+
+    roles = _roles(approval_pipeline)
+    for env in ENVIRONMENTS:
+        document = _resolved(roles[f"apk-pipeline-codebuild-{env}"]["AssumeRolePolicyDocument"])
+        for project in ("apk-pipeline-dev", "apk-pipeline-prod", "apk-pipeline-approve-prod", "apk-pipeline-pr-lint"):
+            arn = f"arn:aws:codebuild:eu-west-1:123456789012:project/{project}"
+            request = service("codebuild.amazonaws.com", source_arn=arn, source_account="123456789012")
+            assert allows(document, request) == (project == f"apk-pipeline-{env}"), (env, project)
+        elsewhere = service(
+            "codebuild.amazonaws.com",
+            source_arn=f"arn:aws:codebuild:eu-west-1:999999999999:project/apk-pipeline-{env}",
+            source_account="999999999999",
+        )
+        assert not allows(document, elsewhere)
+    change_set = _resolved(roles["apk-pipeline-codebuild-prod-change-set"]["AssumeRolePolicyDocument"])
+    approval = "arn:aws:codebuild:eu-west-1:123456789012:project/apk-pipeline-approve-prod"
+    assert allows(change_set, service("codebuild.amazonaws.com", source_arn=approval, source_account="123456789012"))
+
+
+@pytest.mark.slow
+def test_only_the_approvers_group_may_approve_the_prod_gate(approval_pipeline: Any, templates: dict[str, Any]) -> None:
+    templates["pipeline"].resource_count_is("AWS::IAM::Group", 0)
+    groups = approval_pipeline.find_resources("AWS::IAM::Group")
+    assert [g["Properties"]["GroupName"] for g in groups.values()] == ["apk-pipeline-prod-approvers"]
+    statements = _resolved(_policies(approval_pipeline)["apk-pipeline-prod-approvers"])
+    pipeline_arn = "arn:aws:codepipeline:eu-west-1:123456789012:apk-pipeline-main"
+    assert {(s["Action"], s["Resource"]) for s in statements} == {
+        ("codepipeline:PutApprovalResult", f"{pipeline_arn}/prod/gate-prod"),
+        ("codepipeline:GetPipelineState", pipeline_arn),
+    }
