@@ -336,28 +336,34 @@ def _scan_nag(ctx: StepContext, assembly: Path) -> list[Finding]:
     return findings
 
 
+def checkov_command(checkov: Path, directory: str, output: Path) -> list[str]:
+    """checkov on the CloudFormation templates under ``directory``: a CLI report, SARIF and JUnit into ``output``
+    (``results_sarif.sarif``, ``results_junitxml.xml``); exit 1 when a check is open."""
+    return [
+        str(checkov),
+        "-d",
+        directory,
+        "--framework",
+        "cloudformation",
+        "--skip-download",
+        "--quiet",
+        "-o",
+        "cli",
+        "-o",
+        "sarif",
+        "-o",
+        "junitxml",
+        "--output-file-path",
+        str(output),
+    ]
+
+
 def _scan_checkov(ctx: StepContext) -> list[Finding]:
     checkov = tools.ensure(tools.CHECKOV, ctx.root)
     raw = ctx.out(REPORTS, "checkov-raw", "x").parent
     # The cli report also goes to stdout, that is into the step log; the SARIF and JUnit files are kept.
     ctx.run(
-        [
-            checkov,
-            "-d",
-            ASSEMBLY,
-            "--framework",
-            "cloudformation",
-            "--skip-download",
-            "--quiet",
-            "-o",
-            "cli",
-            "-o",
-            "sarif",
-            "-o",
-            "junitxml",
-            "--output-file-path",
-            str(raw),
-        ],
+        checkov_command(checkov, ASSEMBLY, raw),
         cwd=ctx.run_dir,
         ok_codes=(0, 1),
     )

@@ -279,21 +279,46 @@ def test_environment_projects_run_under_that_environments_role(templates: dict[s
     assert role["Properties"]["RoleName"] == "apk-pipeline-codebuild-prod"
 
 
-@pytest.mark.slow
-def test_the_ci_stacks_pass_cdk_nag_with_every_waiver_written_down(tmp_path: Any) -> None:
+@pytest.fixture(scope="session")
+def assembly(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Both CI stacks (approval switch on: the gate and the approvers group exist) synthesized with cdk-nag."""
     import aws_cdk as cdk
     from cdk_nag import AwsSolutionsChecks
 
     from infra.ci import add_ci_stacks
 
-    app = cdk.App(outdir=str(tmp_path), context={"ci": SETTINGS})
-    add_ci_stacks(app, PipelineConfig(), env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    outdir = tmp_path_factory.mktemp("ci-assembly")
+    app = cdk.App(outdir=str(outdir), context={"ci": SETTINGS})
+    config = PipelineConfig(approval_before_prod=True)
+    add_ci_stacks(app, config, env=cdk.Environment(account="123456789012", region="eu-west-1"))
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()  # raises on any finding without an acknowledgement
-    report = json.loads((tmp_path / "validation-report.json").read_text())
+    return outdir
+
+
+@pytest.mark.slow
+def test_the_ci_stacks_pass_cdk_nag_with_every_waiver_written_down(assembly: Any) -> None:
+    report = json.loads((assembly / "validation-report.json").read_text())
     suppressed = [v for p in report["pluginReports"] for v in p.get("suppressedViolations", [])]
     assert suppressed and all(len(v.get("reason", "x" * 20)) >= 20 for v in suppressed)
     assert not any(p["violations"] for p in report["pluginReports"])
+
+
+@pytest.mark.slow
+def test_the_ci_stacks_pass_checkov_with_every_skip_explained(assembly: Any, tmp_path: Any) -> None:
+    """checkov as ``iac-scan`` runs it (the isolated checkov of .cicd/tools, same arguments) on the CI templates."""
+    import subprocess
+    from pathlib import Path
+
+    from cicd import tools
+    from cicd.steps.iac import checkov_command, checkov_findings
+
+    checkov = tools.ensure(tools.CHECKOV, Path(__file__).resolve().parents[2])
+    run = subprocess.run(checkov_command(checkov, str(assembly), tmp_path), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout[-4000:]
+    findings = checkov_findings(tmp_path / "results_sarif.sarif")
+    assert findings and all(f.reason and len(f.reason) >= 20 for f in findings)  # only skips, each with a reason
+    assert {f.rule for f in findings} <= {"CKV_AWS_18", "CKV_AWS_21"}
 
 
 @pytest.fixture(scope="session")
