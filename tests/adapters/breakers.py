@@ -228,5 +228,11 @@ BREAKERS: dict[str, list[Breaker]] = {
             "buildspecs/dev.yml",
         ),
         Breaker("no step cache", sub(r', "\.cicd/cache/\*\*/\*"', ""), "lint: its step cache", "buildspecs/lint.yml"),
+        Breaker(
+            "cacheless job not declared so",
+            sub(r'"cache": false', '"cache": true'),
+            "dev: no lock-file-keyed cache",
+            "pipeline.json",
+        ),
     ],
 }
