@@ -173,9 +173,18 @@ def diff(
     root: Path = REPO_ROOT,
 ) -> str:
     """``cdk diff`` of ``stack`` in the synthesized ``assembly_dir`` against the deployed stack: its text."""
-    args = ["diff", "--app", str(assembly_dir.resolve()), stack, "--no-notices", "--ci", "--no-color"]
-    if endpoint is not None:
-        args.append("--no-change-set")  # the embedded AWS runs no change sets for diffs
+    # A template diff, never a change set: the approval job runs under a read-only role (the bootstrap lookup role
+    # reads the deployed template) that may not create change sets, and the embedded AWS runs none for diffs.
+    args = [
+        "diff",
+        "--app",
+        str(assembly_dir.resolve()),
+        stack,
+        "--no-notices",
+        "--ci",
+        "--no-color",
+        "--no-change-set",
+    ]
     result = _run(ctx_or_log, args, env=cdk_env(endpoint, region=region), cwd=root, root=root, ok_codes=(0, 1))
     return result.output
 
