@@ -126,12 +126,16 @@ def adapters_check(c: Context, no_cache: bool = False) -> None:
         "name": "action/orb/image name in cicd/adapters/pins.py",
         "version": "new version",
         "sha": "full commit SHA (for actions)",
+        "digest": "an image's index digest sha256:... at the new tag, or 'none' (then list why in NOT_DIGEST_PINNED)",
+        "hashes": "uv only: the sha256:... of every uv wheel a job may install, comma-separated",
     },
 )
 @cli.boundary
-def adapters_bump(c: Context, name: str = "", version: str = "", sha: str = "") -> None:
-    """Bump one pinned action, orb or image everywhere, then regenerate the adapters."""
-    print(cli.adapters_bump(name, version, sha))
+def adapters_bump(  # noqa: PLR0917 - invoke maps each option to a parameter
+    c: Context, name: str = "", version: str = "", sha: str = "", digest: str = "", hashes: str = ""
+) -> None:
+    """Bump one pinned action, orb, image or tool everywhere, then regenerate the adapters."""
+    print(cli.adapters_bump(name, version, sha, digest, hashes))
 
 
 @task(

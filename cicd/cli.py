@@ -296,12 +296,16 @@ def adapters_generate() -> str:
     return f"Rendered {len(written)} files from the pipeline model (ci-adapters/, docs/ci-comparison.md, ...)."
 
 
-def adapters_bump(name: str, version: str, sha: str) -> str:
+def adapters_bump(name: str, version: str, sha: str, digest: str = "", hashes: str = "") -> str:
+    """``digest``: an image's new ``sha256:...`` (``none`` for explicitly none); ``hashes``: uv's wheel hashes,
+    comma-separated."""
     from cicd.adapters import cli as adapters
 
     if not name or not version:
         raise UsageError("adapters.bump needs --name and --version", hint="see cicd/adapters/pins.py for the names")
-    written = adapters.bump(name, version, sha, ROOT)
+    new_digest = "" if digest == "none" else digest or None
+    new_hashes = tuple(h.strip() for h in hashes.split(",") if h.strip()) or None
+    written = adapters.bump(name, version, sha, ROOT, digest=new_digest, hashes=new_hashes)
     return f"Bumped {name} to {version} in cicd/adapters/pins.py and regenerated {len(written)} files."
 
 

@@ -147,11 +147,21 @@ def describe(report: CheckReport) -> str:
     return out.getvalue()
 
 
-def bump(name: str, version: str, sha: str = "", root: Path = ROOT, *, source: Path | None = None) -> list[Path]:
-    """``inv adapters.bump NAME VERSION [SHA]``: move one pin in ``cicd/adapters/pins.py``, then regenerate."""
+def bump(
+    name: str,
+    version: str,
+    sha: str = "",
+    root: Path = ROOT,
+    *,
+    digest: str | None = None,
+    hashes: tuple[str, ...] | None = None,
+    source: Path | None = None,
+) -> list[Path]:
+    """``inv adapters.bump NAME VERSION [SHA] [--digest D] [--hashes H,...]``: move one pin in
+    ``cicd/adapters/pins.py``, then regenerate."""
     from cicd.adapters import pins
 
-    pins.bump(name, version, sha, source=source)
+    pins.bump(name, version, sha, digest=digest, hashes=hashes, source=source)
     return generate(root)
 
 

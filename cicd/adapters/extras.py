@@ -137,14 +137,20 @@ def renovate() -> str:
                 "customType": "regex",
                 "description": "Images in the one pins table",
                 "managerFilePatterns": ["/^cicd/adapters/pins\\.py$/"],
-                "matchStrings": ['Pin\\("image:(?<depName>[^"]+)", "(?<currentValue>[^"]+)"\\)'],
+                "matchStrings": [
+                    'Pin\\("image:(?<depName>[^"]+)", "(?<currentValue>[^"]+)"'
+                    '(, digest="(?<currentDigest>sha256:[0-9a-f]{64})")?\\)'
+                ],
                 "datasourceTemplate": "docker",
             },
             {
                 "customType": "regex",
-                "description": "uv, the version every CI job installs",
+                "description": (
+                    "uv, the version every CI job installs hash-checked: the wheel hashes in the same row must be "
+                    "replaced too (`inv adapters.bump uv X --hashes ...`), or every job's install fails"
+                ),
                 "managerFilePatterns": ["/^cicd/adapters/pins\\.py$/"],
-                "matchStrings": ['Pin\\("(?<depName>uv)", "(?<currentValue>[^"]+)"\\)'],
+                "matchStrings": ['Pin\\("(?<depName>uv)", "(?<currentValue>[^"]+)"'],
                 "datasourceTemplate": "pypi",
             },
             {

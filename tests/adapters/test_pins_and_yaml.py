@@ -48,6 +48,9 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
+NEW_HASH = "sha256:" + "ab" * 32
+
+
 def test_bump_rewrites_only_that_row_of_the_table(tmp_path: Path) -> None:
     copy = tmp_path / "pins.py"
     shutil.copy(pins.__file__, copy)
@@ -61,8 +64,9 @@ def test_bump_rewrites_only_that_row_of_the_table(tmp_path: Path) -> None:
     bumped = {p.name: p for p in module.PINS}
     assert bumped["actions/checkout"].sha == new_sha
     assert (bumped["uv"].version, bumped["uv"].sha) == (pins.version("uv"), "")
-    pins.bump("uv", "0.14.0", source=copy)
-    assert {p.name: p for p in _load(copy).PINS}["uv"].version == "0.14.0"
+    pins.bump("uv", "0.14.0", hashes=(NEW_HASH,), source=copy)
+    uv = {p.name: p for p in _load(copy).PINS}["uv"]
+    assert (uv.version, uv.hashes) == ("0.14.0", (NEW_HASH,))
 
 
 @pytest.mark.parametrize(
@@ -141,13 +145,13 @@ def test_one_command_bumps_a_pin_in_every_adapter(tmp_path: Path) -> None:
 
     copy = tmp_path / "pins.py"
     shutil.copy(pins.__file__, copy)
-    before = pins.version("uv")
+    before, hashes = pins.version("uv"), pins.pin("uv").hashes
     try:
-        cli.bump("uv", "0.14.1", root=tmp_path, source=copy)
+        cli.bump("uv", "0.14.1", root=tmp_path, hashes=(NEW_HASH,), source=copy)
         texts = [p.read_text() for p in (tmp_path / "ci-adapters").rglob("*") if p.is_file()]
         assert texts and all(f"uv=={before}" not in t for t in texts)
-        assert sum("uv==0.14.1" in t for t in texts) >= 8
-        assert 'Pin("uv", "0.14.1")' in copy.read_text()
+        assert sum(f"uv==0.14.1 --hash={NEW_HASH}" in t for t in texts) >= 8
+        assert f'Pin("uv", "0.14.1", hashes=("{NEW_HASH}",)),' in copy.read_text()
     finally:
-        pins.bump("uv", before, source=copy)
+        pins.bump("uv", before, hashes=hashes, source=copy)
     assert pins.version("uv") == before
