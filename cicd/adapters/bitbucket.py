@@ -300,10 +300,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     trusted_cache=VERIFY_LINE in raw_script,
                     locked=installs_locked(script, _variables(raw_script)),
                     approvers=_approvers(files[PATH], step) if step.get("trigger") == "manual" else "",
-                    credential_env=str(step.get("deployment"))
-                    if step.get("oidc") is True and step.get("deployment")
-                    else str(step.get("environment"))
-                    if step.get("oidc") is True and step.get("environment")
+                    # oidc: true hands the step a token, whatever its script does with it ("": no environment)
+                    credential_env=str(step.get("deployment") or step.get("environment") or "")
+                    if step.get("oidc") is True
                     else None,
                     step_cache=any(caches[c].get("path") == STEP_CACHE for c in used),
                     keeps_run_folder=any(

@@ -281,12 +281,15 @@ def deploy_path(plan: Plan, facts: AdapterFacts) -> list[str]:
         elif "main" in job.triggers and job.step_cache and not job.trusted_cache:
             problems.append(f"{tool} {job.id}: on main it trusts a step cache another branch can write")
         env_commands = [c for c in job.commands if _is_env_command(model, c)]
-        if job.credentials and not env_commands:
+        if (job.credentials or job.credential_env is not None) and not env_commands:
             problems.append(f"{tool} {job.id}: gets AWS credentials but runs in no environment")
         if not env_commands:
             continue
         env_of = _env_of(model, env_commands)
-        if job.credentials and job.credential_env != env_of:
+        # The approval job may read its environment through that environment's change-set twin (GitHub's
+        # <env>-change-set environment holds the read-only role).
+        allowed = {env_of, f"{env_of}-change-set"} if _is_approval_command(model, env_commands[0]) else {env_of}
+        if job.credentials and job.credential_env not in allowed:
             problems.append(f"{tool} {job.id}: its credentials name {job.credential_env}, not its environment {env_of}")
         if env_of in approval_envs and not _is_approval_command(model, env_commands[0]) and not job.approvers:
             problems.append(f"{tool} {job.id}: the gate before {env_of} names no approvers")
