@@ -167,7 +167,7 @@ def _workflow(plan: Plan, trigger: str, path: str) -> str:
         "Triggers": triggers,
         "Actions": actions,
     }
-    extra = (
+    extra: tuple[str, ...] = (
         "CodeCatalyst is closed to new customers since 2025-11-07; this adapter is kept for existing spaces.",
         "Environments dev/preprod/prod, each with an account connection aws-<env> and the role",
         f"{ROLE_PREFIX}-<env> (infra/ci); only environment actions have one. QUEUED runs never overlap.",
