@@ -69,6 +69,7 @@ def _run(name: str, command: str, minutes: int | None = None) -> dict[str, objec
 
 
 def _commands(plan: Plan) -> dict[str, object]:
+    # The parser wants a reusable command defined before a command that uses it (report before finish).
     commands: dict[str, object] = {
         "setup": {
             "description": "Check out, restore the lock-file-keyed caches and the step cache, install uv (pinned).",
@@ -79,20 +80,20 @@ def _commands(plan: Plan) -> dict[str, object]:
                 _run("Install uv", pins.uv_install()),
             ],
         },
-        "finish": {
-            "description": "Save the caches, then report.",
-            "steps": [
-                {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
-                {"save_cache": Flow({"name": "Save the step cache", "key": STEP_KEYS[0], "paths": [STEP_CACHE]})},
-                USE_REPORT,
-            ],
-        },
         "report": {
             "description": "JUnit to the Tests tab; the run folder (reports, outputs) as artifacts.",
             "steps": [
                 {"run": Flow({"name": "Collect JUnit", "when": "always", "command": collect_junit("test-results")})},
                 {"store_test_results": Flow({"path": "test-results"})},
                 {"store_artifacts": Flow({"path": RUNS_DIR})},
+            ],
+        },
+        "finish": {
+            "description": "Save the caches, then report.",
+            "steps": [
+                {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
+                {"save_cache": Flow({"name": "Save the step cache", "key": STEP_KEYS[0], "paths": [STEP_CACHE]})},
+                USE_REPORT,
             ],
         },
     }
