@@ -26,7 +26,18 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import TOKEN_FILE, Rendered, flutter_clone, guard, header, inputs_with, web_identity
+from cicd.adapters.common import (
+    NO_SYNC,
+    TOKEN_FILE,
+    Rendered,
+    flutter_clone,
+    guard,
+    header,
+    inputs_with,
+    installs_locked,
+    locked_install,
+    web_identity,
+)
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, reachable, text_of
 from cicd.adapters.plan import (
     APPROVAL_WAIT_MINUTES,
@@ -56,6 +67,9 @@ WORKSPACE: Final = "$(Pipeline.Workspace)"
 SUMMARY_SCRIPT: Final = f'test ! -f {SUMMARY} || echo "##vso[task.uploadsummary]{SOURCES}/{SUMMARY}"'
 APPROVERS: Final = "APPROVERS"
 """The variable (in the gated environment's variable group) naming who may resume the ``ManualValidation`` gate."""
+APPROVERS_SET: Final = (
+    f': "${{{APPROVERS}:?set {APPROVERS} in the variable group of this environment: who may resume the gate}}"'
+)
 AZURE_TOKEN_FILE: Final = "$(Agent.TempDirectory)/aws-web-identity-token"  # noqa: S105 - a path, not a secret
 
 
@@ -93,24 +107,32 @@ def _setup(job: Job, plan: Plan) -> list[object]:
     steps: list[object] = [
         Flow({"checkout": "self", "fetchDepth": "0"}),
         Flow({"task": "UsePythonVersion@0", "inputs": {"versionSpec": "3.11"}}),
-        Flow(
-            {"task": "Cache@2", "inputs": {"key": 'uv | "$(Agent.OS)" | requirements.lock', "path": "$(UV_CACHE_DIR)"}}
-        ),
-        Flow(
-            {
-                "task": "Cache@2",
-                "inputs": {
-                    "key": 'tools | "$(Agent.OS)" | requirements.lock | package-lock.json',
-                    "path": ".cicd/tools",
-                },
-            }
-        ),
-        Flow({"script": pins.uv_install()}),
     ]
+    if job.kind == "check":  # only checks restore caches (Azure scopes them per branch: main reads only main's)
+        steps += [
+            Flow(
+                {
+                    "task": "Cache@2",
+                    "inputs": {"key": 'uv | "$(Agent.OS)" | requirements.lock', "path": "$(UV_CACHE_DIR)"},
+                }
+            ),
+            Flow(
+                {
+                    "task": "Cache@2",
+                    "inputs": {
+                        "key": 'tools | "$(Agent.OS)" | requirements.lock | package-lock.json',
+                        "path": ".cicd/tools",
+                    },
+                }
+            ),
+        ]
+    steps.append(Flow({"script": pins.uv_install()}))
+    if job.kind != "check":
+        steps.append(Flow({"script": locked_install(), "displayName": "Install (hash-locked)"}))
     if job.kind == "deploy":
         # A deployment job downloads every artifact of the run into $(Pipeline.Workspace) unless told not to.
         steps.insert(0, Flow({"download": "none"}))
-    if job.cached:
+    if job.cached and job.kind == "check":
         # The step cache: keyed per job and commit; a pull request restores the newest entry of its target branch.
         steps.insert(
             -1,
@@ -203,14 +225,25 @@ def _finish(job: Job) -> list[object]:
 
 def _job(plan: Plan, job: Job) -> dict[str, object]:
     steps = [*_setup(job, plan), *_run_steps(job, plan), *_finish(job)]
+    if job.kind == "approval":
+        # The gate fails closed: with APPROVERS empty, ManualValidation would let anyone resume it.
+        steps.insert(0, {"script": APPROVERS_SET, "displayName": "Approvers are named"})
+    variables = {"variables": Flow(dict(NO_SYNC))} if job.kind != "check" else {}
     if job.kind == "deploy":
         return {
             "deployment": _name(job.id),
             "environment": job.env,
             "timeoutInMinutes": str(job.timeout),
+            **variables,
             "strategy": {"runOnce": {"deploy": {"steps": steps}}},
         }
-    return {"job": _name(job.id), "displayName": job.id, "timeoutInMinutes": str(job.timeout), "steps": steps}
+    return {
+        "job": _name(job.id),
+        "displayName": job.id,
+        "timeoutInMinutes": str(job.timeout),
+        **variables,
+        "steps": steps,
+    }
 
 
 def _gate(job: Job) -> dict[str, object]:
@@ -292,10 +325,16 @@ def render(plan: Plan) -> list[Rendered]:
         "service connection aws-<env> and a variable group aws-<env> holding AWS_ROLE_ARN (that environment's role",
         f"from infra/ci). {TARGET_VAR}={TARGET} is set once below; the credential step runs only when it is {TARGET}.",
     ]
+    extra += [
+        "OIDC: the service connection aws-<env> issues each environment's token; checks and builds have none.",
+        f"Caches: checks only (Cache@2 scopes caches per branch; a pull request cannot write {MAIN_BRANCH}'s). Builds",
+        "and environment jobs restore none and install requirements.lock with every hash checked.",
+    ]
     if gated:
-        extra.append(
-            f"Approval: {APPROVERS} in the group aws-{', aws-'.join(gated)} names who may resume ManualValidation."
-        )
+        extra += [
+            f"Approval: {APPROVERS} in the group aws-{', aws-'.join(gated)} names who may resume ManualValidation",
+            "(users or groups; the approval job fails when it is empty; approvers may not approve their own runs).",
+        ]
     text = dump(doc, header=header("Azure Pipelines", PATH, plan, extra=tuple(extra)), gap_keys=("stages",))
     return [Rendered(PATH, text)]
 
@@ -326,7 +365,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     auto_download.add(found.id)
         stage_jobs[name] = members
     gates = {
-        str(stage["stage"])
+        str(stage["stage"]): _approvers(stage)
         for stage in doc.get("stages", [])
         for job in stage.get("jobs", [])
         if job.get("pool") == "server"
@@ -336,6 +375,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         stage, *within = job.needs
         upstream = [m for s in stage_needs[stage] for m in stage_jobs.get(s, [])]
         job.gate = any(s in gates for s in stage_needs[stage])
+        job.locked = installs_locked(job.script, job.variables)
+        if job.gate:
+            job.approvers = next((gates[s] for s in stage_needs[stage] if s in gates), "")
         job.needs = [n for n in [*upstream, *within] if n != "gate"]
     by_id = {j.id: j for j in jobs}
     for job in jobs:
@@ -348,6 +390,25 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     return AdapterFacts(
         "azure", dict(files), [j for j in jobs if j.id != "gate"], path_filters=trigger_paths, main_file=PATH
     )
+
+
+def _approvers(stage: dict[str, Any]) -> str:
+    """Who may resume the stage's ``ManualValidation``: its ``approvers`` input, counted only when the stage's agent
+    job fails on an empty value first (an empty list lets anyone resume it)."""
+    named = ""
+    checked = False
+    for job in stage.get("jobs", []):
+        for step in _steps(job):
+            if str(step.get("task", "")).startswith("ManualValidation@"):
+                named = str((step.get("inputs") or {}).get("approvers", "")).strip()
+            checked = checked or step.get("script") == APPROVERS_SET
+    return named if named and checked else ""
+
+
+def _connection_env(aws: dict[str, Any] | None) -> str | None:
+    """The environment of the service connection (``aws-<env>``) the credential step logs in with."""
+    connection = str(((aws or {}).get("inputs") or {}).get("azureSubscription", ""))
+    return connection[len("aws-") :] if connection.startswith("aws-") else None
 
 
 def _expand(raw: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -460,6 +521,13 @@ def _job_facts(job: dict[str, Any], triggers: set[str], stage: str, sequential: 
             t.startswith("Cache@") and "requirements.lock" in text_of(s.get("inputs"))
             for t, s in zip(tasks, steps, strict=True)
         ),
+        restores=tuple(
+            str((s.get("inputs") or {}).get("path", ""))
+            for t, s in zip(tasks, steps, strict=True)
+            if t.startswith("Cache@")
+        ),
+        trusted_cache=True,  # Azure scopes caches per branch: a main run restores only main's entries
+        credential_env=_connection_env(aws),
         step_cache=any(
             t.startswith("Cache@")
             and (s.get("inputs") or {}).get("path") == STEP_CACHE

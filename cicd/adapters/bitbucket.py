@@ -31,7 +31,7 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import Rendered, collect_junit, guard, header, web_identity
+from cicd.adapters.common import Rendered, collect_junit, guard, header, installs_locked, locked_install, web_identity
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
@@ -45,6 +45,7 @@ from cicd.adapters.plan import (
     Plan,
 )
 from cicd.adapters.yamltext import Flow, Reuse, dump
+from cicd.cache import VERIFY_VARIABLE
 from cicd.errors import ConfigError
 
 PATH: Final = "bitbucket-pipelines.yml"
@@ -55,6 +56,11 @@ TARGET_LINE: Final = f'export {TARGET_VAR}="${{{TARGET_VAR}:-{TARGET}}}"'
 NO_INPUTS: Final = ["pyproject.toml", "requirements.lock"]
 """The key files of a step cache whose job declares no input files (its configuration and tool versions)."""
 _DEFAULT: Final = re.compile(r"^\$\{(\w+):-([^}$]*)\}$")
+VERIFY_LINE: Final = f'[ "${{BITBUCKET_BRANCH:-}}" != {MAIN_BRANCH} ] || export {VERIFY_VARIABLE}=true'
+"""Every check's line: on main, only step-cache entries signed with CICD_CACHE_SECRET count. Bitbucket has no
+secret that only main's pipeline steps can read (deployment variables exist only in deployment steps), so main
+sets none: every check step on main runs (its cache entries are still saved for pull requests)."""
+LOCKED: Final = f"export UV_NO_SYNC=1 && {locked_install()}"
 
 
 def step_cache_name(job: Job) -> str:
@@ -99,7 +105,9 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
         script += [guard("BITBUCKET_BRANCH"), _credentials(plan, job.env)]
     if job.timeout != TIMEOUT_CHECK:
         step["max-time"] = job.timeout
-    step["caches"] = Flow([*CACHES, step_cache_name(job)]) if job.cached else reuse("caches", CACHES)
+    if job.kind == "check":  # builds and environment steps restore no cache: Bitbucket's are every branch's
+        step["caches"] = Flow([*CACHES, step_cache_name(job)]) if job.cached else reuse("caches", CACHES)
+        script.append(reuse("verify", VERIFY_LINE))
     if job.flutter:
         script += [
             "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null",
@@ -109,7 +117,7 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
         script += ['export CICD_REQUIRE_FLUTTER="${CICD_REQUIRE_FLUTTER:-1}"' if job.kind == "check" else REQUIRE]
     elif _requires_flutter(plan, job):
         script += [REQUIRE]
-    script += [pins.uv_install(), *job.inv()]
+    script += [pins.uv_install(), *job.inv()] if job.kind == "check" else [pins.uv_install(), LOCKED, *job.inv()]
     step["script"] = script
     step["after-script"] = reuse("junit", [collect_junit("test-results")])
     upload: list[object] = [
@@ -159,7 +167,7 @@ def render(plan: Plan) -> list[Rendered]:
                 **{
                     step_cache_name(j): Flow({"key": Flow({"files": list(j.inputs) or NO_INPUTS}), "path": STEP_CACHE})
                     for j in plan.order(plan.jobs)
-                    if j.cached
+                    if j.cached and j.kind == "check"
                 },
             }
         },
@@ -171,12 +179,21 @@ def render(plan: Plan) -> list[Rendered]:
         "Per deployment environment (Repository settings > Deployments): variable AWS_ROLE_ARN (infra/ci).",
         f"The OIDC token reaches the AWS SDKs only if {TARGET_VAR}={TARGET}; deploy steps run only for {MAIN_BRANCH}.",
     ]
+    extra += [
+        "OIDC: oidc: true only on the steps of an environment (deployment: <env>); checks and builds have none.",
+        "Caches are shared by every branch: only checks restore any, and on main they trust no step-cache entry",
+        f"({VERIFY_VARIABLE}=true, no secret: no variable can be main-only outside deployment steps), so every",
+        "check step on main runs. Builds and environment steps restore none and install requirements.lock with",
+        "every hash checked.",
+    ]
     gated = ", ".join(j.id for j in plan.jobs if j.gated)
     if gated:
         extra += [
             f"The gate: `trigger: manual` on {gated}, after the approval step showed the change set",
-            "(`environment:` gives it that environment's variables). Anyone with write access may run a manual",
-            "step unless deployment permissions (Premium) restrict it; artifacts expire after 14 days.",
+            "(`environment:` gives it that environment's variables). Deployment permissions (Premium) on each gated",
+            "environment (Repository settings > Deployments > Production: only admins or the named users and groups",
+            "may deploy) decide who may run it; without them anyone with write access can. Artifacts expire after 14",
+            "days.",
         ]
     text = dump(doc, header=header("Bitbucket Pipelines", PATH, plan, extra=tuple(extra)), gap_keys=("pipelines",))
     return [Rendered(PATH, text)]
@@ -221,6 +238,14 @@ def _receives(artifacts: object, before: list[Handoff]) -> list[Handoff]:
     (``false``), or those named; each lands at its own paths in the clone."""
     rule = artifacts.get("download", True) if isinstance(artifacts, dict) else True
     return [] if rule is False else before if rule is True else [h for h in before if h.name in as_list(rule)]
+
+
+def _approvers(text: str, step: dict[str, Any]) -> str:
+    """Bitbucket's approvers are a setting: the deployment permissions of the step's environment (header)."""
+    env = str(step.get("deployment") or "")
+    if env and "Deployment permissions (Premium) on each gated" in text:
+        return f"deployment permissions of the environment {env} (a setting; see the header)"
+    return ""
 
 
 def facts(files: dict[str, str]) -> AdapterFacts:
@@ -271,6 +296,14 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=step.get("trigger") == "manual",
                     reports="test-results" in after,
                     caches=bool(used) and all(caches[c].get("key", {}).get("files") for c in used),
+                    restores=tuple(str(c) for c in as_list(step.get("caches"))),
+                    trusted_cache=VERIFY_LINE in raw_script,
+                    locked=installs_locked(script, _variables(raw_script)),
+                    approvers=_approvers(files[PATH], step) if step.get("trigger") == "manual" else "",
+                    # oidc: true hands the step a token, whatever its script does with it ("": no environment)
+                    credential_env=str(step.get("deployment") or step.get("environment") or "")
+                    if step.get("oidc") is True
+                    else None,
                     step_cache=any(caches[c].get("path") == STEP_CACHE for c in used),
                     keeps_run_folder=any(
                         f"{RUNS_DIR}/**" in as_list(u.get("paths")) and u.get("capture-on") == "always" for u in uploads

@@ -21,7 +21,7 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import Rendered, collect_junit, guard, header
+from cicd.adapters.common import NO_SYNC, Rendered, collect_junit, guard, header, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
@@ -35,6 +35,7 @@ from cicd.adapters.plan import (
     Plan,
 )
 from cicd.adapters.yamltext import Flow, dump
+from cicd.cache import SIGNING_VARIABLE, VERIFY_VARIABLE
 from cicd.errors import ConfigError
 
 PATH: Final = ".circleci/config.yml"
@@ -51,6 +52,11 @@ STEP_KEYS: Final = [
 # Reusable commands are invoked with an empty argument map: the CircleCI config parser rejects a bare command name.
 USE_SETUP: Final = {"setup": Flow({})}
 USE_FINISH: Final = {"finish": Flow({})}
+USE_REPORT: Final = {"report": Flow({})}
+VERIFY_PARAMETER: Final = "cache-verify"
+MAIN_CONTEXT: Final = "cicd-main"
+"""The context of main's check jobs: ``CICD_CACHE_SECRET``, restricted to ``main`` (expression) and a group."""
+LOCKED: Final = locked_install()
 PYTHON_ON_FLUTTER: Final = "apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null"
 TOKEN: Final = "/tmp/aws-web-identity-token"  # noqa: S105, S108  # nosec B105 B108 # a path in the job's throw-away container
 
@@ -63,6 +69,7 @@ def _run(name: str, command: str, minutes: int | None = None) -> dict[str, objec
 
 
 def _commands(plan: Plan) -> dict[str, object]:
+    # The parser wants a reusable command defined before a command that uses it (report before finish).
     commands: dict[str, object] = {
         "setup": {
             "description": "Check out, restore the lock-file-keyed caches and the step cache, install uv (pinned).",
@@ -73,17 +80,28 @@ def _commands(plan: Plan) -> dict[str, object]:
                 _run("Install uv", pins.uv_install()),
             ],
         },
-        "finish": {
-            "description": "Save the caches; JUnit to the Tests tab; the run folder (reports, outputs) as artifacts.",
+        "report": {
+            "description": "JUnit to the Tests tab; the run folder (reports, outputs) as artifacts.",
             "steps": [
-                {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
-                {"save_cache": Flow({"name": "Save the step cache", "key": STEP_KEYS[0], "paths": [STEP_CACHE]})},
                 {"run": Flow({"name": "Collect JUnit", "when": "always", "command": collect_junit("test-results")})},
                 {"store_test_results": Flow({"path": "test-results"})},
                 {"store_artifacts": Flow({"path": RUNS_DIR})},
             ],
         },
+        "finish": {
+            "description": "Save the caches, then report.",
+            "steps": [
+                {"save_cache": Flow({"key": CACHE_KEY, "paths": ["~/.cache/uv", "node_modules", ".cicd/tools"]})},
+                {"save_cache": Flow({"name": "Save the step cache", "key": STEP_KEYS[0], "paths": [STEP_CACHE]})},
+                USE_REPORT,
+            ],
+        },
     }
+    if any(j.kind != "check" for j in plan.jobs):
+        commands["setup-locked"] = {
+            "description": "Check out and install uv and requirements.lock (every hash checked); no cache.",
+            "steps": ["checkout", _run("Install uv", pins.uv_install()), _run("Install (hash-locked)", LOCKED)],
+        }
     if any(j.credentials for j in plan.jobs):
         commands["aws-oidc"] = {
             "description": f"Hand CircleCI's OIDC token to the AWS SDKs when {TARGET_VAR} is {TARGET} (needs a "
@@ -112,14 +130,20 @@ def _commands(plan: Plan) -> dict[str, object]:
 def _job(plan: Plan, job: Job) -> dict[str, object]:
     steps: list[object] = []
     data: dict[str, object] = {"executor": "flutter" if job.flutter else "python"}
+    check = job.kind == "check"
+    if check:  # main's entries pass "true" (with the cicd-main context): its step cache must be signed
+        data["parameters"] = {VERIFY_PARAMETER: Flow({"type": "string", "default": "false"})}
+        data["environment"] = Flow({VERIFY_VARIABLE: f"<< parameters.{VERIFY_PARAMETER} >>"})
+    else:
+        data["environment"] = Flow(dict(NO_SYNC))
     if job.credentials:
         if job.env is None:  # environment and approval jobs have an environment
             raise ConfigError(f"pipeline model: {job.kind} jobs have an environment, but job.env is missing")
-        data["environment"] = Flow({"AWS_REGION": plan.region(job.env)})
+        data["environment"] = Flow({"AWS_REGION": plan.region(job.env), **NO_SYNC})
         steps.append(_run("Branch guard", guard("CIRCLE_BRANCH")))
     if job.flutter:
         steps.append(_run("Python for uv", PYTHON_ON_FLUTTER))
-    steps.append(USE_SETUP)
+    steps.append(USE_SETUP if check else {"setup-locked": Flow({})})
     if job.downloads:
         steps.append({"attach_workspace": Flow({"at": "."})})
     if job.credentials:
@@ -128,7 +152,7 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
         steps.append(_run(command, inv, job.timeout))
     if job.uploads:
         steps.append({"persist_to_workspace": Flow({"root": ".", "paths": [ARTIFACT_DIR]})})
-    steps.append(USE_FINISH)
+    steps.append(USE_FINISH if check else USE_REPORT)
     data["steps"] = steps
     return data
 
@@ -145,6 +169,9 @@ def _workflow_entry(plan: Plan, job: Job, trigger: str) -> object:
         params["requires"] = needs
     if job.credentials:
         params["context"] = [f"aws-{job.env}"]
+    if job.kind == "check" and trigger == "main":
+        params[VERIFY_PARAMETER] = "true"
+        params["context"] = [MAIN_CONTEXT]
     if job.kind == "deploy":
         params["serial-group"] = f"<< pipeline.project.slug >>/deploy-{job.env}"
     return {job.id: Flow(params)} if params else job.id
@@ -187,8 +214,15 @@ def render(plan: Plan) -> list[Rendered]:
         "workflows": workflows,
     }
     extra: tuple[str, ...] = (
-        "Contexts aws-dev/aws-preprod/aws-prod: AWS_ROLE_ARN (infra/ci); restrict them to main. Project settings:",
-        f"do not pass secrets to builds from forked pull requests. {TARGET_VAR}={TARGET} is set in every executor.",
+        "Contexts aws-dev/aws-preprod/aws-prod: AWS_ROLE_ARN (infra/ci); restrict each to main with the expression",
+        'restriction pipeline.git.branch == "main". Project settings: do not pass secrets to builds from forked',
+        f"pull requests. {TARGET_VAR}={TARGET} is set in every executor. OIDC: CIRCLE_OIDC_TOKEN_V2 of the job's",
+        "context; checks and builds have no context with credentials.",
+        "Caches: any branch can save any key (a pull request can even change this file), so main's checks verify:",
+        f"context {MAIN_CONTEXT} holds {SIGNING_VARIABLE} (random; restricted with the expression",
+        'pipeline.git.branch == "main" and to a security group) and main passes cache-verify "true": only signed',
+        "step-cache entries count. Builds and environment jobs restore and save no cache and install",
+        "requirements.lock with every hash checked.",
     )
     for job in plan.jobs:
         approval = plan.approval_for(job) if job.gated else None
@@ -196,7 +230,7 @@ def render(plan: Plan) -> list[Rendered]:
             extra += (
                 f"Gate: hold-{job.env} (type: approval) holds {job.id} after {approval.id} shows the change set.",
                 f"Restrict aws-{job.env} to the approvers' security group: a job after an approval job runs only if",
-                "its approver may use the job's context.",
+                f"its approver may use the job's context (so only that group can approve {job.id}).",
             )
     text = dump(doc, header=header("CircleCI", PATH, plan, extra=extra), gap_keys=("jobs",))
     return [Rendered(PATH, text)]
@@ -255,8 +289,13 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         stored = [s for s in steps if isinstance(s, dict)]
         contexts = [str(c) for c in as_list(params.get("context"))]
         executor = executors.get(str(job.get("executor", ""))) or {}
+        arguments = {
+            **{str(k): str((v or {}).get("default", "")) for k, v in (job.get("parameters") or {}).items()},
+            **{str(k): str(v) for k, v in params.items() if k in (job.get("parameters") or {})},
+        }
         variables = {
-            str(k): str(v) for k, v in {**(executor.get("environment") or {}), **(job.get("environment") or {})}.items()
+            str(k): _with_arguments(str(v), arguments)
+            for k, v in {**(executor.get("environment") or {}), **(job.get("environment") or {})}.items()
         }
         upstream = _upstream_in_order(graphs.get(home.get(name, ""), []), name)
         receives = [
@@ -283,6 +322,13 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 gate=gate,
                 reports=any("store_test_results" in s for s in stored),
                 caches=any("checksum" in text_of(k) for k in keys),
+                restores=tuple(text_of(k["restore_cache"].get("keys") or k["restore_cache"].get("key")) for k in keys),
+                trusted_cache=MAIN_CONTEXT in contexts and variables.get(VERIFY_VARIABLE) == "true",
+                locked=installs_locked(script, variables),
+                approvers=_approvers(files[PATH], contexts) if gate else "",
+                credential_env=next((c[len("aws-") :] for c in contexts if c.startswith("aws-")), None)
+                if "CIRCLE_OIDC_TOKEN_V2" in script
+                else None,
                 step_cache=any(f"{MAIN_BRANCH}~" in text_of(k) for k in keys)
                 and any(STEP_CACHE in as_list(s["save_cache"].get("paths")) for s in stored if "save_cache" in s),
                 keeps_run_folder=any(s.get("store_artifacts", {}).get("path") == RUNS_DIR for s in stored),
@@ -295,6 +341,21 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             )
         )
     return AdapterFacts("circleci", dict(files), jobs, path_filters=None, main_file=PATH)
+
+
+def _with_arguments(value: str, arguments: dict[str, str]) -> str:
+    for key, argument in arguments.items():
+        value = value.replace(f"<< parameters.{key} >>", argument)
+    return value
+
+
+def _approvers(text: str, contexts: list[str]) -> str:
+    """CircleCI's approvers are a setting: the security group of the restricted context the gated job uses (a job
+    after an approval job runs only if its approver may use that context), as the header says to configure."""
+    for context in contexts:
+        if f"Restrict {context} to the approvers' security group" in text:
+            return f"the security group that may use the context {context} (a setting; see the header)"
+    return ""
 
 
 def _layers(job: str, steps: list[Any]) -> list[Handoff]:

@@ -28,7 +28,16 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import GENERATOR, Rendered, guard, header, inputs_with
+from cicd.adapters.common import (
+    GENERATOR,
+    NO_SYNC,
+    Rendered,
+    guard,
+    header,
+    inputs_with,
+    installs_locked,
+    locked_install,
+)
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
 from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
@@ -125,7 +134,9 @@ def layout(plan: Plan) -> dict[str, Any]:
     return pipelines
 
 
-def _buildspec(plan: Plan, job: Job) -> str:
+def _install(job: Job) -> dict[str, object]:
+    """The install phase: uv (hash-checked); a build, approval or environment job then makes its environment from
+    ``requirements.lock`` with every hash checked (it restores no cache)."""
     install: dict[str, object] = {}
     commands = [pins.uv_install()]
     if job.flutter:
@@ -133,7 +144,14 @@ def _buildspec(plan: Plan, job: Job) -> str:
         commands.insert(0, PYTHON_ON_FLUTTER)
     else:
         install["runtime-versions"] = Flow({"python": "3.11"})
+    if uncached(job):
+        commands.append(locked_install())
     install["commands"] = commands
+    return install
+
+
+def _buildspec(plan: Plan, job: Job) -> str:
+    install = _install(job)
     pre: list[str] = []
     if job.kind == "deploy":
         pre.append(guard("CICD_BRANCH"))
@@ -146,6 +164,8 @@ def _buildspec(plan: Plan, job: Job) -> str:
     variables: dict[str, str] = {"CICD_BUILD_COMMIT": "$CODEBUILD_RESOLVED_SOURCE_VERSION"}
     if job.flutter:
         variables |= {"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
+    if uncached(job):
+        variables |= NO_SYNC
     phases: dict[str, object] = {"install": install}
     if pre:
         phases["pre_build"] = {"commands": pre}
@@ -297,7 +317,11 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=gate,
                     reports=any(r.get("file-format") == "JUNITXML" for r in (spec.get("reports") or {}).values()),
                     caches="codebuild-hash-files" in str(cache.get("key", "")),
-                    uncached=action.get("cache") is False and not cache,
+                    restores=(str(cache["key"]),) if cache.get("key") else (),
+                    trusted_cache=True,  # main's projects have their own cache bucket (infra/ci/pipeline.py)
+                    locked=installs_locked(script, {str(k): str(v) for k, v in spec_vars.items()}),
+                    credential_env=action.get("environment"),
+                    approvers=APPROVERS_GROUP if gate else "",
                     step_cache=f"{STEP_CACHE}/**/*" in as_list(cache.get("paths")) and bool(cache.get("fallback-keys")),
                     keeps_run_folder=any(
                         isinstance(v, dict) and v.get("base-directory") == RUNS_DIR for v in secondary.values()

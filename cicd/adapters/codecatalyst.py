@@ -22,7 +22,7 @@ import yaml
 
 from cicd.adapters import pins
 from cicd.adapters.codebuild import copied_in
-from cicd.adapters.common import Rendered, header, inputs_with
+from cicd.adapters.common import NO_SYNC, Rendered, header, inputs_with, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
 from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
@@ -58,7 +58,21 @@ def _variables(plan: Plan, job: Job) -> dict[str, str]:
         variables["AWS_REGION"] = plan.region(job.env)
     if job.flutter:
         variables |= {"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
+    if job.kind != "check":
+        variables |= NO_SYNC
     return variables
+
+
+def _caches(job: Job) -> dict[str, object]:
+    caches: dict[str, object] = {
+        "uv": Flow({"Path": "/root/.cache/uv", "RestoreKeys": ["uv"]}),
+        "cicd_tools": Flow({"Path": ".cicd/tools", "RestoreKeys": ["cicd_tools"]}),
+    }
+    if job.cached:
+        # One step cache per action (a shared name would keep only the last action's entries).
+        name = f"steps_{job.id.replace('-', '_')}"
+        caches[name] = Flow({"Path": STEP_CACHE, "RestoreKeys": [name]})
+    return caches
 
 
 def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
@@ -85,15 +99,8 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
             "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.env)})],
         }
     action["Timeout"] = job.timeout
-    caches: dict[str, object] = {
-        "uv": Flow({"Path": "/root/.cache/uv", "RestoreKeys": ["uv"]}),
-        "cicd_tools": Flow({"Path": ".cicd/tools", "RestoreKeys": ["cicd_tools"]}),
-    }
-    if job.cached:
-        # One step cache per action (a shared name would keep only the last action's entries).
-        name = f"steps_{job.id.replace('-', '_')}"
-        caches[name] = Flow({"Path": STEP_CACHE, "RestoreKeys": [name]})
-    action["Caching"] = {"FileCaching": caches}
+    if job.kind == "check":  # builds and environment actions restore no cache (hash-locked install instead)
+        action["Caching"] = {"FileCaching": _caches(job)}
     steps: list[object] = []
     if job.kind == "deploy":
         steps.append(Flow({"Run": GUARD}))
@@ -104,6 +111,8 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     if job.flutter:
         steps.append(Flow({"Run": PYTHON_ON_FLUTTER}))
     steps.append(Flow({"Run": pins.uv_install()}))
+    if job.kind != "check":
+        steps.append(Flow({"Run": locked_install()}))
     steps.extend(Flow({"Run": inv}) for inv in job.inv())
     action["Configuration"] = {"Container": FLUTTER_IMAGE if job.flutter else IMAGE, "Steps": steps}
     artifacts: list[object] = []
@@ -158,11 +167,18 @@ def _workflow(plan: Plan, trigger: str, path: str) -> str:
         "Triggers": triggers,
         "Actions": actions,
     }
-    extra = (
+    extra: tuple[str, ...] = (
         "CodeCatalyst is closed to new customers since 2025-11-07; this adapter is kept for existing spaces.",
         "Environments dev/preprod/prod, each with an account connection aws-<env> and the role",
-        f"{ROLE_PREFIX}-<env> (infra/ci). The gate is the approval action; QUEUED runs never overlap.",
+        f"{ROLE_PREFIX}-<env> (infra/ci); only environment actions have one. QUEUED runs never overlap.",
+        "Caches: checks only (CodeCatalyst scopes caches per workflow and branch: main never reads another",
+        "branch's); builds and environment actions restore none and install requirements.lock, hashes checked.",
     )
+    if any(j.gated for j in plan.jobs):
+        extra += (
+            "The gate is the approval action (ApprovalsRequired: 1). Who may approve is a project-role setting:",
+            "it cannot name people; give the approving role in this project only to prod's approvers.",
+        )
     return dump(doc, header=header("CodeCatalyst", path, plan, extra=extra), gap_keys=("Actions",))
 
 
@@ -180,6 +196,13 @@ def _input_variables(value: object) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     return {str(v["Name"]): str(v.get("Value", "")) for v in as_list(value) if isinstance(v, dict) and "Name" in v}
+
+
+def _approvers(text: str) -> str:
+    """CodeCatalyst's approvers are a setting: the project role allowed to approve (the header says so)."""
+    if "Who may approve is a project-role setting" in text:
+        return "the project role allowed to approve workflow runs (a setting; see the header)"
+    return ""
 
 
 def facts(files: dict[str, str]) -> AdapterFacts:
@@ -228,6 +251,17 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 gate=gate,
                 reports=any(r.get("Format") == "JUNITXML" for r in (outputs.get("Reports") or {}).values()),
                 caches=bool((action.get("Caching") or {}).get("FileCaching")),
+                restores=tuple(
+                    str(c.get("Path", n)) if isinstance(c, dict) else str(n)
+                    for n, c in ((action.get("Caching") or {}).get("FileCaching") or {}).items()
+                ),
+                trusted_cache=True,  # caches are scoped per workflow and branch: main reads only main's
+                locked=installs_locked(script, _input_variables(inputs.get("Variables"))),
+                approvers=_approvers(files[path]) if gate else "",
+                credential_env=next(
+                    (str(c["Name"])[len("aws-") :] for c in as_list(env.get("Connections")) if isinstance(c, dict)),
+                    None,
+                ),
                 step_cache=any(
                     isinstance(c, dict) and c.get("Path") == STEP_CACHE
                     for c in ((action.get("Caching") or {}).get("FileCaching") or {}).values()

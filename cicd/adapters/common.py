@@ -67,6 +67,29 @@ def install_uv() -> str:
     return pins.uv_install()
 
 
+NO_SYNC: Final = {"UV_NO_SYNC": "1"}
+"""Set on every build, approval and environment job: ``uv run`` then runs the environment :func:`locked_install`
+made and never re-resolves or installs anything itself."""
+LOCKED_INSTALL: Final = "uv venv --quiet --clear && uv pip sync --quiet --require-hashes requirements.lock"
+"""How a build, approval or environment job installs the project's Python packages: exactly ``requirements.lock``,
+every file checked against its sha256 (no cache restored: nothing a branch could have written). The CDK CLI comes
+from ``npm ci`` (``package-lock.json`` integrity hashes) and the scanners from ``cicd/toolenvs/*.txt``
+(``--require-hashes``), both installed on first use by the tasks themselves."""
+
+
+def locked_install() -> str:
+    return LOCKED_INSTALL
+
+
+def installs_locked(script: str, variables: dict[str, str]) -> bool:
+    """True when a job's shell text makes the hash-checked environment before any ``uv run`` and the job sets
+    ``UV_NO_SYNC=1`` (as a variable of the file, or exported in the same script)."""
+    at = script.find(LOCKED_INSTALL)
+    first_run = script.find("uv run ")
+    no_sync = variables.get("UV_NO_SYNC") == "1" or "export UV_NO_SYNC=1" in script
+    return at >= 0 and (first_run < 0 or at < first_run) and no_sync
+
+
 def flutter_clone() -> str:
     """Install the Flutter SDK from its git repository at the pinned release tag (for tools without an image)."""
     version = pins.version("flutter")

@@ -69,8 +69,6 @@ class JobFacts:
     reports: bool = False
     """The job's JUnit (or, on GitHub, its summary) reaches the tool's test report UI."""
     caches: bool = False
-    uncached: bool = False
-    """The tool file says this job has no cache on purpose (it must not restore what another pipeline wrote)."""
     step_cache: bool = False
     """The step cache (``.cicd/cache``) is saved after the job and restored by the next run of it."""
     keeps_run_folder: bool = False
@@ -85,6 +83,20 @@ class JobFacts:
     """What the tool keeps of the job's workspace for later jobs, when the job succeeds."""
     variables: dict[str, str] = field(default_factory=dict)
     """Variables the file sets for the job (pipeline level, then job level), e.g. ``CICD_TARGET``."""
+    restores: tuple[str, ...] = ()
+    """Every cache the job restores (the tool's cache names, keys or paths; tool-action caches included)."""
+    trusted_cache: bool = False
+    """On ``main``, the step cache this job restores is one only ``main`` can write (the tool scopes caches per
+    branch), or the job verifies its entries (``CICD_CACHE_VERIFY``, signed with a secret only ``main`` holds)."""
+    locked: bool = False
+    """The job installs its Python packages from ``requirements.lock`` with every hash checked (:data:`~cicd.adapters
+    .common.LOCKED_INSTALL`) and ``uv run`` does not re-resolve (``UV_NO_SYNC=1``)."""
+    approvers: str = ""
+    """Who may release the manual gate that holds this job, as the file names them (users, groups, a variable, or
+    the setting its header says to configure); empty: anyone who may run the pipeline."""
+    credential_env: str | None = None
+    """The environment named by what the job's AWS credentials come from (its environment, audience, context,
+    service connection, deployment or credential ids); None: no credentials."""
 
 
 @dataclass
@@ -202,10 +214,11 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
     for job in facts.jobs:
         if job.timeout is None:
             problems.append(f"{tool} {job.id}: no timeout")
-        if not job.caches and not job.uncached:
-            problems.append(f"{tool} {job.id}: no lock-file-keyed cache")
-        if not job.step_cache and not job.uncached and any(_cacheable(model, c) for c in job.commands):
-            problems.append(f"{tool} {job.id}: its step cache (.cicd/cache) is not persisted for the next run")
+        if "pr" in job.triggers:  # only checks keep caches (see deploy_path for the jobs after them)
+            if not job.caches:
+                problems.append(f"{tool} {job.id}: no lock-file-keyed cache")
+            if not job.step_cache and any(_cacheable(model, c) for c in job.commands):
+                problems.append(f"{tool} {job.id}: its step cache (.cicd/cache) is not persisted for the next run")
         if not job.reports:
             problems.append(f"{tool} {job.id}: its test report does not reach the tool's report UI")
         if not job.keeps_run_folder:
@@ -241,6 +254,45 @@ def properties(plan: Plan, facts: AdapterFacts, budget: Budget) -> list[str]:  #
     missing = sorted(e for e in deploy_envs if e and not any(e in s for s in seen_envs))
     if missing:
         problems.append(f"{tool}: no native environment for {', '.join(missing)}")
+    return problems
+
+
+def deploy_path(plan: Plan, facts: AdapterFacts) -> list[str]:
+    """Problems on the way to an environment (empty: none), read from the rendered files:
+
+    * a build, approval or environment job restores no cache (any cache a branch could have written) and installs
+      from the hash-locked files; on ``main`` a check trusts only a step cache ``main`` alone writes, or verifies it;
+    * with the approval switch on, the gate names who may release it (people, groups, or the setting the header
+      says to configure);
+    * only environment and approval jobs get AWS credentials, each those of its own environment."""
+    model = plan.model
+    tool = facts.tool
+    problems: list[str] = []
+    approval_envs = {j.env for j in plan.jobs if j.kind == "approval"}
+    for job in facts.jobs:
+        if "pr" not in job.triggers:  # a build, approval or environment job
+            if job.restores:
+                problems.append(
+                    f"{tool} {job.id}: a build/approval/deploy job restores caches a branch can write: "
+                    f"{', '.join(job.restores)}"
+                )
+            if not job.locked:
+                problems.append(f"{tool} {job.id}: does not install from the hash-locked requirements.lock")
+        elif "main" in job.triggers and job.step_cache and not job.trusted_cache:
+            problems.append(f"{tool} {job.id}: on main it trusts a step cache another branch can write")
+        env_commands = [c for c in job.commands if _is_env_command(model, c)]
+        if (job.credentials or job.credential_env is not None) and not env_commands:
+            problems.append(f"{tool} {job.id}: gets AWS credentials but runs in no environment")
+        if not env_commands:
+            continue
+        env_of = _env_of(model, env_commands)
+        # The approval job may read its environment through that environment's change-set twin (GitHub's
+        # <env>-change-set environment holds the read-only role).
+        allowed = {env_of, f"{env_of}-change-set"} if _is_approval_command(model, env_commands[0]) else {env_of}
+        if job.credentials and job.credential_env not in allowed:
+            problems.append(f"{tool} {job.id}: its credentials name {job.credential_env}, not its environment {env_of}")
+        if env_of in approval_envs and not _is_approval_command(model, env_commands[0]) and not job.approvers:
+            problems.append(f"{tool} {job.id}: the gate before {env_of} names no approvers")
     return problems
 
 

@@ -9,13 +9,14 @@ scanning; the runner itself writes ``summary.md`` to the job summary. Repeated s
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Any, Final
 
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import Rendered, guard, header, inputs_with
+from cicd.adapters.common import NO_SYNC, Rendered, guard, header, inputs_with, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
@@ -86,6 +87,20 @@ class Steps:
             },
         )
 
+    def uv_locked(self) -> dict[str, object] | str:
+        """uv for a build, approval or environment job: no cache (``enable-cache`` defaults to on for hosted
+        runners), then the hash-checked install of ``requirements.lock``."""
+        return self._anchor(
+            "uv-locked",
+            {
+                "uses": _uses("astral-sh/setup-uv"),
+                "with": Flow({"version": pins.version("uv"), "python-version": "3.11", "enable-cache": False}),
+            },
+        )
+
+    def locked(self) -> dict[str, object] | str:
+        return self._anchor("locked", {"name": "Install (hash-locked)", "run": locked_install()})
+
     def cache(self) -> dict[str, object] | str:
         key = f"cicd-${{{{ runner.os }}}}-${{{{ github.job }}}}-${{{{ strategy.job-index }}}}-{_hash()}"
         return self._anchor(
@@ -139,11 +154,11 @@ class Steps:
         )
 
 
-def _flutter() -> dict[str, object]:
+def _flutter(*, cache: bool = True) -> dict[str, object]:
     return {
         "if": "matrix.flutter",
         "uses": _uses("subosito/flutter-action"),
-        "with": Flow({"flutter-version": pins.version("flutter"), "channel": "stable", "cache": True}),
+        "with": Flow({"flutter-version": pins.version("flutter"), "channel": "stable", "cache": cache}),
     }
 
 
@@ -153,6 +168,8 @@ def _base(job: Job, *, timeout: int) -> dict[str, object]:
         data["needs"] = list(job.needs)
     data["runs-on"] = RUNNER
     data["timeout-minutes"] = timeout
+    if job.kind != "check":  # uv runs the environment the hash-checked install made, never re-resolving
+        data["env"] = Flow(dict(NO_SYNC))
     return data
 
 
@@ -204,9 +221,9 @@ def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
     data["permissions"] = Flow({"contents": "read"})
-    body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
+    body: list[object] = [steps.checkout(), steps.uv_locked(), steps.locked()]
     if job.flutter:
-        flutter = _flutter()
+        flutter = _flutter(cache=False)
         del flutter["if"]
         body.append(flutter)
     if job.downloads:
@@ -247,7 +264,7 @@ def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     # reviewers of `prod` hold the next job, not this one (they approve after seeing the change set).
     data["environment"] = f"{env}-change-set"
     data["permissions"] = Flow({"contents": "read", "id-token": "write"})
-    body: list[object] = [steps.checkout(), steps.uv(), steps.cache()]
+    body: list[object] = [steps.checkout(), steps.uv_locked(), steps.locked()]
     if job.downloads:
         body.append(steps.download(plan, job))
     body.append(_credentials(plan, env, steps))
@@ -269,8 +286,8 @@ def _deploy(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     body: list[object] = [
         Flow({"name": "Branch guard", "run": guard("GITHUB_REF_NAME")}),
         steps.checkout(),
-        steps.uv(),
-        steps.cache(),
+        steps.uv_locked(),
+        steps.locked(),
     ]
     if job.downloads:
         body.append(steps.download(plan, job))
@@ -289,12 +306,15 @@ def render(plan: Plan) -> list[Rendered]:
     extra: tuple[str, ...] = (
         "Per environment (Settings > Environments): variable AWS_ROLE_ARN (its role from infra/ci), deployment",
         f"branches = {MAIN_BRANCH}. CICD_TARGET is aws unless the repository variable CICD_TARGET says otherwise.",
+        "OIDC sub repo:<owner>/<repo>:environment:<env>; id-token: write only where a job logs in to AWS. Only",
+        f"checks restore caches (scoped per branch: {MAIN_BRANCH} never restores a pull request's); builds and",
+        "environment jobs restore none and install requirements.lock with every hash checked.",
     )
     if any(j.kind == "approval" for j in plan.jobs):
-        gated = ", ".join(f"{j.env} (after {j.env}-change-set)" for j in plan.jobs if j.gated)
+        gated = ", ".join(j.env or "" for j in plan.jobs if j.gated)
         extra += (
-            f"Approval: required reviewers on {gated}; the environment <env>-change-set holds the AWS_ROLE_ARN",
-            "that reads the environment for its change set (private repositories need a plan that offers reviewers).",
+            f"Approval: required reviewers on {gated} (named people or teams; tick 'Prevent self-review'; private",
+            "repos need a plan offering them). <env>-change-set holds AWS_ROLE_ARN: the read-only change-set role.",
         )
     text = dump(doc, header=header("GitHub Actions", PATH, plan, extra=extra), gap_keys=("jobs",))
     return [Rendered(PATH, _resolve_anchors(text))]
@@ -381,6 +401,29 @@ def _resolve_anchors(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _restores(steps: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The caches a job's steps restore: ``actions/cache`` paths, setup-uv's cache (on unless ``enable-cache`` is
+    false: its default turns it on for hosted runners), flutter-action's ``cache: true``."""
+    found: list[str] = []
+    for step in steps:
+        uses, given = str(step.get("uses", "")), step.get("with") or {}
+        if uses.startswith(("actions/cache@", "actions/cache/restore@")):
+            found += str(given.get("path", "")).split()
+        elif uses.startswith("astral-sh/setup-uv@") and given.get("enable-cache", "auto") not in (False, "false"):
+            found.append("setup-uv cache")
+        elif uses.startswith("subosito/flutter-action@") and given.get("cache") in (True, "true"):
+            found.append("flutter-action cache")
+    return tuple(found)
+
+
+def _role_env(raw: dict[str, Any], creds: dict[str, Any] | None) -> str | None:
+    """The environment whose ``AWS_ROLE_ARN`` the job assumes (an environment variable: ``vars.AWS_ROLE_ARN``)."""
+    if not creds or "vars.AWS_ROLE_ARN" not in str(creds.get("role-to-assume", "")):
+        return None
+    env = raw.get("environment")
+    return str(env.get("name") if isinstance(env, dict) else env) if env else None
+
+
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read the workflow back (see :mod:`cicd.adapters.facts`)."""
     text = files[PATH]
@@ -394,6 +437,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         script = text_of([s.get("run", "") for s in steps])
         condition = str(raw.get("if", ""))
         triggers = {"main"} if "github.event_name != 'pull_request'" in condition else {"pr", "main"}
+        restores = _restores(steps)
         caches = any(u.startswith("actions/cache@") for u in uses) and any(
             u.startswith("astral-sh/setup-uv@") and s.get("with", {}).get("enable-cache")
             for u, s in zip(uses, steps, strict=True)
@@ -440,6 +484,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             if u.startswith("actions/upload-artifact@") and s.get("if", "success()") == "success()"
         ]
         common["variables"] = {str(k): str(v) for k, v in {**doc.get("env", {}), **raw.get("env", {})}.items()}
+        common["restores"] = restores
+        common["trusted_cache"] = True  # GitHub scopes caches per branch: main restores only main's entries
+        common["locked"] = installs_locked(script, common["variables"])
         matrix = raw.get("strategy", {}).get("matrix", {}).get("include")
         if matrix:
             expanded[job_id] = [str(e["job"]) for e in matrix]
@@ -462,6 +509,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 lock=concurrency.get("group") if concurrency.get("cancel-in-progress") is False else None,
                 guard=f'test "${{GITHUB_REF_NAME:-}}" = {MAIN_BRANCH}' in script,
                 credentials="oidc" if oidc else None,
+                credential_env=_role_env(raw, creds),
                 session_names=[str(creds["role-session-name"])] if creds and "role-session-name" in creds else [],
                 script=script,
                 **common,
@@ -473,6 +521,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     for job in jobs:
         # The gate is the environment's required reviewers, set in the repository settings (see the header).
         job.gate = bool(job.env) and any(n in approvals for n in job.needs) and "required reviewers" in text
+        reviewed = re.search(r"required reviewers on ([\w, -]+) \(named people or teams", text)
+        if job.gate and reviewed and job.env in reviewed.group(1).split(", "):
+            job.approvers = f"required reviewers of the environment {job.env} (a setting; see the header)"
     trigger_on = doc.get("on", {})
     paths = trigger_on.get("pull_request", {}).get("paths") if isinstance(trigger_on, dict) else None
     return AdapterFacts("github", dict(files), jobs, path_filters=paths, main_file=PATH)

@@ -25,7 +25,15 @@ from typing import Any, Final
 import yaml
 
 from cicd.adapters import pins
-from cicd.adapters.common import Rendered, guard, header, inputs_with, web_identity
+from cicd.adapters.common import (
+    Rendered,
+    guard,
+    header,
+    inputs_with,
+    installs_locked,
+    locked_install,
+    web_identity,
+)
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
@@ -51,6 +59,10 @@ VERIFY_ON_PROTECTED: Final = "$CI_COMMIT_REF_PROTECTED"
 MR: Final = '$CI_PIPELINE_SOURCE == "merge_request_event"'
 ON_MAIN: Final = f'$CI_COMMIT_BRANCH == "{MAIN_BRANCH}" && $CI_PIPELINE_SOURCE != "merge_request_event"'
 TIERS: Final = {"dev": "development", "preprod": "staging", "prod": "production"}
+AUDIENCE: Final = "apk-pipeline-{env}"
+LOCKED: Final = f"export UV_NO_SYNC=1 && {locked_install()}"
+"""The hash-checked install of builds and environment jobs (before_script and script share one shell)."""
+"""The ``aud`` of each environment's ID token: the environment's role trusts only its own audience."""
 DEFAULT_STAGES: Final = (".pre", "build", "test", "deploy", ".post")
 """GitLab's stages when the file names none (a job without ``stage:`` is in ``test``)."""
 
@@ -104,9 +116,11 @@ def _job(plan: Plan, job: Job) -> object:
             data["environment"] = Flow({"name": job.env, "deployment_tier": TIERS.get(job.env, "other")})
             data["resource_group"] = job.env
         data["variables"] = Flow({"AWS_REGION": plan.region(job.env)})
+        # Each environment's token names it (its own audience): only that environment's roles trust it.
+        data["id_tokens"] = Flow({"AWS_ID_TOKEN": Flow({"aud": AUDIENCE.format(env=job.env)})})
         if job.gated:  # inside rules, a manual job blocks the pipeline until someone runs it
             data["rules"] = [Flow({"if": ON_MAIN, "when": "manual", "allow_failure": False})]
-    data["script"] = list(job.inv())
+    data["script"] = list(job.inv()) if job.kind != "build" else [LOCKED, *job.inv()]
     if job.kind == "check" and not job.flutter:
         return Flow(data)
     return data
@@ -167,30 +181,36 @@ def render(plan: Plan) -> list[Rendered]:
             "before_script": ["apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null", pins.uv_install()],
         }
     if any(j.kind == "build" for j in plan.jobs):
-        doc[".build"] = {"rules": [Flow({"if": ON_MAIN})], "timeout": f"{TIMEOUT_BUILD}m", "artifacts": handoff}
+        doc[".build"] = {
+            "rules": [Flow({"if": ON_MAIN})],
+            "timeout": f"{TIMEOUT_BUILD}m",
+            "cache": [],
+            "artifacts": handoff,
+        }
     if any(j.credentials for j in plan.jobs):
         session = "gitlab-${CI_PIPELINE_ID}-${CI_JOB_ID}-${CI_ENVIRONMENT_NAME}"
         doc[".aws"] = {
             "rules": [Flow({"if": ON_MAIN})],
             "interruptible": False,
-            "id_tokens": Flow({"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}}),
-            "before_script": [guard("CI_COMMIT_BRANCH"), _credentials(session), pins.uv_install()],
+            "cache": [],
+            "before_script": [guard("CI_COMMIT_BRANCH"), _credentials(session), pins.uv_install(), LOCKED],
         }
     if any(j.kind == "deploy" for j in plan.jobs):
         timeout = max(j.timeout for j in plan.jobs if j.kind == "deploy")
         doc[".deploy"] = {"extends": ".aws", "timeout": f"{timeout}m", "artifacts": handoff}
     for job in plan.order(plan.jobs):
         doc[job.id] = _job(plan, job)
+    audience = AUDIENCE.format(env="<env>")
     extra = [
-        "Per environment (Settings > CI/CD > Variables, scoped to it): AWS_ROLE_ARN, the role from infra/ci;",
-        f"protect {MAIN_BRANCH} and the environments. Protected, masked variable {SIGNING_VARIABLE} (any random",
-        "value): main signs its step cache and trusts nothing else. A pipeline variable CICD_TARGET=local skips",
-        "the role: every task then targets the embedded AWS.",
+        f"Per environment (CI/CD variables scoped to it): AWS_ROLE_ARN (infra/ci); protect {MAIN_BRANCH} and the",
+        f"environments. Protected, masked {SIGNING_VARIABLE} (random): main signs its step cache, trusts no other.",
+        f"CICD_TARGET=local: no role, the embedded AWS. ID tokens (aud {audience}): environment jobs",
+        "only. Only checks restore caches; builds, environment jobs install requirements.lock, hash-checked.",
     ]
-    gated = [j for j in plan.jobs if j.gated]
-    if gated:
+    for job in (j for j in plan.jobs if j.gated):
         extra.append(
-            f"The gate: {', '.join(j.id for j in gated)} waits (when: manual) for someone allowed to deploy to it."
+            f"Gate: {job.id} waits (when: manual); protected environment {job.id}: approval rules naming the "
+            f"approvers of {job.id} (no self-approval)."
         )
     text = dump(doc, header=header("GitLab CI", PATH, plan, extra=tuple(extra)), gap_keys=())
     return [Rendered(PATH, _space_jobs(text))]
@@ -290,6 +310,20 @@ def _gate(job: dict[str, Any]) -> bool:
     return job.get("when") == "manual" and job.get("allow_failure") is False
 
 
+def _approvers(text: str, env: str) -> str:
+    """GitLab's approvers are a setting (protected environment approval rules): what the header says to set."""
+    phrase = f"protected environment {env}: approval rules naming the"
+    return f"approval rules of the protected environment {env} (a setting; see the header)" if phrase in text else ""
+
+
+def _audience_env(job: dict[str, Any]) -> str | None:
+    """The environment the job's ID token names (``aud: apk-pipeline-<env>``)."""
+    tokens = job.get("id_tokens") or {}
+    aud = str((tokens.get("AWS_ID_TOKEN") or {}).get("aud", "")) if isinstance(tokens, dict) else ""
+    prefix = AUDIENCE.format(env="")
+    return aud[len(prefix) :] if aud.startswith(prefix) else None
+
+
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read ``.gitlab-ci.yml`` back (see :mod:`cicd.adapters.facts`)."""
     doc: dict[str, Any] = yaml.safe_load(files[PATH])
@@ -330,6 +364,16 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     isinstance(c, dict) and isinstance(c.get("key"), dict) and c["key"].get("files")
                     for c in as_list(job.get("cache"))
                 ),
+                restores=tuple(
+                    str(path)
+                    for c in as_list(job.get("cache"))
+                    if isinstance(c, dict) and c.get("policy", "pull-push") != "push"
+                    for path in as_list(c.get("paths"))
+                ),
+                trusted_cache=verified,
+                locked=installs_locked(script, {**top, **_values(job.get("variables"))}),
+                approvers=_approvers(files[PATH], name) if _gate(job) else "",
+                credential_env=_audience_env(job),
                 step_cache=any(
                     isinstance(c, dict)
                     and STEP_CACHE in as_list(c.get("paths"))

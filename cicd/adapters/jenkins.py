@@ -8,7 +8,7 @@ next); the JUnit plugin reads the reports; the Job Cacher plugin keeps lock-file
 stage (a branch without one starts from main's); ``lock`` (Lockable Resources) and ``disableConcurrentBuilds`` keep
 one deploy per environment. AWS credentials: the OpenID Connect Provider plugin's id token (a file credential bound
 with ``withCredentials``) as the web identity of the environment's role, only when ``CICD_TARGET`` is ``aws``; the
-agent's instance role (``aws-<env>`` labels, ``infra/ci``) is the fallback. With the approval switch on, the
+only way in (no instance-role fallback; ``aws-<env>`` labels pick the agents). With the approval switch on, the
 approval stage shows the change set and an ``input`` stage with a ``submitter`` holds the gated environment.
 """
 
@@ -18,7 +18,7 @@ import re
 from typing import Final
 
 from cicd.adapters import pins
-from cicd.adapters.common import Rendered, guard, header
+from cicd.adapters.common import Rendered, guard, header, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, inv_calls
 from cicd.adapters.plan import (
     APPROVAL_WAIT_MINUTES,
@@ -40,8 +40,7 @@ AGENT_LABEL: Final = "aws-{env}"
 OIDC_CREDENTIAL: Final = "aws-oidc-{env}"
 ROLE_CREDENTIAL: Final = "aws-role-{env}"
 APPROVERS: Final = "{env}-approvers"
-FALLBACK_VAR: Final = "CICD_AWS_AUTH"
-FALLBACK: Final = "instance-role"
+AUDIENCE: Final = "apk-pipeline-<env>"
 STALE: Final = f"{ARTIFACT_DIR} .cicd/artifacts {RUNS_DIR}"
 """What an earlier build may have left in a reused agent workspace: the hand-off, the artifact store, the runs."""
 
@@ -82,8 +81,10 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
         out.append(f"{pad}    unstash {_q(source.artifact_name)}")
     if job.flutter:
         out.append(f"{pad}    sh 'apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null'")
-    out.append(f"{pad}    withCaches {{")
-    out.append(f"{pad}      sh {_q(pins.uv_install())}")
+    # Checks keep the Job Cacher's caches; builds and environment stages restore none (hash-locked install).
+    installs = [pins.uv_install()] if job.kind == "check" else [pins.uv_install(), locked_install()]
+    out.append(f"{pad}    {'withCaches' if job.kind == 'check' else 'withLocked'} {{")
+    out.extend(f"{pad}      sh {_q(command)}" for command in installs)
     if job.credentials:
         out.append(f"{pad}      withAws({_q(str(job.env))}) {{")
         out.extend(f"{pad}        sh {_q(inv)}" for inv in job.inv())
@@ -142,12 +143,15 @@ def _helpers() -> list[str]:
         f"    cache(maxCacheSize: 2048, defaultBranch: {_q(MAIN_BRANCH)}, caches: [{caches}]) {{ body() }}",
         "  }",
         "}",
+        "// withLocked: builds and environment stages restore no cache; uv runs what requirements.lock installed.",
+        "def withLocked(Closure body) {",
+        '  withEnv(["UV_NO_SYNC=1", "CICD_BUILD_COMMIT=${env.GIT_COMMIT}"]) { body() }',
+        "}",
         "",
         f"// AWS credentials for environment `name`, only when {TARGET_VAR} is {TARGET}: the OpenID Connect Provider",
-        "// plugin's id token (a file) as the web identity of the environment's role. Fallback: the global variable",
-        f"// {FALLBACK_VAR}={FALLBACK} leaves the SDKs to the agent's instance role (agents labelled aws-<env>).",
+        "// plugin's id token (a file, audience apk-pipeline-<env>) as the web identity of the environment's role.",
         "def withAws(String name, Closure body) {",
-        f"  if (env.{TARGET_VAR} != {_q(TARGET)} || env.{FALLBACK_VAR} == {_q(FALLBACK)}) {{ return body() }}",
+        f"  if (env.{TARGET_VAR} != {_q(TARGET)}) {{ return body() }}",
         f"  withCredentials([file(credentialsId: \"{oidc}\", variable: 'AWS_WEB_IDENTITY_TOKEN_FILE'),",
         f"                   string(credentialsId: \"{role}\", variable: 'AWS_ROLE_ARN')]) {{",
         '    withEnv(["AWS_ROLE_SESSION_NAME=jenkins-${env.BUILD_NUMBER}-${name}"]) { body() }',
@@ -194,11 +198,12 @@ def render(plan: Plan) -> list[Rendered]:
     ]
     extra = [
         "Needs the Docker Pipeline, Lockable Resources, JUnit, Job Cacher, Credentials Binding and OpenID Connect",
-        "Provider plugins. Per environment: credentials aws-oidc-<env> (OpenID Connect id token as file, audience",
-        "sts.amazonaws.com) and aws-role-<env> (secret text: the ARN of a deploy role that trusts the Jenkins issuer,",
-        "sub = the main branch job's URL), and agents labelled aws-<env>. Fallback without OIDC: agents whose",
-        "instance role is the environment's deploy role (infra/ci; an IMDS hop limit of 2 lets the containers reach",
-        f"it) and the global variable {FALLBACK_VAR}={FALLBACK}.",
+        "Provider plugins. Per environment, in this pipeline's folder (credentials scoped to it, not global):",
+        f"{OIDC_CREDENTIAL.format(env='<env>')} (OpenID Connect id token as file, audience {AUDIENCE}) and",
+        f"{ROLE_CREDENTIAL.format(env='<env>')} (secret text: the ARN of the environment's role, which trusts the",
+        "Jenkins issuer for that audience and sub = the main branch job's URL); agents labelled aws-<env> (no",
+        "instance role: OIDC is the only way in). Caches (Job Cacher, per branch job; a branch falls back to",
+        f"{MAIN_BRANCH}'s, {MAIN_BRANCH} reads only its own): checks only; builds and environment stages restore none.",
     ]
     gated = [j for j in plan.jobs if j.gated]
     if gated:
@@ -238,6 +243,10 @@ def _helper(text: str, name: str) -> str:
     return "\n".join(lines[start : end + 1])
 
 
+def _cache_paths(helper: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"arbitraryFileCache\(path: '([^']+)'", helper))
+
+
 def _variables(lines: list[str]) -> dict[str, str]:
     """The ``environment { A = 'x'; B = "y" }`` assignments among ``lines`` (single-quoted: literal)."""
     found: dict[str, str] = {}
@@ -269,12 +278,16 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     jobs: list[JobFacts] = []
     earlier: list[str] = []
     gate_pending = False
+    submitter = ""
+    locked_helper = "UV_NO_SYNC=1" in _helper(text_all, "withLocked")
     for _, name, block in _blocks(text_all.splitlines()):
         head = "\n".join(block[:3])
         joined = "\n".join(block)
         if "input message:" in joined:
             # Without a submitter anyone who may build the job could answer: that is no approval.
             gate_pending = "submitter: '" in joined
+            found = re.search(r"submitter: '([^']*)'", joined)
+            submitter = found.group(1).strip() if found else ""
             continue
         inner = _blocks(block[1:])
         leaves = [(n, b) for _, n, b in inner] if inner else [(name, block)]
@@ -305,6 +318,11 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     gate=gate_pending,
                     reports=reports_defined and "reports()" in text,
                     caches=caches_defined and uses_caches,
+                    restores=_cache_paths(caches_helper) if uses_caches else (),
+                    trusted_cache=True,  # the Job Cacher keeps each branch job's caches; main reads only its own
+                    locked="withLocked {" in text and locked_helper and installs_locked(text, {"UV_NO_SYNC": "1"}),
+                    approvers=submitter if gate_pending else "",
+                    credential_env=aws.group(1) if aws and oidc and "-${name}" in aws_helper else None,
                     step_cache=step_cache and uses_caches,
                     keeps_run_folder=reports_defined and "reports()" in text,
                     downloads=bool(receives),
@@ -318,4 +336,5 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             level.append(leaf)
         earlier = earlier + level
         gate_pending = False
+        submitter = ""
     return AdapterFacts("jenkins", dict(files), jobs, path_filters=None, main_file=PATH)

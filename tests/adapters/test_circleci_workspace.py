@@ -39,7 +39,9 @@ def test_every_job_gets_cicd_target_aws_from_its_executor() -> None:
 
 def test_a_job_environment_overrides_its_executor() -> None:
     text = _text(build_plan(pipeline.MODEL, PipelineConfig())).replace(
-        "    environment: {AWS_REGION: eu-west-1}", "    environment: {AWS_REGION: eu-west-1, CICD_TARGET: local}", 1
+        '    environment: {AWS_REGION: eu-west-1, UV_NO_SYNC: "1"}',
+        '    environment: {AWS_REGION: eu-west-1, UV_NO_SYNC: "1", CICD_TARGET: local}',
+        1,
     )
     dev = _facts(text).job("dev")
     assert dev.variables["CICD_TARGET"] == "local"

@@ -41,7 +41,7 @@ def test_the_target_is_set_once_and_credentials_are_bound_only_for_aws() -> None
     assert re.findall(r"CICD_TARGET = '(\w+)'", text) == ["aws"]
     assert all(j.variables.get("CICD_TARGET") == "aws" for j in facts.jobs)
     helper = text.split("def withAws(", 1)[1].split("\n}\n", 1)[0]
-    assert "if (env.CICD_TARGET != 'aws' || env.CICD_AWS_AUTH == 'instance-role') { return body() }" in helper
+    assert "if (env.CICD_TARGET != 'aws') { return body() }" in helper  # OIDC only: no instance-role way around
     assert "variable: 'AWS_WEB_IDENTITY_TOKEN_FILE'" in helper and "variable: 'AWS_ROLE_ARN'" in helper
     assert {j.id for j in facts.jobs if j.credentials == "oidc"} == {"dev", "preprod", "approve-prod", "prod"}
     assert "--target" not in text
