@@ -44,7 +44,7 @@ from cicd.adapters.plan import (
     Job,
     Plan,
 )
-from cicd.adapters.yamltext import Flow, Reuse, dump
+from cicd.adapters.yamltext import MERGE, Flow, Reuse, dump
 from cicd.cache import VERIFY_VARIABLE
 from cicd.errors import ConfigError
 
@@ -62,11 +62,14 @@ secret that only main's pipeline steps can read (deployment variables exist only
 sets none: every check step on main runs (its cache entries are still saved for pull requests)."""
 LOCKED: Final = f"export UV_NO_SYNC=1 && {locked_install()}"
 
+STEP_CACHE_PREFIX: Final = "steps-"
+"""Bitbucket cache names of the step cache (one per check); every other cache holds dependencies."""
+
 
 def step_cache_name(job: Job) -> str:
     """The job's step cache: keyed by the job's input files, so a new key (and a fresh save) follows every change
     to them, and a pull request whose inputs equal main's restores main's entries."""
-    return f"steps-{job.id}"
+    return f"{STEP_CACHE_PREFIX}{job.id}"
 
 
 def _credentials(plan: Plan, env: str) -> str:
@@ -137,7 +140,10 @@ def render(plan: Plan) -> list[Rendered]:
 
     def item(job: Job) -> object:
         if job.on_pr and "main" in job.triggers:
-            return {"step": reuse(job.id, job.id) if job.id in reuse.seen else reuse(job.id, _step(plan, job, reuse))}
+            if job.id in reuse.seen:
+                # Bitbucket's caches are shared by every branch: on main the check restores none of them.
+                return {"step": {MERGE: reuse(job.id, job.id), "caches": []}}
+            return {"step": reuse(job.id, _step(plan, job, reuse))}
         return {"step": _step(plan, job, reuse)}
 
     def sequence(trigger: str) -> list[object]:
@@ -181,10 +187,10 @@ def render(plan: Plan) -> list[Rendered]:
     ]
     extra += [
         "OIDC: oidc: true only on the steps of an environment (deployment: <env>); checks and builds have none.",
-        "Caches are shared by every branch: only checks restore any, and on main they trust no step-cache entry",
-        f"({VERIFY_VARIABLE}=true, no secret: no variable can be main-only outside deployment steps), so every",
-        "check step on main runs. Builds and environment steps restore none and install requirements.lock with",
-        "every hash checked.",
+        "Caches are shared by every branch: only pull-request checks restore any. On main the checks restore none",
+        f"(caches: []) and trust no step-cache entry ({VERIFY_VARIABLE}=true, no secret: no variable can be",
+        "main-only outside deployment steps), so every check runs; builds and environment steps install",
+        "requirements.lock with every hash checked.",
     ]
     gated = ", ".join(j.id for j in plan.jobs if j.gated)
     if gated:
@@ -276,6 +282,10 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 if name in jobs:  # a check of both pipelines (one anchor): main's position decides what it gets
                     jobs[name].triggers.add(trigger)
                     jobs[name].receives, jobs[name].downloads = receives, downloads
+                    # Bitbucket's caches are shared by every branch: what main's entry still restores of them
+                    jobs[name].shared_on_main = tuple(
+                        str(c) for c in as_list(step.get("caches")) if not str(c).startswith(STEP_CACHE_PREFIX)
+                    )
                     continue
                 raw_script = as_list(step.get("script"))
                 script = "\n".join(str(s) for s in raw_script)

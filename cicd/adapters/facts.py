@@ -88,6 +88,9 @@ class JobFacts:
     trusted_cache: bool = False
     """On ``main``, the step cache this job restores is one only ``main`` can write (the tool scopes caches per
     branch), or the job verifies its entries (``CICD_CACHE_VERIFY``, signed with a secret only ``main`` holds)."""
+    shared_on_main: tuple[str, ...] = ()
+    """The dependency caches (not the step cache) this check restores when it runs on ``main`` from a cache store
+    every branch can write (CircleCI, Bitbucket); must be empty: a poisoned tool would pass main's checks."""
     locked: bool = False
     """The job installs its Python packages from ``requirements.lock`` with every hash checked (:data:`~cicd.adapters
     .common.LOCKED_INSTALL`) and ``uv run`` does not re-resolve (``UV_NO_SYNC=1``)."""
@@ -280,6 +283,11 @@ def deploy_path(plan: Plan, facts: AdapterFacts) -> list[str]:
                 problems.append(f"{tool} {job.id}: does not install from the hash-locked requirements.lock")
         elif "main" in job.triggers and job.step_cache and not job.trusted_cache:
             problems.append(f"{tool} {job.id}: on main it trusts a step cache another branch can write")
+        if "main" in job.triggers and job.shared_on_main:
+            problems.append(
+                f"{tool} {job.id}: on main it restores dependency caches another branch can write: "
+                f"{', '.join(job.shared_on_main)}"
+            )
         env_commands = [c for c in job.commands if _is_env_command(model, c)]
         if (job.credentials or job.credential_env is not None) and not env_commands:
             problems.append(f"{tool} {job.id}: gets AWS credentials but runs in no environment")

@@ -195,6 +195,11 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no hash-locked install", sub(LOCKED, "uv sync"), "hash-locked"),
         Breaker("main trusts the shared step cache", sub(r"- &verify .*$", "- &verify true"), "trusts a step cache"),
         Breaker(
+            "main's checks restore the shared caches",
+            sub(r"^( +)caches: \[\]$", r"\1caches: [uv, npm-tools]", 1),
+            "restores dependency caches another branch can write",
+        ),
+        Breaker(
             "no deployment permissions", sub(r"Deployment permissions \(Premium\)", "Permissions"), "names no approvers"
         ),
         Breaker("oidc on a check", sub(r"^( +)name: lint\n", r"\g<0>\1oidc: true\n", 1), "credentials"),
