@@ -148,16 +148,18 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         },
     ),
     (
-        "Caching",
+        "Caching (checks only)",
         {
-            "github": "`setup-uv` cache + `actions/cache` keyed on `hashFiles(locks)`",
-            "gitlab": "`cache: key: files: [requirements.lock, ...]`",
+            "github": "`actions/cache` keyed on `hashFiles(locks)` (uv's cache included)",
+            "gitlab": "`cache: key: files: [requirements.lock, ...]`; builds and environment jobs `cache: []`",
             "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`",
-            "bitbucket": "`definitions: caches:` with `key: files:`",
+            "bitbucket": "`definitions: caches:` with `key: files:`; main's checks override their anchor with "
+            "`caches: []`",
             "azure": "`Cache@2` with `key: ... | requirements.lock`",
             "codecatalyst": "`FileCaching` (named, not keyed by file)[^cc-cache]",
             "jenkins": "Job Cacher `cacheValidityDecidingFile`",
-            "codebuild": "`cache: key:` with `codebuild-hash-files`",
+            "codebuild": "`cache: key:` with `codebuild-hash-files`; build, approval and environment projects have "
+            "no cache",
         },
     ),
     (
@@ -206,6 +208,36 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "codecatalyst": "`RunMode: QUEUED`",
             "jenkins": "`disableConcurrentBuilds()` + `lock(resource:)`",
             "codebuild": "pipeline execution mode `QUEUED`",
+        },
+    ),
+    (
+        "Deploy-path security",
+        {
+            "github": "the OIDC `sub` names the environment (`repo:O/R:environment:<env>`); caches are scoped per "
+            "branch (main never restores a pull request's); prod's gate is the environment's required reviewers, "
+            "with self-review prevented (a setting; private repositories need a plan that offers them)",
+            "gitlab": "one ID-token audience per environment (`aud: apk-pipeline-<env>`) plus main's `sub`; a job "
+            "of main's reviewed file could still ask for another environment's audience (protected branch and "
+            "environments, CODEOWNERS on the file); protected caches, signed step cache; gate: the protected "
+            "environment's approval rules (a setting)",
+            "circleci": "IAM cannot tell contexts apart: every role trusts main's `sub`, and the restricted context "
+            "`aws-<env>` (branch expression, security group) is the only holder of its role ARN; main's checks "
+            "verify the step cache (`cicd-main` context) but still restore the lock-file caches any branch can write "
+            "(see docs/security.md); gate: the approver must be allowed to use `aws-prod`",
+            "bitbucket": "the OIDC `sub` names the deployment environment's UUID; caches are shared by every branch, "
+            "so main's checks restore none and trust no step-cache entry; gate: deployment permissions (Premium)",
+            "azure": "a workload-identity service connection per environment (the Entra issuer, one subject per "
+            "connection); `Cache@2` is scoped per branch; gate: `ManualValidation@1` `approvers` from the variable "
+            "`APPROVERS`, failing closed when it is empty",
+            "codecatalyst": "IAM cannot tell environments apart (service principals, the space's `aws:SourceArn`): "
+            "one account connection, ideally one account, per environment; caches per workflow and branch; gate: "
+            "approval by project role (cannot name people)",
+            "jenkins": "an OpenID Connect Provider id token per environment (`aud: apk-pipeline-<env>`, `sub`: the "
+            "main branch job's URL), credentials scoped to the pipeline's folder, no instance role; gate: `input` "
+            "`submitter`",
+            "codebuild": "each environment's role trusts only its own project (`aws:SourceArn`); pull-request "
+            "projects have their own cache and artifact buckets; gate: the IAM group `apk-pipeline-prod-approvers` "
+            "(`codepipeline:PutApprovalResult` on that gate only)",
         },
     ),
     (
@@ -440,8 +472,9 @@ def render(plan: Plan) -> dict[str, str]:
         "Checked on every adapter by `inv adapters.check` (and the tests, which also break each adapter on purpose):",
         "",
         "1. **Pinning**: no `@vN`, `@main`, `@master`, `@latest` or `:latest`; GitHub actions by full commit SHA "
-        "with the tag in a comment; images, uv, Flutter and CodeCatalyst actions at exact versions, all from one "
-        "table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`). Each action's SHA is the commit its "
+        "with the tag in a comment; images by digest where a public record of it exists (the others listed "
+        "with the reason), uv installed with `pip --require-hashes`, Flutter and CodeCatalyst actions at exact versions, all "
+        "from one table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`). Each action's SHA is the commit its "
         "release tag pointed to, cross-checked against public workflows and runner logs that record it "
         "(`Download action repository 'actions/upload-artifact@v5' (SHA:330a01c...)`); this project's machines "
         "cannot reach GitHub, so before adopting a bump resolve the tag yourself "
@@ -454,7 +487,8 @@ def render(plan: Plan) -> dict[str, str]:
         "5. **One deploy at a time** per environment through the tool's own lock.",
         "6. **A native environment** per stage, and the tool's own **manual gate** when the approval switch is on.",
         "7. **Reports, timeouts, caches**: JUnit into the tool's report view, a timeout on every job, lock-file-keyed "
-        "caches, the run folder (reports, logs, stack outputs) kept as an artifact.",
+        "caches for checks only (builds, approvals and environment jobs restore none and install `requirements.lock` "
+        "with every hash checked), the run folder (reports, logs, stack outputs) kept as an artifact.",
         "8. **Generated header**, a size below the anchors' where one exists, and path filters that include the "
         "adapter itself.",
         "",
