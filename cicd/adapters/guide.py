@@ -473,9 +473,9 @@ def render(plan: Plan) -> dict[str, str]:
         "",
         "1. **Pinning**: no `@vN`, `@main`, `@master`, `@latest` or `:latest`; GitHub actions by full commit SHA "
         "with the tag in a comment; images by digest where a public record of it exists (the others listed "
-        "with the reason), uv installed with `pip --require-hashes`, Flutter and CodeCatalyst actions at exact versions, all "
-        "from one table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`). Each action's SHA is the commit its "
-        "release tag pointed to, cross-checked against public workflows and runner logs that record it "
+        "with the reason), uv installed with `pip --require-hashes`, Flutter and CodeCatalyst actions at exact "
+        "versions, all from one table (`cicd/adapters/pins.py`, bumped with `inv adapters.bump`). Each action's "
+        "SHA is the commit its release tag pointed to, cross-checked against public workflows and runner logs that record it "
         "(`Download action repository 'actions/upload-artifact@v5' (SHA:330a01c...)`); this project's machines "
         "cannot reach GitHub, so before adopting a bump resolve the tag yourself "
         "(`git ls-remote https://github.com/OWNER/REPO 'refs/tags/vX.Y.Z*'`; for an annotated tag the commit is "
