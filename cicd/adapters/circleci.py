@@ -50,7 +50,6 @@ STEP_KEYS: Final = [
     STEP_KEY + f"{MAIN_BRANCH}~",
 ]
 # Reusable commands are invoked with an empty argument map: the CircleCI config parser rejects a bare command name.
-USE_SETUP: Final = {"setup": Flow({})}
 USE_FINISH: Final = {"finish": Flow({})}
 USE_REPORT: Final = {"report": Flow({})}
 VERIFY_PARAMETER: Final = "cache-verify"
@@ -72,10 +71,17 @@ def _commands(plan: Plan) -> dict[str, object]:
     # The parser wants a reusable command defined before a command that uses it (report before finish).
     commands: dict[str, object] = {
         "setup": {
-            "description": "Check out, restore the lock-file-keyed caches and the step cache, install uv (pinned).",
+            "description": "Check out, restore the lock-file-keyed caches (not on main: any branch can write them) "
+            "and the step cache, install uv (pinned).",
+            "parameters": {VERIFY_PARAMETER: Flow({"type": "boolean", "default": False})},
             "steps": [
                 "checkout",
-                {"restore_cache": Flow({"keys": [CACHE_KEY]})},
+                {
+                    "when": {
+                        "condition": {"not": f"<< parameters.{VERIFY_PARAMETER} >>"},
+                        "steps": [{"restore_cache": Flow({"keys": [CACHE_KEY]})}],
+                    }
+                },
                 {"restore_cache": {"name": "Restore the step cache", "keys": STEP_KEYS}},
                 _run("Install uv", pins.uv_install()),
             ],
@@ -132,7 +138,7 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
     data: dict[str, object] = {"executor": "flutter" if job.flutter else "python"}
     check = job.kind == "check"
     if check:  # main's entries pass "true" (with the cicd-main context): its step cache must be signed
-        data["parameters"] = {VERIFY_PARAMETER: Flow({"type": "string", "default": "false"})}
+        data["parameters"] = {VERIFY_PARAMETER: Flow({"type": "boolean", "default": False})}
         data["environment"] = Flow({VERIFY_VARIABLE: f"<< parameters.{VERIFY_PARAMETER} >>"})
     else:
         data["environment"] = Flow(dict(NO_SYNC))
@@ -143,7 +149,9 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
         steps.append(_run("Branch guard", guard("CIRCLE_BRANCH")))
     if job.flutter:
         steps.append(_run("Python for uv", PYTHON_ON_FLUTTER))
-    steps.append(USE_SETUP if check else {"setup-locked": Flow({})})
+    steps.append(
+        {"setup": {VERIFY_PARAMETER: f"<< parameters.{VERIFY_PARAMETER} >>"}} if check else {"setup-locked": Flow({})}
+    )
     if job.downloads:
         steps.append({"attach_workspace": Flow({"at": "."})})
     if job.credentials:
@@ -170,7 +178,7 @@ def _workflow_entry(plan: Plan, job: Job, trigger: str) -> object:
     if job.credentials:
         params["context"] = [f"aws-{job.env}"]
     if job.kind == "check" and trigger == "main":
-        params[VERIFY_PARAMETER] = "true"
+        params[VERIFY_PARAMETER] = True
         params["context"] = [MAIN_CONTEXT]
     if job.kind == "deploy":
         params["serial-group"] = f"<< pipeline.project.slug >>/deploy-{job.env}"
@@ -218,11 +226,11 @@ def render(plan: Plan) -> list[Rendered]:
         'restriction pipeline.git.branch == "main". Project settings: do not pass secrets to builds from forked',
         f"pull requests. {TARGET_VAR}={TARGET} is set in every executor. OIDC: CIRCLE_OIDC_TOKEN_V2 of the job's",
         "context; checks and builds have no context with credentials.",
-        "Caches: any branch can save any key (a pull request can even change this file), so main's checks verify:",
-        f"context {MAIN_CONTEXT} holds {SIGNING_VARIABLE} (random; restricted with the expression",
-        'pipeline.git.branch == "main" and to a security group) and main passes cache-verify "true": only signed',
-        "step-cache entries count. Builds and environment jobs restore and save no cache and install",
-        "requirements.lock with every hash checked.",
+        "Caches: any branch can save any key (a pull request can even change this file), so main's checks pass",
+        "cache-verify: they restore no lock-file cache and serve only step-cache entries signed with",
+        f'{SIGNING_VARIABLE} of context {MAIN_CONTEXT} (random; restricted with the expression pipeline.git.branch == "main" and to a',
+        "security group). Builds and environment jobs restore and save no cache and install requirements.lock with",
+        "every hash checked.",
     )
     for job in plan.jobs:
         approval = plan.approval_for(job) if job.gated else None
@@ -270,7 +278,12 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             if trigger == "main" or name not in entries:
                 entries[name] = params
                 home[name] = workflow_name
-    expanded = {name: _expand(job.get("steps", []), commands) for name, job in defs.items()}
+    # A job's steps as they run in its home workflow (main's where it runs there): its parameters as that workflow
+    # passes them, reusable commands inlined, ``when``/``unless`` decided.
+    arguments = {name: _arguments(job, entries.get(name, {})) for name, job in defs.items()}
+    expanded = {
+        name: _expand(_substituted(job.get("steps", []), arguments[name]), commands) for name, job in defs.items()
+    }
     layers = {name: _layers(name, steps) for name, steps in expanded.items()}
     jobs: list[JobFacts] = []
     for name, job in defs.items():
@@ -285,16 +298,13 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         needs = [str(r) for r in as_list(params.get("requires"))]
         gate = any(n in holds for n in needs)
         needs = [m for n in needs for m in holds.get(n, [n])]
-        keys = [s for s in steps if isinstance(s, dict) and "restore_cache" in s]
+        keys = _restored(steps)
+        defaults = _restored(_expand(_substituted(job.get("steps", []), _arguments(job, {})), commands))
         stored = [s for s in steps if isinstance(s, dict)]
         contexts = [str(c) for c in as_list(params.get("context"))]
         executor = executors.get(str(job.get("executor", ""))) or {}
-        arguments = {
-            **{str(k): str((v or {}).get("default", "")) for k, v in (job.get("parameters") or {}).items()},
-            **{str(k): str(v) for k, v in params.items() if k in (job.get("parameters") or {})},
-        }
         variables = {
-            str(k): _with_arguments(str(v), arguments)
+            str(k): _with_arguments(str(v), arguments[name])
             for k, v in {**(executor.get("environment") or {}), **(job.get("environment") or {})}.items()
         }
         upstream = _upstream_in_order(graphs.get(home.get(name, ""), []), name)
@@ -321,9 +331,13 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 session_names=re.findall(r'AWS_ROLE_SESSION_NAME="([^"]+)"', script),
                 gate=gate,
                 reports=any("store_test_results" in s for s in stored),
-                caches=any("checksum" in text_of(k) for k in keys),
+                caches=any("checksum" in text_of(k) for k in keys + defaults),  # as a pull request runs it
                 restores=tuple(text_of(k["restore_cache"].get("keys") or k["restore_cache"].get("key")) for k in keys),
                 trusted_cache=MAIN_CONTEXT in contexts and variables.get(VERIFY_VARIABLE) == "true",
+                # CircleCI caches are shared by every branch: on main a check may restore only the signed step cache
+                shared_on_main=tuple(text_of(k) for k in keys if "checksum" in text_of(k))
+                if "main" in triggers.get(name, set())
+                else (),
                 locked=installs_locked(script, variables),
                 approvers=_approvers(files[PATH], contexts) if gate else "",
                 credential_env=next((c[len("aws-") :] for c in contexts if c.startswith("aws-")), None)
@@ -394,16 +408,51 @@ def _upstream_in_order(graph: list[tuple[str, list[str]]], job: str) -> list[str
     return order
 
 
+def _restored(steps: list[Any]) -> list[Any]:
+    return [s for s in steps if isinstance(s, dict) and "restore_cache" in s]
+
+
+def _holds(condition: Any) -> bool:
+    """A substituted ``when``/``unless`` condition: a value, or the logic statements ``not``, ``and``, ``or``."""
+    if isinstance(condition, dict) and len(condition) == 1:
+        ((op, value),) = condition.items()
+        if op == "not":
+            return not _holds(value)
+        if op in ("and", "or"):
+            results = [_holds(v) for v in as_list(value)]
+            return all(results) if op == "and" else any(results)
+    return str(condition).strip().lower() not in ("false", "", "0", "none")
+
+
+def _arguments(job: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """A job's parameter values: its defaults, overridden by what the workflow entry passes (YAML spelling)."""
+    declared = job.get("parameters") or {}
+    values = {str(k): (v or {}).get("default", "") for k, v in declared.items()}
+    values |= {str(k): v for k, v in params.items() if k in declared}
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+
+
+def _substituted(steps: list[Any], arguments: dict[str, str]) -> list[Any]:
+    body = yaml.safe_dump(steps)
+    for key, value in arguments.items():
+        body = body.replace(f"<< parameters.{key} >>", value)
+    loaded: list[Any] = yaml.safe_load(body) or []
+    return loaded
+
+
 def _expand(steps: list[Any], commands: dict[str, Any]) -> list[Any]:
-    """Steps with reusable commands inlined (``<< parameters.x >>`` substituted)."""
+    """Steps with reusable commands inlined (``<< parameters.x >>`` substituted, a parameter's default where the
+    call omits it) and ``when``/``unless`` steps decided by their (substituted) condition."""
     out: list[Any] = []
     for step in steps:
         name, args = (step, {}) if isinstance(step, str) else next(iter(step.items()))
         if name in commands:
-            body = yaml.safe_dump(commands[name].get("steps", []))
-            for key, value in (args or {}).items():
-                body = body.replace(f"<< parameters.{key} >>", str(value))
-            out.extend(_expand(yaml.safe_load(body), commands))
+            declared = commands[name].get("parameters") or {}
+            values = _arguments({"parameters": declared}, args or {})
+            out.extend(_expand(_substituted(commands[name].get("steps", []), values), commands))
+        elif name in ("when", "unless") and isinstance(args, dict):
+            if _holds(args.get("condition")) == (name == "when"):
+                out.extend(_expand(args.get("steps", []), commands))
         else:
             out.append(step)
     return out

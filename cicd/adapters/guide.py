@@ -152,7 +152,7 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         {
             "github": "`actions/cache` keyed on `hashFiles(locks)` (uv's cache included)",
             "gitlab": "`cache: key: files: [requirements.lock, ...]`; builds and environment jobs `cache: []`",
-            "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`",
+            "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`; not restored on main (a `when` step)",
             "bitbucket": "`definitions: caches:` with `key: files:`; main's checks override their anchor with "
             "`caches: []`",
             "azure": "`Cache@2` with `key: ... | requirements.lock`",
@@ -221,9 +221,9 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "environments, CODEOWNERS on the file); protected caches, signed step cache; gate: the protected "
             "environment's approval rules (a setting)",
             "circleci": "IAM cannot tell contexts apart: every role trusts main's `sub`, and the restricted context "
-            "`aws-<env>` (branch expression, security group) is the only holder of its role ARN; main's checks "
-            "verify the step cache (`cicd-main` context) but still restore the lock-file caches any branch can write "
-            "(see docs/security.md); gate: the approver must be allowed to use `aws-prod`",
+            "`aws-<env>` (branch expression, security group) is the only holder of its role ARN; any branch can "
+            "write any cache, so main's checks restore no lock-file cache (a `when` step) and serve only signed "
+            "step-cache entries (`cicd-main` context); gate: the approver must be allowed to use `aws-prod`",
             "bitbucket": "the OIDC `sub` names the deployment environment's UUID; caches are shared by every branch, "
             "so main's checks restore none and trust no step-cache entry; gate: deployment permissions (Premium)",
             "azure": "a workload-identity service connection per environment (the Entra issuer, one subject per "

@@ -158,7 +158,12 @@ BREAKERS: dict[str, list[Breaker]] = {
     "circleci": [
         Breaker("deploy restores caches", sub(r"- setup-locked: \{\}", "- setup: {}"), "restores"),
         Breaker("no hash-locked install", sub(LOCKED, "uv sync"), "hash-locked"),
-        Breaker("main checks without verification", sub(r'cache-verify: "true", ', ""), "trusts a step cache"),
+        Breaker("main checks without verification", sub(r"cache-verify: true, ", ""), "trusts a step cache"),
+        Breaker(
+            "main checks restore the shared dependency caches",
+            sub(r"^( +)not: << parameters.cache-verify >>$", r"\1not: false"),
+            "restores dependency caches another branch can write",
+        ),
         Breaker("main checks without the main context", sub(r", context: \[cicd-main\]", ""), "trusts a step cache"),
         Breaker("prod with dev's context", sub(r"context: \[aws-prod\]", "context: [aws-dev]"), "credentials name"),
         Breaker("unrestricted prod context", sub(r"Restrict aws-prod to", "Use aws-prod with"), "names no approvers"),

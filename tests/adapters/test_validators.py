@@ -107,3 +107,19 @@ def check_breaks(
 def test_a_missing_file_is_a_failure_not_a_skip(tmp_path: Path) -> None:
     (result,) = validate.run("github", [("actionlint", tmp_path / "nope.yml")])
     assert result.status == "failed" and "does not exist" in result.detail
+
+
+@pytest.mark.slow
+def test_a_malformed_conditional_step_fails_the_circleci_validator(
+    rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path
+) -> None:
+    """The SDK parser has no conditional steps: validate.cjs checks their shape itself before inlining them."""
+    files = dict(rendered[("circleci", "project")])
+    folder = write(tmp_path, files)
+    (path,) = [p for v, p in by_name("circleci").check_pairs(folder) if v == "circleci-config-parser"]
+    text = path.read_text()
+    assert "      - when:\n          condition:" in text
+    path.write_text(text.replace("      - when:\n          condition:", "      - when:\n          conditon:", 1))
+    (result,) = validate.run("circleci", [("circleci-config-parser", path)])
+    assert result.status == "failed", result.line()
+    assert "when step without a condition" in result.detail

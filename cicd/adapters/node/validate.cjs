@@ -16,12 +16,41 @@ function fail(lines) {
   process.exit(1);
 }
 
+// CircleCI decides conditional steps (`when`/`unless`: a `condition` and `steps`) when it compiles the config; the
+// SDK parser has no conditional steps, so their shape is checked here and their steps are inlined for it (every
+// branch, so every step is parsed whatever the condition).
+function inlineConditionals(steps, where, problems) {
+  const out = [];
+  for (const step of steps || []) {
+    const key = step && typeof step === 'object' ? Object.keys(step)[0] : null;
+    if (key === 'when' || key === 'unless') {
+      const body = step[key] || {};
+      const extra = Object.keys(body).filter((k) => k !== 'condition' && k !== 'steps');
+      if (!('condition' in body)) problems.push(`${where}: ${key} step without a condition`);
+      if (!Array.isArray(body.steps) || !body.steps.length) problems.push(`${where}: ${key} step without steps`);
+      if (extra.length) problems.push(`${where}: ${key} step with unknown keys ${extra.join(', ')}`);
+      out.push(...inlineConditionals(body.steps, where, problems));
+    } else {
+      out.push(step);
+    }
+  }
+  return out;
+}
+
 if (tool === 'circleci') {
   const parser = require('@circleci/circleci-config-parser');
   const yaml = require('yaml');
   const raw = yaml.parse(text);
   try {
-    const config = parser.parseConfig(text);
+    const shapes = [];
+    const resolved = yaml.parse(text);
+    for (const kind of ['commands', 'jobs']) {
+      for (const [name, body] of Object.entries(resolved[kind] || {})) {
+        if (body && Array.isArray(body.steps)) body.steps = inlineConditionals(body.steps, `${kind}.${name}`, shapes);
+      }
+    }
+    if (shapes.length) fail(shapes);
+    const config = parser.parseConfig(yaml.stringify(resolved));
     const known = new Set(config.jobs.map((job) => job.name));
     const problems = [];
     for (const [name, workflow] of Object.entries(raw.workflows || {})) {
