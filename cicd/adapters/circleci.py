@@ -228,9 +228,9 @@ def render(plan: Plan) -> list[Rendered]:
         "context; checks and builds have no context with credentials.",
         "Caches: any branch can save any key (a pull request can even change this file), so main's checks pass",
         "cache-verify: they restore no lock-file cache and serve only step-cache entries signed with",
-        f'{SIGNING_VARIABLE} of context {MAIN_CONTEXT} (random; restricted with the expression pipeline.git.branch == "main" and to a',
-        "security group). Builds and environment jobs restore and save no cache and install requirements.lock with",
-        "every hash checked.",
+        f"{SIGNING_VARIABLE} of context {MAIN_CONTEXT} (random; restricted with the expression",
+        'pipeline.git.branch == "main" and to a security group). Builds and environment jobs restore and save no',
+        "cache and install requirements.lock with every hash checked.",
     )
     for job in plan.jobs:
         approval = plan.approval_for(job) if job.gated else None
