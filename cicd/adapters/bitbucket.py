@@ -311,10 +311,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     trusted_cache=VERIFY_LINE in raw_script,
                     locked=installs_locked(script, _variables(raw_script)),
                     approvers=_approvers(files[PATH], step) if step.get("trigger") == "manual" else "",
-                    # oidc: true hands the step a token, whatever its script does with it ("": no environment)
-                    credential_env=str(step.get("deployment") or step.get("environment") or "")
-                    if step.get("oidc") is True
-                    else None,
+                    # oidc: true hands the step a token, whatever its script does with it; only a deployment step's
+                    # sub names an environment ("": none, so no role trusts it)
+                    credential_env=str(step.get("deployment") or "") if step.get("oidc") is True else None,
                     step_cache=any(caches[c].get("path") == STEP_CACHE for c in used),
                     keeps_run_folder=any(
                         f"{RUNS_DIR}/**" in as_list(u.get("paths")) and u.get("capture-on") == "always" for u in uploads
