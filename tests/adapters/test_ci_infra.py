@@ -53,6 +53,15 @@ SETTINGS: dict[str, Any] = {
         ({"github": {}}, "ci.github needs repository"),
         ({"github": {"repository": ""}}, "must be a non-empty string"),
         ({"bitbucket": {**SETTINGS["bitbucket"], "environment_uuids": {"dev": "{d}"}}}, "lacks preprod, prod"),
+        (  # a misspelt change-set key would silently leave the approval step without a role
+            {
+                "bitbucket": {
+                    **SETTINGS["bitbucket"],
+                    "environment_uuids": {"dev": "1", "preprod": "2", "prod": "3", "prod-cs": "4"},
+                }
+            },
+            "unknown keys prod-cs",
+        ),
         ({"azure": {k: v for k, v in SETTINGS["azure"].items() if k != "tenant_id"}}, "needs tenant_id"),
         (
             {"azure": {**SETTINGS["azure"], "subjects": dict.fromkeys(ENVIRONMENTS, "sc://x/y/aws-dev")}},
