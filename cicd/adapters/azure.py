@@ -13,7 +13,9 @@ built-in ``AzureCLI@2`` task with the workload-identity service connection ``aws
 (``addSpnToEnvironment``), which it writes to a file and hands, with the session name and region, to the later
 steps as ``AWS_WEB_IDENTITY_TOKEN_FILE`` etc.; the AWS SDKs exchange it for the role in ``AWS_ROLE_ARN``, which
 comes from the stage's variable group ``aws-<env>`` (no stored keys). With the approval switch on, an approval stage
-runs ``change-set`` with the prod credentials and a ``ManualValidation@1`` task in an agentless job holds prod.
+runs ``change-set`` with the service connection and variable group ``aws-prod-change-set`` (the read-only role,
+whose trust names that connection's subject, which prod's role refuses) and a ``ManualValidation@1`` task in an
+agentless job of the same stage holds prod (its approvers: ``APPROVERS`` of that group).
 Azure runs a multi-line script without ``errexit``, so every multi-line script starts with ``set -e``. Azure
 Pipelines has no YAML anchors: every job is written out.
 """
@@ -66,9 +68,10 @@ SOURCES: Final = "$(Build.SourcesDirectory)"
 WORKSPACE: Final = "$(Pipeline.Workspace)"
 SUMMARY_SCRIPT: Final = f'test ! -f {SUMMARY} || echo "##vso[task.uploadsummary]{SOURCES}/{SUMMARY}"'
 APPROVERS: Final = "APPROVERS"
-"""The variable (in the gated environment's variable group) naming who may resume the ``ManualValidation`` gate."""
+"""The variable (in the approval stage's variable group, ``aws-<env>-change-set``) naming who may resume the
+``ManualValidation`` gate."""
 APPROVERS_SET: Final = (
-    f': "${{{APPROVERS}:?set {APPROVERS} in the variable group of this environment: who may resume the gate}}"'
+    f': "${{{APPROVERS}:?set {APPROVERS} in the variable group of this stage: who may resume the gate}}"'
 )
 AZURE_TOKEN_FILE: Final = "$(Agent.TempDirectory)/aws-web-identity-token"  # noqa: S105 - a path, not a secret
 
@@ -158,12 +161,12 @@ def _setup(job: Job, plan: Plan) -> list[object]:
     return [*steps, *_download(plan, job)]
 
 
-def _credentials(plan: Plan, env: str) -> dict[str, object]:
-    """The environment's OIDC login, only when ``CICD_TARGET`` is ``aws``: the service connection's ID token goes to
-    a file, and the token file, session name and region reach the job's later steps as variables."""
-    lines = [
-        line.replace(TOKEN_FILE, AZURE_TOKEN_FILE) for line in web_identity("$idToken", f"azure-$(Build.BuildId)-{env}")
-    ]
+def _credentials(plan: Plan, env: str, identity: str) -> dict[str, object]:
+    """The OIDC login of ``identity`` (the environment, or the approval job's ``<env>-change-set``), only when
+    ``CICD_TARGET`` is ``aws``: the service connection's ID token goes to a file, and the token file, session name
+    and region reach the job's later steps as variables."""
+    session = f"azure-$(Build.BuildId)-{identity}"
+    lines = [line.replace(TOKEN_FILE, AZURE_TOKEN_FILE) for line in web_identity("$idToken", session)]
     lines += [
         f'echo "##vso[task.setvariable variable={name}]${name}"'
         for name in ("AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -174,7 +177,7 @@ def _credentials(plan: Plan, env: str) -> dict[str, object]:
         "displayName": "AWS credentials (OIDC)",
         "condition": ON_TARGET,
         "inputs": {
-            "azureSubscription": f"aws-{env}",
+            "azureSubscription": f"aws-{identity}",
             "addSpnToEnvironment": True,
             "scriptType": "bash",
             "scriptLocation": "inlineScript",
@@ -194,7 +197,7 @@ def _run_steps(job: Job, plan: Plan) -> list[object]:
         raise ConfigError(f"pipeline model: {job.id} gets credentials, but job.env is missing")
     return [
         {"script": guard("BUILD_SOURCEBRANCH", f"refs/heads/{MAIN_BRANCH}"), "displayName": "Branch guard"},
-        _credentials(plan, job.env),
+        _credentials(plan, job.env, job.identity),
         *run,
     ]
 
@@ -301,8 +304,8 @@ def render(plan: Plan) -> list[Rendered]:
         stage: dict[str, object] = {"stage": _name(job.id), "dependsOn": needs, "condition": ON_MAIN}
         if job.kind == "deploy":
             stage["lockBehavior"] = "sequential"
-        if job.env is not None:
-            stage["variables"] = Flow([{"group": _group(job.env)}])
+        if job.env is not None:  # the approval stage's group is its identity's: the read-only role's ARN
+            stage["variables"] = Flow([{"group": _group(job.identity)}])
         stage["jobs"] = [_job(plan, job), *([_gate(job)] if job.kind == "approval" else [])]
         stages.append(stage)
     filters = inputs_with(plan, "pr", PATH)
@@ -319,7 +322,7 @@ def render(plan: Plan) -> list[Rendered]:
         "pool": Flow({"vmImage": "ubuntu-24.04"}),
         "stages": stages,
     }
-    gated = [j.env for j in plan.jobs if j.kind == "approval" and j.env]
+    gated = [j.identity for j in plan.jobs if j.kind == "approval"]
     extra = [
         "Per environment: an Azure DevOps environment (Exclusive Lock, branch control = main), a workload-identity",
         "service connection aws-<env> and a variable group aws-<env> holding AWS_ROLE_ARN (that environment's role",
@@ -332,8 +335,9 @@ def render(plan: Plan) -> list[Rendered]:
     ]
     if gated:
         extra += [
-            f"Approval: {APPROVERS} in the group aws-{', aws-'.join(gated)} names who may resume ManualValidation",
-            "(users or groups; the approval job fails when it is empty; approvers may not approve their own runs).",
+            f"Approval: service connection and variable group aws-{', aws-'.join(gated)}: AWS_ROLE_ARN = the read-only",
+            f"change-set role; {APPROVERS} there names who may resume ManualValidation (users or groups; the",
+            "approval job fails when it is empty; approvers may not approve their own runs).",
         ]
     text = dump(doc, header=header("Azure Pipelines", PATH, plan, extra=tuple(extra)), gap_keys=("stages",))
     return [Rendered(PATH, text)]

@@ -16,10 +16,12 @@ environment steps with their evidence). The run folder is a ``scoped`` artifact,
 ``package`` requires the Flutter build (``CICD_REQUIRE_FLUTTER=1``): an artifact without the APK fails it.
 
 Each environment step has ``deployment:`` (its variables hold ``AWS_ROLE_ARN``), ``oidc: true``, a
-``concurrency-group`` and a branch guard. With the approval switch on, the approval step runs ``inv change-set``
-with ``environment: prod`` (the environment's variables and restrictions, without recording a deployment or taking
-its lock: the prod step is the deployment) and the prod step is ``trigger: manual``: the pipeline pauses until
-someone runs it.
+``concurrency-group`` and a branch guard. With the approval switch on, the approval step runs ``inv change-set`` as
+a deployment step of its own environment, ``deployment: prod-change-set`` (a deployment environment the user adds;
+Bitbucket lets a pipeline use each deployment environment in one step only, so it cannot share prod's): its
+variables hold the read-only role's ARN, and its OIDC ``sub`` (``{repo}:{prod-change-set uuid}:{step}``) is one
+prod's role refuses. A step without ``deployment:`` gets a ``sub`` without an environment, which no role trusts.
+The prod step is ``trigger: manual``: the pipeline pauses until someone runs it.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ def step_cache_name(job: Job) -> str:
     return f"{STEP_CACHE_PREFIX}{job.id}"
 
 
-def _credentials(plan: Plan, env: str) -> str:
+def _credentials(plan: Plan, env: str, identity: str) -> str:
     """The OIDC token handed to the AWS SDKs, only when the step targets AWS (one shell ``if``; the token check
     comes last, so a missing token fails the ``if`` and the step)."""
     lines = [
         f"export AWS_REGION={plan.region(env)}",
-        *web_identity("$BITBUCKET_STEP_OIDC_TOKEN", f"bitbucket-${{BITBUCKET_BUILD_NUMBER}}-{env}"),
+        *web_identity("$BITBUCKET_STEP_OIDC_TOKEN", f"bitbucket-${{BITBUCKET_BUILD_NUMBER}}-{identity}"),
     ]
     body = "".join(f"  {line}\n" for line in lines)
     return f'if [ "${TARGET_VAR}" = {TARGET} ]; then\n{body}fi'
@@ -97,15 +99,15 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
     if job.credentials:
         if job.env is None:  # environment and approval jobs have an environment
             raise ConfigError(f"pipeline model: {job.id} needs credentials, but job.env is missing")
+        # A deployment step (its environment's variables, and an OIDC sub naming it): the approval step deploys to
+        # <env>-change-set, whose AWS_ROLE_ARN is the read-only role.
+        step["deployment"] = job.identity
         if job.kind == "deploy":
-            step["deployment"] = job.env
             step["concurrency-group"] = f"deploy-{job.env}"
-        else:
-            step["environment"] = job.env
         step["oidc"] = True
         if job.gated:
             step["trigger"] = "manual"
-        script += [guard("BITBUCKET_BRANCH"), _credentials(plan, job.env)]
+        script += [guard("BITBUCKET_BRANCH"), _credentials(plan, job.env, job.identity)]
     if job.timeout != TIMEOUT_CHECK:
         step["max-time"] = job.timeout
     if job.kind == "check":  # builds and environment steps restore no cache: Bitbucket's are every branch's
@@ -183,6 +185,15 @@ def render(plan: Plan) -> list[Rendered]:
         f"No pipeline-level variables in Bitbucket: every script starts with `{TARGET_LINE}`",
         f"(anchor &target): {TARGET} unless a repository variable {TARGET_VAR} says otherwise (local: embedded AWS).",
         "Per deployment environment (Repository settings > Deployments): variable AWS_ROLE_ARN (infra/ci).",
+        *(
+            line
+            for j in plan.jobs
+            if j.kind == "approval"
+            for line in (
+                f"Approval: add the deployment environment {j.identity}; its AWS_ROLE_ARN is the read-only role",
+                f"apk-pipeline-bitbucket-{j.identity} (infra/ci, with that environment's UUID in environment_uuids).",
+            )
+        ),
         f"The OIDC token reaches the AWS SDKs only if {TARGET_VAR}={TARGET}; deploy steps run only for {MAIN_BRANCH}.",
     ]
     extra += [
@@ -195,8 +206,8 @@ def render(plan: Plan) -> list[Rendered]:
     gated = ", ".join(j.id for j in plan.jobs if j.gated)
     if gated:
         extra += [
-            f"The gate: `trigger: manual` on {gated}, after the approval step showed the change set",
-            "(`environment:` gives it that environment's variables). Deployment permissions (Premium) on each gated",
+            f"The gate: `trigger: manual` on {gated}, after the approval step showed the change set.",
+            "Deployment permissions (Premium) on each gated",
             "environment (Repository settings > Deployments > Production: only admins or the named users and groups",
             "may deploy) decide who may run it; without them anyone with write access can. Artifacts expire after 14",
             "days.",
@@ -310,10 +321,9 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                     trusted_cache=VERIFY_LINE in raw_script,
                     locked=installs_locked(script, _variables(raw_script)),
                     approvers=_approvers(files[PATH], step) if step.get("trigger") == "manual" else "",
-                    # oidc: true hands the step a token, whatever its script does with it ("": no environment)
-                    credential_env=str(step.get("deployment") or step.get("environment") or "")
-                    if step.get("oidc") is True
-                    else None,
+                    # oidc: true hands the step a token, whatever its script does with it; only a deployment step's
+                    # sub names an environment ("": none, so no role trusts it)
+                    credential_env=str(step.get("deployment") or "") if step.get("oidc") is True else None,
                     step_cache=any(caches[c].get("path") == STEP_CACHE for c in used),
                     keeps_run_folder=any(
                         f"{RUNS_DIR}/**" in as_list(u.get("paths")) and u.get("capture-on") == "always" for u in uploads

@@ -8,8 +8,11 @@ layer each), and ``attach_workspace`` applies the layers of all upstream jobs in
 overwriting an earlier one. Each job with credentials uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``;
 restrict it to ``main`` with a security group or an expression), which also makes CircleCI issue the OIDC token;
 the token is handed to the AWS SDKs only when ``CICD_TARGET`` is ``aws``. A ``serial-group`` keeps two deploys to
-one environment from overlapping. With the approval switch on, the approval job runs ``inv change-set`` and a
-``type: approval`` job holds the environment job after it. No orbs: nothing third-party to pin.
+one environment from overlapping. With the approval switch on, the approval job runs ``inv change-set`` with the
+context ``aws-prod-change-set`` (the read-only role's ARN) and a ``type: approval`` job holds the environment job
+after it. CircleCI's token cannot tell the approval job from prod's deploy job (IAM sees the same ``sub`` and
+``aud``): the change-set role trusts every main job, and only the context keeps prod's role ARN from the approval
+job. No orbs: nothing third-party to pin.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
     if job.downloads:
         steps.append({"attach_workspace": Flow({"at": "."})})
     if job.credentials:
-        steps.append({"aws-oidc": Flow({"env": job.env})})
+        steps.append({"aws-oidc": Flow({"env": job.identity})})
     for command, inv in zip(job.commands, job.inv(), strict=True):
         steps.append(_run(command, inv, job.timeout))
     if job.uploads:
@@ -175,8 +178,8 @@ def _workflow_entry(plan: Plan, job: Job, trigger: str) -> object:
         needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
     if needs:
         params["requires"] = needs
-    if job.credentials:
-        params["context"] = [f"aws-{job.env}"]
+    if job.credentials:  # the approval job's context aws-<env>-change-set holds the read-only role's ARN
+        params["context"] = [f"aws-{job.identity}"]
     if job.kind == "check" and trigger == "main":
         params[VERIFY_PARAMETER] = True
         params["context"] = [MAIN_CONTEXT]
@@ -221,8 +224,9 @@ def render(plan: Plan) -> list[Rendered]:
         "jobs": {job.id: _job(plan, job) for job in plan.order(plan.jobs)},
         "workflows": workflows,
     }
+    contexts = "/".join(f"aws-{j.identity}" for j in plan.order(plan.jobs) if j.credentials)
     extra: tuple[str, ...] = (
-        "Contexts aws-dev/aws-preprod/aws-prod: AWS_ROLE_ARN (infra/ci); restrict each to main with the expression",
+        f"Contexts {contexts}: AWS_ROLE_ARN (infra/ci); restrict each to main with the expression",
         'restriction pipeline.git.branch == "main". Project settings: do not pass secrets to builds from forked',
         f"pull requests. {TARGET_VAR}={TARGET} is set in every executor. OIDC: CIRCLE_OIDC_TOKEN_V2 of the job's",
         "context; checks and builds have no context with credentials.",
@@ -237,6 +241,8 @@ def render(plan: Plan) -> list[Rendered]:
         if approval is not None:
             extra += (
                 f"Gate: hold-{job.env} (type: approval) holds {job.id} after {approval.id} shows the change set.",
+                f"IAM cannot tell {approval.id} from {job.id} (same sub and aud): only the context",
+                f"aws-{approval.identity} (the read-only role's ARN) keeps the deploy role away from {approval.id}.",
                 f"Restrict aws-{job.env} to the approvers' security group: a job after an approval job runs only if",
                 f"its approver may use the job's context (so only that group can approve {job.id}).",
             )

@@ -114,7 +114,8 @@ def layout(plan: Plan) -> dict[str, Any]:
                         "run_order": 2 if job.gated else 1,
                         "buildspec": buildspec_path(job.id),
                         "image": FLUTTER_IMAGE if job.flutter else STANDARD_IMAGE,
-                        "environment": job.env if job.credentials else None,
+                        # whose role the project runs under: the approval job's is <env>-change-set (read-only)
+                        "environment": job.identity if job.credentials else None,
                         "timeout_minutes": job.timeout,
                         "inputs": [SOURCE, *([artifact_name(source.id)] if source else [])],
                         "outputs": [runs_name(job.id), *([artifact_name(job.id)] if job.uploads else [])],

@@ -8,10 +8,14 @@ by its release name; the Flutter actions run on the pinned Flutter image, which 
 own, so every action sets ``CICD_TARGET`` in its ``Inputs.Variables``. ``.cicd/artifact/`` travels as output
 artifacts: an input artifact is unpacked in ``$CATALYST_SOURCE_DIR_<name>``, not in the working folder (the
 ``WorkflowSource`` checkout), so the action copies it into ``.cicd/artifact/`` first, and every build and
-environment action hands the folder on again. Each environment action (and the approval job) uses a CodeCatalyst
-environment whose account connection supplies the role (no keys, nothing to log in to); the main workflow runs
-``QUEUED`` (one run at a time in each action, so deploys never overlap); the gate is an ``aws/approval@v1`` action
-after the approval job. Reports: JUnit through ``Outputs.Reports``.
+environment action hands the folder on again. Each environment action uses a CodeCatalyst environment whose
+account connection supplies the role (no keys, nothing to log in to); the approval job uses the environment
+``prod-change-set`` with prod's account connection (one connection per account) and the read-only role
+``apk-pipeline-codecatalyst-prod-change-set``. CodeCatalyst cannot bind a role to an action: every role of the
+space trusts the same service principals, and a connection lends any of its roles to any environment using it,
+so the workflow file (reviewed on main) is what keeps prod's deploy role from the approval action. The main
+workflow runs ``QUEUED`` (one run at a time in each action, so deploys never overlap); the gate is an
+``aws/approval@v1`` action after the approval job. Reports: JUnit through ``Outputs.Reports``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from cicd.adapters import pins
 from cicd.adapters.codebuild import copied_in
 from cicd.adapters.common import NO_SYNC, Rendered, header, inputs_with, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
+from cicd.adapters.plan import (
+    ARTIFACT_DIR,
+    CHANGE_SET_SUFFIX,
+    MAIN_BRANCH,
+    RUNS_DIR,
+    STEP_CACHE,
+    TARGET_VARS,
+    Job,
+    Plan,
+)
 from cicd.adapters.yamltext import Flow, dump
 from cicd.errors import ConfigError
 
@@ -45,6 +58,19 @@ PYTHON_ON_FLUTTER: Final = "apt-get update -qq && apt-get install -y -qq python3
 def role_name(env: str) -> str:
     """The IAM role of an environment's account connection (created by ``infra/ci``)."""
     return f"{ROLE_PREFIX}-{env}"
+
+
+def _identity(environment: dict[str, Any]) -> str | None:
+    """Whose credentials an action's environment gives: its role's identity (``apk-pipeline-codecatalyst-<identity>``)
+    when the connection is that identity's account's (``aws-<env>``, ``<env>`` the identity less ``-change-set``);
+    otherwise ``<connection env> (role <role>)``, which names no identity."""
+    connection = next((c for c in as_list(environment.get("Connections")) if isinstance(c, dict)), None)
+    if connection is None:
+        return None
+    account = str(connection.get("Name", "")).removeprefix("aws-")
+    role = str(connection.get("Role", ""))
+    identity = role.removeprefix(f"{ROLE_PREFIX}-")
+    return identity if identity.removesuffix(CHANGE_SET_SUFFIX) == account else f"{account} (role {role})"
 
 
 def _artifact(job_id: str) -> str:
@@ -94,9 +120,11 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     if job.credentials:
         if job.env is None:  # environment and approval jobs have an environment
             raise ConfigError(f"pipeline model: {job.id} gets credentials, but job.env is missing")
+        # The account connection is the environment's account's (one connection per account); the role is the
+        # job's identity's: the approval action's environment <env>-change-set names the read-only role.
         action["Environment"] = {
-            "Name": job.env,
-            "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.env)})],
+            "Name": job.identity,
+            "Connections": [Flow({"Name": f"aws-{job.env}", "Role": role_name(job.identity)})],
         }
     action["Timeout"] = job.timeout
     if job.kind == "check":  # builds and environment actions restore no cache (hash-locked install instead)
@@ -179,6 +207,12 @@ def _workflow(plan: Plan, trigger: str, path: str) -> str:
             "The gate is the approval action (ApprovalsRequired: 1). Who may approve is a project-role setting:",
             "it cannot name people; give the approving role in this project only to prod's approvers.",
         )
+    for job in (j for j in plan.jobs if j.kind == "approval" and path == MAIN_PATH):
+        extra += (
+            f"Approval: environment {job.identity} with the connection aws-{job.env} and the read-only role",
+            f"{role_name(job.identity)} (add it to that connection). IAM cannot tell actions apart: this file's",
+            "choice of role is the only thing keeping the deploy role from the approval action.",
+        )
     return dump(doc, header=header("CodeCatalyst", path, plan, extra=extra), gap_keys=("Actions",))
 
 
@@ -258,10 +292,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
                 trusted_cache=True,  # caches are scoped per workflow and branch: main reads only main's
                 locked=installs_locked(script, _input_variables(inputs.get("Variables"))),
                 approvers=_approvers(files[path]) if gate else "",
-                credential_env=next(
-                    (str(c["Name"])[len("aws-") :] for c in as_list(env.get("Connections")) if isinstance(c, dict)),
-                    None,
-                ),
+                credential_env=_identity(env),
                 step_cache=any(
                     isinstance(c, dict) and c.get("Path") == STEP_CACHE
                     for c in ((action.get("Caching") or {}).get("FileCaching") or {}).values()

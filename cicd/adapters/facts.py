@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from cicd import pipeline
 from cicd.adapters.common import GENERATOR, SESSION_NAME_RE
-from cicd.adapters.plan import Plan, is_approval, present_needs, task_command
+from cicd.adapters.plan import CHANGE_SET_SUFFIX, Plan, is_approval, present_needs, task_command
 from cicd.pipeline import Model
 
 INV_RE: Final = re.compile(r"uv run inv ([a-z][\w.-]*(?: --?[\w-]+(?: [\w.-]+)?)*)")
@@ -267,7 +267,8 @@ def deploy_path(plan: Plan, facts: AdapterFacts) -> list[str]:
       from the hash-locked files; on ``main`` a check trusts only a step cache ``main`` alone writes, or verifies it;
     * with the approval switch on, the gate names who may release it (people, groups, or the setting the header
       says to configure);
-    * only environment and approval jobs get AWS credentials, each those of its own environment."""
+    * only environment and approval jobs get AWS credentials: an environment job those of its own environment, the
+      approval job those of ``<env>-change-set`` (the read-only role), never the environment's deploy role."""
     model = plan.model
     tool = facts.tool
     problems: list[str] = []
@@ -294,11 +295,12 @@ def deploy_path(plan: Plan, facts: AdapterFacts) -> list[str]:
         if not env_commands:
             continue
         env_of = _env_of(model, env_commands)
-        # The approval job may read its environment through that environment's change-set twin (GitHub's
-        # <env>-change-set environment holds the read-only role).
-        allowed = {env_of, f"{env_of}-change-set"} if _is_approval_command(model, env_commands[0]) else {env_of}
-        if job.credentials and job.credential_env not in allowed:
-            problems.append(f"{tool} {job.id}: its credentials name {job.credential_env}, not its environment {env_of}")
+        # The approval job reads its environment only through the read-only <env>-change-set identity.
+        approval = _is_approval_command(model, env_commands[0])
+        expected = f"{env_of}{CHANGE_SET_SUFFIX}" if approval else env_of
+        if job.credentials and job.credential_env != expected:
+            whose = "the read-only change-set identity" if approval else "its environment"
+            problems.append(f"{tool} {job.id}: its credentials name {job.credential_env}, not {whose} {expected}")
         if env_of in approval_envs and not _is_approval_command(model, env_commands[0]) and not job.approvers:
             problems.append(f"{tool} {job.id}: the gate before {env_of} names no approvers")
     return problems

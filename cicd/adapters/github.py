@@ -260,9 +260,9 @@ def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     env = job.env or ""
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
-    # Its own environment: the change set is read with a role that may read prod (its AWS_ROLE_ARN), and the
-    # reviewers of `prod` hold the next job, not this one (they approve after seeing the change set).
-    data["environment"] = f"{env}-change-set"
+    # Its own environment: the change set is read with the read-only role (its AWS_ROLE_ARN), and the reviewers
+    # of `prod` hold the next job, not this one (they approve after seeing the change set).
+    data["environment"] = job.identity
     data["permissions"] = Flow({"contents": "read", "id-token": "write"})
     body: list[object] = [steps.checkout(), steps.uv_locked(), steps.locked()]
     if job.downloads:

@@ -8,9 +8,10 @@ needs the one job that handed it on (:meth:`~cicd.adapters.plan.Plan.handed_from
 as its own artifact again (now with that environment's evidence), and has ``environment:``, ``resource_group:`` (one
 deploy at a time), ``id_tokens:`` (OIDC, no stored keys) and a branch guard. ``CICD_TARGET`` is set once, at the top;
 the role is assumed only when it is ``aws`` (a shell ``if``: GitLab has no per-step condition). With the approval
-switch on, the approval job shows the change set (``environment: action: prepare``, so it gets the environment's
-variables without being a deployment) and the prod job is ``when: manual`` with ``allow_failure: false``: the
-pipeline waits, blocked, until someone allowed to deploy to prod runs it.
+switch on, the approval job shows the change set as ``prod-change-set`` (``environment: {name: prod-change-set,
+action: prepare}``: that environment's variables, the read-only role's ARN, without being a deployment; its token's
+audience ``apk-pipeline-prod-change-set``, which prod's role refuses) and the prod job is ``when: manual`` with
+``allow_failure: false``: the pipeline waits, blocked, until someone allowed to deploy to prod runs it.
 
 The step cache (``cicd-$CI_JOB_NAME_SLUG``) is ``unprotect``-ed, so merge requests restore what main saved; since a
 merge request can also write it, protected branches set ``CICD_CACHE_VERIFY`` and trust only the entries signed
@@ -109,15 +110,15 @@ def _job(plan: Plan, job: Job) -> object:
         if job.env is None:  # environment jobs have an environment
             raise ConfigError(f"pipeline model: {job.kind} jobs have an environment, but job.env is missing")
         if job.kind == "approval":
-            # Not a deployment: it only shows what prod would get, with prod's (environment-scoped) variables.
-            data["environment"] = Flow({"name": job.env, "action": "prepare"})
+            # Not a deployment (prepare): the variables of <env>-change-set (the read-only role), nothing of prod's.
+            data["environment"] = Flow({"name": job.identity, "action": "prepare"})
             data["timeout"] = f"{job.timeout}m"
         else:
             data["environment"] = Flow({"name": job.env, "deployment_tier": TIERS.get(job.env, "other")})
             data["resource_group"] = job.env
         data["variables"] = Flow({"AWS_REGION": plan.region(job.env)})
-        # Each environment's token names it (its own audience): only that environment's roles trust it.
-        data["id_tokens"] = Flow({"AWS_ID_TOKEN": Flow({"aud": AUDIENCE.format(env=job.env)})})
+        # Each token names its identity (its own audience): only that identity's roles trust it.
+        data["id_tokens"] = Flow({"AWS_ID_TOKEN": Flow({"aud": AUDIENCE.format(env=job.identity)})})
         if job.gated:  # inside rules, a manual job blocks the pipeline until someone runs it
             data["rules"] = [Flow({"if": ON_MAIN, "when": "manual", "allow_failure": False})]
     data["script"] = list(job.inv()) if job.kind != "build" else [LOCKED, *job.inv()]
@@ -208,9 +209,16 @@ def render(plan: Plan) -> list[Rendered]:
         "only. Only checks restore caches; builds, environment jobs install requirements.lock, hash-checked.",
     ]
     for job in (j for j in plan.jobs if j.gated):
+        approval = plan.approval_for(job)
+        reads = (
+            f" {approval.id}: AWS_ROLE_ARN of environment {approval.identity} (the read-only role), aud "
+            f"{AUDIENCE.format(env=approval.identity)}."
+            if approval
+            else ""
+        )
         extra.append(
             f"Gate: {job.id} waits (when: manual); protected environment {job.id}: approval rules naming the "
-            f"approvers of {job.id} (no self-approval)."
+            f"approvers of {job.id} (no self-approval).{reads}"
         )
     text = dump(doc, header=header("GitLab CI", PATH, plan, extra=tuple(extra)), gap_keys=())
     return [Rendered(PATH, _space_jobs(text))]

@@ -9,7 +9,9 @@ stage (a branch without one starts from main's); ``lock`` (Lockable Resources) a
 one deploy per environment. AWS credentials: the OpenID Connect Provider plugin's id token (a file credential bound
 with ``withCredentials``) as the web identity of the environment's role, only when ``CICD_TARGET`` is ``aws``; the
 only way in (no instance-role fallback; ``aws-<env>`` labels pick the agents). With the approval switch on, the
-approval stage shows the change set and an ``input`` stage with a ``submitter`` holds the gated environment.
+approval stage shows the change set with the credentials of ``prod-change-set`` (audience
+``apk-pipeline-prod-change-set``: the read-only role, which prod's role refuses) and an ``input`` stage with a
+``submitter`` holds the gated environment.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
     out.append(f"{pad}    {'withCaches' if job.kind == 'check' else 'withLocked'} {{")
     out.extend(f"{pad}      sh {_q(command)}" for command in installs)
     if job.credentials:
-        out.append(f"{pad}      withAws({_q(str(job.env))}) {{")
+        out.append(f"{pad}      withAws({_q(job.identity)}) {{")
         out.extend(f"{pad}        sh {_q(inv)}" for inv in job.inv())
         out.append(f"{pad}      }}")
     else:
@@ -205,6 +207,11 @@ def render(plan: Plan) -> list[Rendered]:
         "instance role: OIDC is the only way in). Caches (Job Cacher, per branch job; a branch falls back to",
         f"{MAIN_BRANCH}'s, {MAIN_BRANCH} reads only its own): checks only; builds and environment stages restore none.",
     ]
+    for approval in (j for j in plan.jobs if j.kind == "approval"):
+        extra.append(
+            f"Approval stage {approval.id}: credentials {OIDC_CREDENTIAL.format(env=approval.identity)} (audience "
+            f"apk-pipeline-{approval.identity}) and {ROLE_CREDENTIAL.format(env=approval.identity)} (read-only role)."
+        )
     gated = [j for j in plan.jobs if j.gated]
     if gated:
         names = ", ".join(APPROVERS.format(env=j.env) for j in gated)

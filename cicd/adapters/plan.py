@@ -58,6 +58,8 @@ TIMEOUT_CHECK: Final = 20
 TIMEOUT_BUILD: Final = 30
 TIMEOUT_DEPLOY: Final = 45
 TIMEOUT_APPROVAL: Final = 10
+CHANGE_SET_SUFFIX: Final = "-change-set"
+"""The approval job's identity is ``<env>-change-set``: the read-only role that shows the change set of ``<env>``."""
 APPROVAL_WAIT_MINUTES: Final = 1440
 """How long a manual gate waits before the run gives up (one day)."""
 
@@ -112,6 +114,15 @@ class Job:
         """Environment jobs, and the approval job (it diffs against the environment), get cloud credentials;
         checks and builds never do."""
         return self.kind in ("deploy", "approval")
+
+    @property
+    def identity(self) -> str:
+        """Whose AWS credentials the job uses: its environment's (an environment job), or ``<env>-change-set``, the
+        read-only identity of the approval job (each tool's environment, audience, context, connection or
+        credentials of that name hold the change-set role of ``infra/ci``)."""
+        if self.env is None or not self.credentials:
+            raise ConfigError(f"pipeline model: {self.id} gets no AWS credentials")
+        return f"{self.env}{CHANGE_SET_SUFFIX}" if self.kind == "approval" else self.env
 
     @property
     def artifact_name(self) -> str:

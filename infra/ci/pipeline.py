@@ -29,7 +29,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cicd.adapters.codebuild import APPROVERS_GROUP, CLONE_REF, layout
-from cicd.adapters.plan import Plan
+from cicd.adapters.plan import CHANGE_SET_SUFFIX, Plan
 from cicd.config import PROJECT, PipelineConfig
 from infra.ci.nag import AcknowledgeWildcards
 from infra.ci.roles import ROLE_PREFIX, SESSION, change_set_policy, deploy_policy, targets
@@ -126,14 +126,15 @@ class CodePipelineStack(cdk.Stack):
     def _role(self, action: dict[str, Any]) -> iam.Role | None:
         """The environment's role for a deploy job, the read-only change-set role for the approval job, else None
         (CodeBuild creates the project its own role). Each trusts CodeBuild only for exactly its one project."""
-        env = action.get("environment")
-        if not env:
+        key = action.get("environment")  # the job's identity: <env>, or <env>-change-set for the approval job
+        if not key:
             return None
         approval = action.get("kind") == "approval"
-        key = f"{env}-change-set" if approval else env
+        if approval != key.endswith(CHANGE_SET_SUFFIX):
+            raise ValueError(f"{action['project']}: a {action.get('kind')} job cannot run as {key}")
         if key in self.env_roles:
             raise ValueError(f"two projects would share the role of {key}: {action['project']}")
-        target = self.targets[env]
+        target = self.targets[key.removesuffix(CHANGE_SET_SUFFIX)]
         policy = (change_set_policy if approval else deploy_policy)(self, target, "codebuild")
         self.env_roles[key] = iam.Role(
             self,

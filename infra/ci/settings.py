@@ -8,10 +8,11 @@ Every tool is optional: a tool without settings gets no provider and no roles. E
       "gitlab": {"host": "gitlab.com", "project": "example/apk-pipeline"},
       "circleci": {"organization_id": "<uuid>", "project_id": "<uuid>"},
       "bitbucket": {"workspace": "example", "workspace_uuid": "{<uuid>}", "repository_uuid": "{<uuid>}",
-                    "environment_uuids": {"dev": "{<uuid>}", "preprod": "{<uuid>}", "prod": "{<uuid>}"}},
+                    "environment_uuids": {"dev": "{<uuid>}", "preprod": "{<uuid>}", "prod": "{<uuid>}",
+                                          "prod-change-set": "{<uuid>}"}},
       "azure": {"organization_id": "<uuid>", "tenant_id": "<uuid>",
                 "subjects": {"dev": "/eid1/c/pub/t/<tenant>/a/<app>/sc/<organization id>/<connection id of aws-dev>",
-                             "preprod": "...", "prod": "..."}},
+                             "preprod": "...", "prod": "...", "prod-change-set": "..."}},
       "codecatalyst": {"space_id": "<uuid>", "project_id": "<uuid>"},
       "jenkins": {"issuer": "https://jenkins.example.com/oidc",
                   "job": "https://jenkins.example.com/job/apk-pipeline/job/main/"},
@@ -24,6 +25,12 @@ Azure DevOps: a workload-identity service connection made today uses the Microso
 connection id>``; copy each connection's *Subject identifier* (``aws-<env>``) from its page into ``subjects``. A
 connection still on the Azure DevOps issuer (multitenant apps and non-public clouds keep it) is modelled with
 ``"issuer": "vstoken", "organization": ..., "project": ...`` (subject ``sc://ORG/PROJECT/aws-<env>``).
+
+The approval job's identity ``prod-change-set`` (the read-only role that shows prod's change set): Bitbucket's
+deployment environment ``prod-change-set`` and Azure's service connection ``aws-prod-change-set`` are optional
+keys of ``environment_uuids`` and ``subjects`` (without one, that tool gets no change-set role); the other tools
+derive it (GitLab and Jenkins: audience ``apk-pipeline-prod-change-set``; Azure's ``vstoken`` issuer: subject
+``sc://ORG/PROJECT/aws-prod-change-set``).
 
 Jenkins: the ``oidc-provider`` plugin's issuer (by default ``<Jenkins URL>/oidc`` for root credentials) and the ``sub``
 its default claim template gives the main branch job's builds: that job's URL.
@@ -41,6 +48,10 @@ MAIN_BRANCH: Final = "main"
 DEFAULT_QUALIFIER: Final = "hnb659fds"
 """The CDK bootstrap qualifier (``cdk bootstrap`` default); the deploy roles may assume only that bootstrap's roles."""
 ENTRA_SUBJECT_PREFIX: Final = "/eid1/c/pub/t/"
+CHANGE_SET: Final = "prod-change-set"
+"""The approval job's identity: it shows what prod would get (``cdk diff``) and changes nothing."""
+IDENTITIES: Final = (*ENVIRONMENTS, CHANGE_SET)
+"""Every identity a CI role may stand for: an environment's deploy job, or the approval job's read-only one."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,11 @@ class Bitbucket:
     repository_uuid: str
     environment_uuids: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Every environment, and ``prod-change-set`` when its deployment environment is given."""
+        return tuple(i for i in IDENTITIES if i in self.environment_uuids)
+
 
 @dataclass(frozen=True)
 class Azure:
@@ -83,6 +99,11 @@ class Azure:
         if self.issuer == "vstoken":
             return f"sc://{self.organization}/{self.project}/aws-{env}"
         return self.subjects[env]
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """Every environment, and ``prod-change-set`` when its connection's subject is known."""
+        return tuple(i for i in IDENTITIES if self.issuer == "vstoken" or i in self.subjects)
 
     @property
     def host(self) -> str:
@@ -161,6 +182,9 @@ def _every_environment(key: str, values: dict[str, str]) -> None:
     missing = [e for e in ENVIRONMENTS if e not in values]
     if missing:
         raise ConfigError(f"ci.{key} lacks {', '.join(missing)}")
+    unknown = [k for k in values if k not in IDENTITIES]
+    if unknown:
+        raise ConfigError(f"ci.{key} has unknown keys {', '.join(unknown)}", hint=f"one of {', '.join(IDENTITIES)}")
 
 
 def _check_azure(az: Azure) -> None:

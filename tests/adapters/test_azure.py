@@ -66,11 +66,13 @@ def test_a_deployment_job_without_download_none_gets_every_artifact_beside_the_s
 def test_the_gate_exists_only_with_the_approval_switch() -> None:
     assert "ManualValidation" not in _text(False)
     stage = _stages(_text(True))["approve_prod"]
-    assert stage["variables"] == [{"group": "aws-prod"}]
+    # the read-only identity: its group holds the change-set role's ARN (and APPROVERS), its connection logs in
+    assert stage["variables"] == [{"group": "aws-prod-change-set"}]
     job, gate = stage["jobs"]
     script = "\n".join(str(s.get("script", "")) for s in job["steps"])
     assert "uv run inv change-set --env prod" in script and "inv approve" not in script
-    assert any(s.get("task") == "AzureCLI@2" for s in job["steps"])
+    logins = [s for s in job["steps"] if s.get("task") == "AzureCLI@2"]
+    assert [s["inputs"]["azureSubscription"] for s in logins] == ["aws-prod-change-set"]
     assert gate["pool"] == "server" and int(gate["timeoutInMinutes"]) > gate["steps"][0]["timeoutInMinutes"]
     inputs = gate["steps"][0]["inputs"]
     assert gate["steps"][0]["task"] == "ManualValidation@1"

@@ -53,6 +53,15 @@ SETTINGS: dict[str, Any] = {
         ({"github": {}}, "ci.github needs repository"),
         ({"github": {"repository": ""}}, "must be a non-empty string"),
         ({"bitbucket": {**SETTINGS["bitbucket"], "environment_uuids": {"dev": "{d}"}}}, "lacks preprod, prod"),
+        (  # a misspelt change-set key would silently leave the approval step without a role
+            {
+                "bitbucket": {
+                    **SETTINGS["bitbucket"],
+                    "environment_uuids": {"dev": "1", "preprod": "2", "prod": "3", "prod-cs": "4"},
+                }
+            },
+            "unknown keys prod-cs",
+        ),
         ({"azure": {k: v for k, v in SETTINGS["azure"].items() if k != "tenant_id"}}, "needs tenant_id"),
         (
             {"azure": {**SETTINGS["azure"], "subjects": dict.fromkeys(ENVIRONMENTS, "sc://x/y/aws-dev")}},
@@ -100,7 +109,8 @@ def test_one_role_per_environment_per_federating_tool_with_one_hour_sessions(tem
             role = roles[f"apk-pipeline-{tool}-{env}"]
             assert role["MaxSessionDuration"] == 3600
             assert len(role["ManagedPolicyArns"]) == 1
-    assert roles["apk-pipeline-github-prod-change-set"]["MaxSessionDuration"] == 3600
+    for tool in ("github", "gitlab", "circleci", "codecatalyst", "jenkins"):  # Bitbucket, Azure: when configured
+        assert roles[f"apk-pipeline-{tool}-prod-change-set"]["MaxSessionDuration"] == 3600
     templates["roles"].resource_count_is("AWS::IAM::OIDCProvider", 6)
     templates["roles"].resource_count_is("AWS::IAM::InstanceProfile", 0)
 
@@ -222,8 +232,12 @@ def test_deploy_policies_reach_only_their_environment_through_the_bootstrap_role
 
 
 @pytest.mark.slow
-def test_the_change_set_role_may_only_look_up_and_read_prod(templates: dict[str, Any]) -> None:
-    statements = _policies(templates["roles"])["apk-pipeline-github-change-set-prod"]
+@pytest.mark.parametrize("policy", ["apk-pipeline-ci-change-set-prod", "apk-pipeline-codebuild-change-set-prod"])
+def test_the_change_set_role_may_only_look_up_and_read_prod(
+    templates: dict[str, Any], approval_pipeline: Any, policy: str
+) -> None:
+    stack = templates["roles"] if "-ci-" in policy else approval_pipeline
+    statements = _policies(stack)[policy]
     actions = {a for s in statements for a in as_list(s["Action"])}
     assert not any(a in actions for a in ("s3:PutObject", "cloudformation:CreateChangeSet", "iam:PassRole"))
     assumed = {

@@ -116,7 +116,7 @@ def test_with_the_switch_on_the_approval_job_shows_the_change_set_and_a_hold_gat
         }
         assert entries["hold-prod"] == {"type": "approval", "requires": ["approve-prod"]}
         assert "hold-prod" in entries["prod"]["requires"]
-        assert entries["approve-prod"]["context"] == ["aws-prod"]
+        assert entries["approve-prod"]["context"] == ["aws-prod-change-set"]  # the read-only role's ARN
         facts = _facts(text)
         approval = facts.job("approve-prod")
         assert approval.commands == list(plan.job("approve-prod").commands)

@@ -7,7 +7,7 @@ intent (:func:`cicd.adapters.facts.deploy_path`):
 * (b) with the approval switch on, the gate names its approvers, or (a setting only) the header says exactly what
   to configure;
 * (c) only environment and approval jobs get AWS credentials, each those of its own environment (GitLab: its own
-  token audience).
+  token audience); the approval job those of ``prod-change-set`` (the read-only role), never prod's.
 
 Each control has a breaker: the rendered text with the control removed, which the checks must catch.
 """
@@ -104,6 +104,9 @@ def test_each_environment_job_gets_the_credentials_of_its_own_environment(tool: 
     for env in ("dev", "preprod", "prod"):
         assert facts.job(env).credentials is not None
         assert facts.job(env).credential_env == env
+    # the approval job: the read-only change-set identity, never prod's deploy role
+    assert facts.job("approve-prod").credentials is not None
+    assert facts.job("approve-prod").credential_env == "prod-change-set"
     assert all(j.credentials is None for j in facts.jobs if j.env is None and j.id not in ("approve-prod",))
 
 
@@ -147,6 +150,11 @@ BREAKERS: dict[str, list[Breaker]] = {
             "credentials name",
         ),
         Breaker("no reviewers named", sub(r"required reviewers on prod", "reviewers on prod"), "no manual gate"),
+        Breaker(
+            "approval with prod's role",
+            sub(r"^    environment: prod-change-set$", "    environment: prod"),
+            "not the read-only change-set identity",
+        ),
     ],
     "gitlab": [
         Breaker("deploy restores the default caches", drop(r"^  cache: \[\]$"), "restores"),
@@ -154,6 +162,11 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("shared audience", sub(r"aud: apk-pipeline-dev", "aud: sts.amazonaws.com"), "credentials name"),
         Breaker("no approval rules", sub(r"approval rules naming", "rules naming"), "names no approvers"),
         Breaker("main trusts unsigned entries", drop(r"CICD_CACHE_VERIFY"), "step cache"),
+        Breaker(
+            "approval with prod's audience",
+            sub(r"aud: apk-pipeline-prod-change-set", "aud: apk-pipeline-prod"),
+            "not the read-only change-set identity",
+        ),
     ],
     "circleci": [
         Breaker("deploy restores caches", sub(r"- setup-locked: \{\}", "- setup: {}"), "restores"),
@@ -167,12 +180,22 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("main checks without the main context", sub(r", context: \[cicd-main\]", ""), "trusts a step cache"),
         Breaker("prod with dev's context", sub(r"context: \[aws-prod\]", "context: [aws-dev]"), "credentials name"),
         Breaker("unrestricted prod context", sub(r"Restrict aws-prod to", "Use aws-prod with"), "names no approvers"),
+        Breaker(
+            "approval with prod's context",
+            sub(r"context: \[aws-prod-change-set\]", "context: [aws-prod]"),
+            "not the read-only change-set identity",
+        ),
     ],
     "jenkins": [
         Breaker("deploy restores caches", sub(r"withLocked \{\n", "withCaches {\n", 1), "restores"),
         Breaker("no hash-locked install", sub(r"UV_NO_SYNC=1", "UV_NO_SYNC=0"), "hash-locked"),
         Breaker("no submitter", sub(r", submitter: 'prod-approvers'", ""), "names no approvers"),
         Breaker("empty submitter", sub(r"submitter: 'prod-approvers'", "submitter: ''"), "names no approvers"),
+        Breaker(
+            "approval with prod's credentials",
+            sub(r"withAws\('prod-change-set'\)", "withAws('prod')"),
+            "not the read-only change-set identity",
+        ),
     ],
     "azure": [
         Breaker(
@@ -188,7 +211,14 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("gate does not fail closed", sub(r"\$\{APPROVERS:\?[^}]*\}", "${APPROVERS:-}"), "names no approvers"),
         Breaker("no approvers input", drop(r"approvers: \$\(APPROVERS\)"), "names no approvers"),
         Breaker(
-            "prod logs in to dev", sub(r"azureSubscription: aws-prod", "azureSubscription: aws-dev"), "credentials name"
+            "prod logs in to dev",
+            sub(r"azureSubscription: aws-prod$", "azureSubscription: aws-dev"),
+            "credentials name",
+        ),
+        Breaker(
+            "approval logs in to prod",
+            sub(r"azureSubscription: aws-prod-change-set", "azureSubscription: aws-prod"),
+            "not the read-only change-set identity",
         ),
     ],
     "bitbucket": [
@@ -208,6 +238,16 @@ BREAKERS: dict[str, list[Breaker]] = {
             "no deployment permissions", sub(r"Deployment permissions \(Premium\)", "Permissions"), "names no approvers"
         ),
         Breaker("oidc on a check", sub(r"^( +)name: lint\n", r"\g<0>\1oidc: true\n", 1), "credentials"),
+        Breaker(
+            "approval in prod's deployment",
+            sub(r"deployment: prod-change-set", "deployment: prod"),
+            "not the read-only change-set identity",
+        ),
+        Breaker(
+            "approval not a deployment step (its sub names no environment)",
+            sub(r"deployment: prod-change-set", "environment: prod"),
+            "not the read-only change-set identity",
+        ),
     ],
     "codecatalyst": [
         Breaker(
@@ -233,6 +273,12 @@ BREAKERS: dict[str, list[Breaker]] = {
             "credentials name",
             ".codecatalyst/workflows/main.yaml",
         ),
+        Breaker(
+            "approval with prod's role",
+            sub(r"Role: apk-pipeline-codecatalyst-prod-change-set", "Role: apk-pipeline-codecatalyst-prod"),
+            "not the read-only change-set identity",
+            ".codecatalyst/workflows/main.yaml",
+        ),
     ],
     "codebuild": [
         Breaker(
@@ -246,6 +292,12 @@ BREAKERS: dict[str, list[Breaker]] = {
             "dev under prod's role",
             sub(r'"environment": "dev"', '"environment": "prod"'),
             "credentials name",
+            "pipeline.json",
+        ),
+        Breaker(
+            "approval under prod's role",
+            sub(r'"environment": "prod-change-set"', '"environment": "prod"'),
+            "not the read-only change-set identity",
             "pipeline.json",
         ),
     ],

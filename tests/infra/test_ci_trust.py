@@ -1,5 +1,6 @@
 """Example tokens against the synthesized CI roles: the prod role admits the prod deploy job and refuses the dev job
-and pull-request jobs, per tool, judged by :mod:`infra.ci.trust` (IAM's semantics for the operators the roles use).
+and pull-request jobs, and the read-only ``prod-change-set`` role admits the approval job (which prod's role
+refuses), per tool, judged by :mod:`infra.ci.trust` (IAM's semantics for the operators the roles use).
 
 Each example keeps only the claims IAM sees (``aud``, ``sub``), with the tool's documentation for their format. Where
 IAM cannot tell environments apart by claim, :data:`CANNOT_SEPARATE` says so and the test asserts the limitation."""
@@ -32,12 +33,17 @@ SETTINGS: Final[dict[str, Any]] = {
         "workspace": "example",
         "workspace_uuid": "{ws}",
         "repository_uuid": "{repo}",
-        "environment_uuids": {"dev": "{env-dev}", "preprod": "{env-preprod}", "prod": "{env-prod}"},
+        "environment_uuids": {
+            "dev": "{env-dev}",
+            "preprod": "{env-preprod}",
+            "prod": "{env-prod}",
+            "prod-change-set": "{env-prod-change-set}",
+        },
     },
     "azure": {
         "organization_id": "org-guid",
         "tenant_id": "tenant-guid",
-        "subjects": {e: f"{ENTRA}/conn-{e}" for e in ENVIRONMENTS},
+        "subjects": {e: f"{ENTRA}/conn-{e}" for e in (*ENVIRONMENTS, "prod-change-set")},
     },
     "codecatalyst": {"space_id": "space-id"},
     "jenkins": {"issuer": "https://jenkins.example.com/oidc", "job": JOB},
@@ -68,12 +74,14 @@ EXAMPLES: Final[dict[str, dict[str, dict[str, Any]]]] = {
         "prod": {"aud": "apk-pipeline-prod", "sub": GITLAB_MAIN},
         "dev": {"aud": "apk-pipeline-dev", "sub": GITLAB_MAIN},
         "pr": {"aud": "apk-pipeline-prod", "sub": f"project_path:{REPO}:ref_type:branch:ref:feature"},
+        "prod-change-set": {"aud": "apk-pipeline-prod-change-set", "sub": GITLAB_MAIN},
     },
     # https://circleci.com/docs/openid-connect-tokens/ (V2 sub org/.../vcs-ref/<ref>; aud the organization id)
     "circleci": {
         "prod": {"aud": ORG, "sub": CIRCLE_MAIN},
         "dev": {"aud": ORG, "sub": CIRCLE_MAIN},
         "pr": {"aud": ORG, "sub": CIRCLE_MAIN.replace("refs/heads/main", "refs/heads/feature")},
+        "prod-change-set": {"aud": ORG, "sub": CIRCLE_MAIN},  # the approval job: the same claims as every main job
     },
     # https://support.atlassian.com/bitbucket-cloud/docs/integrate-pipelines-with-resource-servers-using-oidc/
     # (sub {repositoryUuid}:{deploymentEnvironmentUuid}:{stepUuid} for deployment steps, {repositoryUuid}:{stepUuid}
@@ -82,6 +90,9 @@ EXAMPLES: Final[dict[str, dict[str, dict[str, Any]]]] = {
         "prod": {"aud": "ari:cloud:bitbucket::workspace/ws", "sub": "{repo}:{env-prod}:{step-1}"},
         "dev": {"aud": "ari:cloud:bitbucket::workspace/ws", "sub": "{repo}:{env-dev}:{step-2}"},
         "pr": {"aud": "ari:cloud:bitbucket::workspace/ws", "sub": "{repo}:{step-3}"},
+        "prod-change-set": {"aud": "ari:cloud:bitbucket::workspace/ws", "sub": "{repo}:{env-prod-change-set}:{step-4}"},
+        # the approval step before it was a deployment step: oidc: true without deployment: (no environment in sub)
+        "approval-without-deployment": {"aud": "ari:cloud:bitbucket::workspace/ws", "sub": "{repo}:{step-4}"},
     },
     # https://learn.microsoft.com/azure/devops/pipelines/release/convert-service-connections (Entra issuer; the
     # subject is the service connection's /eid1/c/pub/t/.../sc/<organization id>/<connection id>)
@@ -89,12 +100,14 @@ EXAMPLES: Final[dict[str, dict[str, dict[str, Any]]]] = {
         "prod": {"aud": "api://AzureADTokenExchange", "sub": f"{ENTRA}/conn-prod"},
         "dev": {"aud": "api://AzureADTokenExchange", "sub": f"{ENTRA}/conn-dev"},
         "pr": {"aud": "api://AzureADTokenExchange", "sub": f"{ENTRA}/conn-other"},
+        "prod-change-set": {"aud": "api://AzureADTokenExchange", "sub": f"{ENTRA}/conn-prod-change-set"},
     },
     # https://plugins.jenkins.io/oidc-provider/ (sub: by default the job URL; aud: the credential's audience)
     "jenkins": {
         "prod": {"aud": "apk-pipeline-prod", "sub": JOB},
         "dev": {"aud": "apk-pipeline-dev", "sub": JOB},
         "pr": {"aud": "apk-pipeline-prod", "sub": "https://jenkins.example.com/job/apk-pipeline/job/PR-7/"},
+        "prod-change-set": {"aud": "apk-pipeline-prod-change-set", "sub": JOB},
     },
 }
 
@@ -102,12 +115,14 @@ CANNOT_SEPARATE: Final[dict[str, str]] = {
     "circleci": (
         "IAM sees only aud (the organization id, or any custom aud a job requests) and sub (project, branch): every "
         "job of a main pipeline can assume every environment's role. Compensating control: the role ARN of <env> is "
-        "stored only in the restricted context aws-<env> (security group + branch expression main)."
+        "stored only in the restricted context aws-<env> (security group + branch expression main); the approval "
+        "job's context aws-prod-change-set holds only the read-only role's ARN."
     ),
     "codecatalyst": (
         "The service principals' only condition is aws:SourceArn (space/project): no key names the workflow, "
         "action or environment. Compensating control: each environment's account connection (ideally its own "
-        "account) lists only that environment's role."
+        "account) lists only that environment's role; the approval action's role (prod-change-set) is named by the "
+        "reviewed workflow file, as prod's account connection also holds the deploy role."
     ),
 }
 
@@ -153,11 +168,73 @@ def test_each_environment_role_admits_its_own_job_only(roles: dict[str, dict[str
     assert not allows(prod, web_identity("evil.example.com", EXAMPLES[tool]["prod"]))
 
 
-def test_the_github_change_set_role_admits_only_the_approval_job(roles: dict[str, dict[str, Any]]) -> None:
-    change_set = roles["apk-pipeline-github-prod-change-set"]
-    assert _admits(change_set, "github", "prod-change-set")
-    assert not any(_admits(change_set, "github", t) for t in ("prod", "dev", "pr"))
-    assert not _admits(roles["apk-pipeline-github-prod"], "github", "prod-change-set")
+@pytest.mark.parametrize("tool", sorted(EXAMPLES))
+def test_the_change_set_role_admits_the_approval_job_and_prod_refuses_it(
+    roles: dict[str, dict[str, Any]], tool: str
+) -> None:
+    """The approval job's token (its ``prod-change-set`` environment, audience, deployment, connection or
+    credential) gets the read-only role; where IAM can tell jobs apart, prod's deploy role refuses it and the
+    change-set role refuses prod's deploy job."""
+    change_set, prod = roles[f"apk-pipeline-{tool}-prod-change-set"], roles[f"apk-pipeline-{tool}-prod"]
+    assert _admits(change_set, tool, "prod-change-set")
+    assert not _admits(change_set, tool, "pr")
+    if tool in CANNOT_SEPARATE:
+        assert _admits(prod, tool, "prod-change-set"), "documented as inseparable: update CANNOT_SEPARATE and the docs"
+        assert _admits(change_set, tool, "prod")
+    else:
+        assert not _admits(prod, tool, "prod-change-set")
+        assert not _admits(change_set, tool, "prod")
+        assert not _admits(change_set, tool, "dev")
+    assert not allows(change_set, web_identity("evil.example.com", EXAMPLES[tool]["prod-change-set"]))
+
+
+def test_a_bitbucket_approval_step_that_is_no_deployment_step_matches_no_role(roles: dict[str, dict[str, Any]]) -> None:
+    """Bitbucket's sub names an environment only for a deployment step: the approval step with ``oidc: true`` and
+    no ``deployment:`` (as it was) could assume no role at all."""
+    bitbucket = {name: doc for name, doc in roles.items() if name.startswith("apk-pipeline-bitbucket-")}
+    assert len(bitbucket) == 4
+    assert not any(_admits(doc, "bitbucket", "approval-without-deployment") for doc in bitbucket.values())
+
+
+def test_every_change_set_role_has_the_one_read_only_policy() -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.ci import add_ci_stacks
+
+    app = cdk.App(context={"ci": SETTINGS})
+    (stack,) = add_ci_stacks(app, PipelineConfig(), env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    policies = {
+        k: r["Properties"]["ManagedPolicyName"] for k, r in resources.items() if r["Type"] == "AWS::IAM::ManagedPolicy"
+    }
+    attached = {
+        r["Properties"]["RoleName"]: [policies[p["Ref"]] for p in r["Properties"]["ManagedPolicyArns"]]
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::Role"
+    }
+    change_sets = {name: names for name, names in attached.items() if name.endswith("-prod-change-set")}
+    assert set(change_sets) == {f"apk-pipeline-{t}-prod-change-set" for t in (*EXAMPLES, "codecatalyst")}
+    assert all(names == ["apk-pipeline-ci-change-set-prod"] for names in change_sets.values())
+    assert sorted(set(policies.values())) == sorted(
+        ["apk-pipeline-ci-change-set-prod", *(f"apk-pipeline-ci-deploy-{e}" for e in ENVIRONMENTS)]
+    )
+
+
+@pytest.mark.parametrize("tool", ["bitbucket", "azure"])
+def test_without_its_change_set_setting_a_tool_gets_no_change_set_role(tool: str) -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.ci import add_ci_stacks
+
+    key = "environment_uuids" if tool == "bitbucket" else "subjects"
+    section = copy.deepcopy(SETTINGS[tool])
+    del section[key]["prod-change-set"]
+    app = cdk.App(context={"ci": {tool: section}})
+    (stack,) = add_ci_stacks(app, PipelineConfig(), env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
+    names = {r["Properties"]["RoleName"] for r in Template.from_stack(stack).find_resources("AWS::IAM::Role").values()}
+    assert names == {f"apk-pipeline-{tool}-{e}" for e in ENVIRONMENTS}
 
 
 @pytest.mark.parametrize("tool", ["github", "gitlab", "bitbucket", "azure", "jenkins"])
@@ -177,8 +254,10 @@ def test_codecatalyst_roles_trust_the_space_only(roles: dict[str, dict[str, Any]
         ours = service(principal, source_arn="arn:aws:codecatalyst:::space/space-id/project/p1", source_account="1")
         other = service(principal, source_arn="arn:aws:codecatalyst:::space/other/project/p1", source_account="1")
         assert allows(prod, ours) and not allows(prod, other)
-        # the documented limitation: the dev role's trust is the same
+        # the documented limitation: the dev role's and the change-set role's trust are the same
         assert allows(roles["apk-pipeline-codecatalyst-dev"], ours)
+        assert allows(roles["apk-pipeline-codecatalyst-prod-change-set"], ours)
+        assert not allows(roles["apk-pipeline-codecatalyst-prod-change-set"], other)
     assert not allows(
         prod,
         service(
