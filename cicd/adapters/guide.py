@@ -63,22 +63,28 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "github": "`environment:` (protection rules, variables); with the approval switch on, a job in the "
             "environment `prod-change-set` runs `inv change-set` and the required reviewers of `prod` are the gate "
             "(private repositories need a plan that offers them)",
-            "gitlab": "`environment:` with tier; with the approval switch on, a job with `environment: {name: prod, "
-            "action: prepare}` runs `inv change-set` and the prod job is `when: manual` (`allow_failure: false`)",
-            "circleci": "a context per environment (`aws-<env>`); with the approval switch on, a job with prod's "
-            "context runs `inv change-set` and a `type: approval` job (`hold-prod`) holds prod; a security group on "
+            "gitlab": "`environment:` with tier; with the approval switch on, a job with `environment: {name: "
+            "prod-change-set, action: prepare}` (its own read-only role) runs `inv change-set` and the prod job is "
+            "`when: manual` (`allow_failure: false`)",
+            "circleci": "a context per environment (`aws-<env>`); with the approval switch on, a job with the "
+            "context `aws-prod-change-set` (a read-only role) runs `inv change-set` and a `type: approval` job "
+            "(`hold-prod`) holds prod; a security group on "
             "`aws-prod` limits who can release it",
-            "bitbucket": "`deployment:` (variables, restrictions); with the approval switch on, a step with "
-            "`environment: prod` runs `inv change-set` and `trigger: manual` holds the prod step",
+            "bitbucket": "`deployment:` (variables, restrictions); with the approval switch on, a deployment step "
+            "`prod-change-set` (a read-only role) runs `inv change-set` and `trigger: manual` holds the prod step",
             "azure": "`deployment` jobs on environments; with the approval switch on, a job runs `inv change-set` "
-            "and an agentless job's `ManualValidation@1` (`approvers`) holds prod",
+            "through the service connection `aws-prod-change-set` (a read-only role) and an agentless job's "
+            "`ManualValidation@1` (`approvers`) holds prod",
             "codecatalyst": "`Environment:` with an account connection; with the approval switch on, an action in "
-            "prod's environment runs `inv change-set` and an `aws/approval@v1` gate (`ApprovalsRequired: 1`) holds "
+            "the environment `prod-change-set` (a read-only role) runs `inv change-set` and an `aws/approval@v1` gate "
+            "(`ApprovalsRequired: 1`) holds "
             "prod",
             "jenkins": "a stage per environment (agent label `aws-<env>`, `lock`); with the approval switch on, a "
-            "stage runs `inv change-set` and an `input` stage with `submitter` (`prod-approvers`) holds prod",
+            "stage runs `inv change-set` with the credentials `aws-oidc-prod-change-set` (a read-only role) and an "
+            "`input` stage with `submitter` (`prod-approvers`) holds prod",
             "codebuild": "a stage per environment, its project under that environment's role; with the approval "
-            "switch on, a project under prod's role runs `inv change-set` and a `ManualApproval` action (run order 1) "
+            "switch on, a project under a read-only role runs `inv change-set` and a `ManualApproval` action (run "
+            "order 1) "
             "holds the prod action",
         },
     ),
