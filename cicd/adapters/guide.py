@@ -176,9 +176,9 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "gitlab": "`cache: key: cicd-$CI_JOB_NAME_SLUG`, `unprotect: true`: an MR restores main's entries; main "
             "serves only entries signed with its protected `CICD_CACHE_SECRET`[^gl-cache]",
             "circleci": "`restore_cache` keys `JOB-BRANCH~REVISION`, `JOB-BRANCH~`, `JOB-main~`: the branch's newest, "
-            "else main's",
+            "else main's; main's checks serve only entries signed with `cicd-main`'s `CICD_CACHE_SECRET`",
             "bitbucket": "a cache per step keyed by the step's input files: the same inputs restore the same entries, "
-            "whichever branch saved them[^bb-cache]",
+            "whichever branch saved them[^bb-cache]; main's checks restore none",
             "azure": "`Cache@2` per job, key ends in `Build.SourceVersion`, `restoreKeys` prefix: a PR restores its "
             "target branch's newest",
             "codecatalyst": "`FileCaching` per action; caches are scoped to workflow and branch, so the pull-request "
@@ -186,7 +186,7 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "jenkins": "Job Cacher `arbitraryFileCache` per stage; `defaultBranch: 'main'` seeds a branch or PR job "
             "that has none",
             "codebuild": "one `cache:` per buildspec, key per job and commit, `fallback-keys` prefix: the newest entry "
-            "of any run sharing the cache location",
+            "of any run sharing the cache location; the pull-request and main projects have separate cache buckets",
         },
     ),
     (
@@ -369,7 +369,9 @@ FOOTNOTES: Final = (
     "step, with a warning, rather than trust an unsigned entry (`cicd/cache.py`, `tests/unit/test_cache.py`).",
     "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
     "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
-    "any branch's pipeline can save a cache that main then restores, the trust Bitbucket gives its caches.",
+    "any branch's pipeline can save a cache, so main's checks restore none (`caches: []` over their anchor) and "
+    "serve no step-cache entry (`CICD_CACHE_VERIFY=true` without a secret: no variable reaches main's checks and "
+    "not a pull request's).",
     "[^bb-run]: Executed here (`tests/adapters/test_local_runs.py`) with `bb-run` 1.3.0 in host mode, from its own "
     "environment on a Python >= 3.12 (`cicd/toolenvs/bb-run.txt`; the test is skipped, saying so, where no such "
     "Python exists). Left to itself bb-run runs every step of a parallel group at once in the one project folder "
