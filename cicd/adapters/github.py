@@ -35,6 +35,8 @@ from cicd.adapters.yamltext import Commented, Flow, dump
 from cicd.errors import ConfigError
 
 PATH: Final = ".github/workflows/pipeline.yml"
+UV_CACHE: Final = "~/.cache/uv"
+"""uv's cache on the runner (``$HOME/.cache/uv``); only the check jobs' ``actions/cache`` keeps it."""
 RUNNER: Final = "ubuntu-24.04"
 ON_MAIN: Final = f"github.event_name != 'pull_request' && github.ref == 'refs/heads/{MAIN_BRANCH}'"
 SAME_REPO: Final = (
@@ -74,29 +76,15 @@ class Steps:
         )
 
     def uv(self) -> dict[str, object] | str:
-        return self._anchor(
-            "uv",
-            {
-                "uses": _uses("astral-sh/setup-uv"),
-                "with": {
-                    "version": pins.version("uv"),
-                    "python-version": "3.11",
-                    "enable-cache": True,
-                    "cache-dependency-glob": "requirements.lock",
-                },
-            },
+        """uv for every job, as every other adapter installs it: the pinned wheel, hash-checked by pip
+        (``pins.uv_install()``), into a virtual environment under ``RUNNER_TEMP`` whose ``bin`` goes on ``PATH``
+        (``GITHUB_PATH``) for the later steps. No tool cache: only the check jobs' ``actions/cache`` keeps uv's."""
+        lines = (
+            'python3 -m venv "$RUNNER_TEMP/uv" && . "$RUNNER_TEMP/uv/bin/activate"',
+            pins.uv_install(),
+            'echo "$RUNNER_TEMP/uv/bin" >> "$GITHUB_PATH"',
         )
-
-    def uv_locked(self) -> dict[str, object] | str:
-        """uv for a build, approval or environment job: no cache (``enable-cache`` defaults to on for hosted
-        runners), then the hash-checked install of ``requirements.lock``."""
-        return self._anchor(
-            "uv-locked",
-            {
-                "uses": _uses("astral-sh/setup-uv"),
-                "with": Flow({"version": pins.version("uv"), "python-version": "3.11", "enable-cache": False}),
-            },
-        )
+        return self._anchor("uv", {"name": "uv (hash-checked)", "run": "\n".join(lines)})
 
     def locked(self) -> dict[str, object] | str:
         return self._anchor("locked", {"name": "Install (hash-locked)", "run": locked_install()})
@@ -108,7 +96,7 @@ class Steps:
             {
                 "uses": _uses("actions/cache"),
                 "with": {
-                    "path": f"{STEP_CACHE}\n.cicd/tools\nnode_modules\n",
+                    "path": f"{STEP_CACHE}\n.cicd/tools\nnode_modules\n{UV_CACHE}\n",
                     "key": key + "-${{ github.sha }}",
                     "restore-keys": key + "-",
                 },
@@ -221,7 +209,7 @@ def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
     data["permissions"] = Flow({"contents": "read"})
-    body: list[object] = [steps.checkout(), steps.uv_locked(), steps.locked()]
+    body: list[object] = [steps.checkout(), steps.uv(), steps.locked()]
     if job.flutter:
         flutter = _flutter(cache=False)
         del flutter["if"]
@@ -264,7 +252,7 @@ def _approval(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     # of `prod` hold the next job, not this one (they approve after seeing the change set).
     data["environment"] = job.identity
     data["permissions"] = Flow({"contents": "read", "id-token": "write"})
-    body: list[object] = [steps.checkout(), steps.uv_locked(), steps.locked()]
+    body: list[object] = [steps.checkout(), steps.uv(), steps.locked()]
     if job.downloads:
         body.append(steps.download(plan, job))
     body.append(_credentials(plan, env, steps))
@@ -286,7 +274,7 @@ def _deploy(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     body: list[object] = [
         Flow({"name": "Branch guard", "run": guard("GITHUB_REF_NAME")}),
         steps.checkout(),
-        steps.uv_locked(),
+        steps.uv(),
         steps.locked(),
     ]
     if job.downloads:
@@ -362,6 +350,7 @@ def _document(plan: Plan, steps: Steps) -> dict[str, object]:
                 **{k: f"${{{{ vars.{k} || '{v}' }}}}" for k, v in TARGET_VARS.items()},
                 "CICD_BUILD_COMMIT": "${{ github.sha }}",
                 "FORCE_COLOR": "1",
+                "UV_PYTHON": "3.11",
             }
         ),
         "defaults": Flow({"run": {"shell": "bash"}}),
@@ -402,8 +391,8 @@ def _resolve_anchors(text: str) -> str:
 
 
 def _restores(steps: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The caches a job's steps restore: ``actions/cache`` paths, setup-uv's cache (on unless ``enable-cache`` is
-    false: its default turns it on for hosted runners), flutter-action's ``cache: true``."""
+    """The caches a job's steps restore: ``actions/cache`` paths, flutter-action's ``cache: true``, and setup-uv's
+    cache should it come back (on unless ``enable-cache`` is false: its default turns it on for hosted runners)."""
     found: list[str] = []
     for step in steps:
         uses, given = str(step.get("uses", "")), step.get("with") or {}
@@ -438,8 +427,8 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         condition = str(raw.get("if", ""))
         triggers = {"main"} if "github.event_name != 'pull_request'" in condition else {"pr", "main"}
         restores = _restores(steps)
-        caches = any(u.startswith("actions/cache@") for u in uses) and any(
-            u.startswith("astral-sh/setup-uv@") and s.get("with", {}).get("enable-cache")
+        caches = UV_CACHE in restores and any(
+            u.startswith("actions/cache@") and "hashFiles(" in str(s.get("with", {}).get("key", ""))
             for u, s in zip(uses, steps, strict=True)
         )
         step_cache = any(

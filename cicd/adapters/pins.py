@@ -68,7 +68,6 @@ PINS: Final[tuple[Pin, ...]] = (
     Pin("actions/cache", "v5.0.1", "9255dc7a253b0ccc959486e2bca901246202afeb"),
     Pin("actions/upload-artifact", "v5.0.0", "330a01c490aca151604b8cf639adc76d48f6c5d4"),
     Pin("actions/download-artifact", "v6.0.0", "018cc2cf5baa6db3ef3c5f8a56943fffe632ef53"),
-    Pin("astral-sh/setup-uv", "v7.1.6", "681c641aba71e4a1c380be3ab5e12ad51f415867"),
     Pin("aws-actions/configure-aws-credentials", "v5.1.0", "00943011d9042930efac3dcd3a170e4273319bc8"),
     Pin("github/codeql-action/upload-sarif", "v4.31.9", "5d4e8d1aca955e8d8589aabd499c5cae939e33c7"),
     Pin("subosito/flutter-action", "v2.21.0", "fd55f4c5af5b953cc57a2be44cb082c8f6635e8e"),

@@ -5,12 +5,14 @@
   every remote ``uses:`` at job start, so each pinned action is replaced by a local stand-in
   (``--local-repository owner/repo@sha=folder``) that does on the host what the real one does on a hosted runner:
 
-  - ``astral-sh/setup-uv`` puts this machine's uv on PATH; ``subosito/flutter-action`` puts this machine's Flutter
-    SDK on PATH, or says that there is none (a job that requires the SDK then fails as it would on a broken install);
+  - ``subosito/flutter-action`` puts this machine's Flutter SDK on PATH, or says that there is none (a job that
+    requires the SDK then fails as it would on a broken install); uv is no action: each job installs it hash-checked
+    into ``$RUNNER_TEMP/uv`` (act sets ``RUNNER_TEMP`` and reads ``GITHUB_PATH``), as on a hosted runner;
   - ``actions/cache`` restores every line of its ``path`` from the host folder ``$CICD_ACT_STORE/cache/`` and, after
     a successful job (its ``post`` step), saves them back, adding what is new and never overwriting: the folder is
     keyed by path, not by ``key`` (one store shared by every job, as if each restore hit a ``restore-keys`` prefix;
-    ``cache-hit`` is therefore always false);
+    ``cache-hit`` is therefore always false); a ``~/`` path (uv's cache) is not expanded, so it is left to the host,
+    whose own one the jobs already use;
   - ``actions/upload-artifact`` copies ``path`` into ``$CICD_ACT_STORE/artifacts/NAME/`` (``if-no-files-found``
     honoured, a name uploaded twice is an error as in v4) and ``actions/download-artifact`` copies an artifact by
     ``name``, or every artifact matching ``pattern`` (``merge-multiple`` honoured), into ``path``;
@@ -123,7 +125,6 @@ _NODE_STAND_INS: Final = {
 }
 
 _SHELL_STAND_INS: Final = {
-    "astral-sh/setup-uv": 'dirname "$(command -v uv)" >> "$GITHUB_PATH"; uv --version',
     "subosito/flutter-action": (
         'if command -v flutter >/dev/null; then dirname "$(command -v flutter)" >> "$GITHUB_PATH"; flutter --version;'
         " else echo 'local stand-in: no Flutter SDK on this machine'; fi"

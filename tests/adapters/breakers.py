@@ -42,7 +42,7 @@ COMMON_TEXT = [
 BREAKERS: dict[str, list[Breaker]] = {
     "github": [
         Breaker("unpinned action", sub(r"actions/checkout@[0-9a-f]{40}", "actions/checkout@v5"), "floating"),
-        Breaker("moving ref", sub(r"astral-sh/setup-uv@[0-9a-f]{40}", "astral-sh/setup-uv@main"), "moving ref"),
+        Breaker("moving ref", sub(r"actions/cache@[0-9a-f]{40}", "actions/cache@main"), "moving ref"),
         Breaker("pull_request_target", sub(r"^  pull_request:", "  pull_request_target:"), "pull_request_target"),
         Breaker("no guard", drop(r"name: Branch guard"), "no branch guard"),
         Breaker("no lock", drop(r"concurrency: \{group: deploy-"), "no native lock"),
@@ -74,7 +74,7 @@ BREAKERS: dict[str, list[Breaker]] = {
             ),
             "runs on pull requests",
         ),
-        Breaker("no cache", drop(r"enable-cache: true"), "cache"),
+        Breaker("no uv cache", drop(r"^ +~/\.cache/uv$"), "no lock-file-keyed cache"),
         Breaker("no gate", sub(r"required reviewers", "reviewers"), "no manual gate"),
         Breaker("no step cache", drop(r"^ +\.cicd/cache$"), "step cache"),
     ],

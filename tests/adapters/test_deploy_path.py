@@ -137,7 +137,15 @@ LOCKED = r"uv venv --quiet --clear && uv pip sync --quiet --require-hashes requi
 # One breaker per control and tool: the edit, and the problem deploy_path must then report.
 BREAKERS: dict[str, list[Breaker]] = {
     "github": [
-        Breaker("deploy restores setup-uv's cache", sub(r"enable-cache: false", "enable-cache: true"), "restores"),
+        Breaker(
+            "deploy restores the uv cache",
+            sub(
+                r"(\n    environment: dev\n(?:.*\n)*?      - \*checkout\n)",
+                r"\1      - {uses: actions/cache@" + "0" * 40 + r", with: {path: ~/.cache/uv, key: uv}}\n",
+                1,
+            ),
+            "restores",
+        ),
         Breaker(
             "flutter build caches the SDK",
             sub(r"channel: stable, cache: false", "channel: stable, cache: true"),
@@ -325,7 +333,7 @@ def test_todays_cached_deploy_job_is_reported() -> None:
     old = Breaker(
         "old deploy job",
         sub(
-            r"(\n      - \{name: Branch guard.*\n      - \*checkout\n)      - \*uv-locked\n      - \*locked\n",
+            r"(\n      - \{name: Branch guard.*\n      - \*checkout\n)      - \*uv\n      - \*locked\n",
             r"\1      - {uses: astral-sh/setup-uv@0000000000000000000000000000000000000000, with: {version: 0.13.8}}\n",
             1,
         ),

@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -141,17 +141,64 @@ def test_every_adapter_installs_uv_only_hash_checked(rendered: dict[str, str]) -
     for path, text in adapter_files(rendered):
         assert pins.install_problems(text) == [], path
         by_tool[path.split("/")[1]] = by_tool.get(path.split("/")[1], "") + text
+    assert "github" in by_tool and len(by_tool) == 8
     for tool, text in by_tool.items():
-        if tool != "github":
-            assert requirement in text and "--require-hashes -r /dev/stdin" in text, tool
-            assert set(re.findall(r"--hash=(sha256:[0-9a-f]+)", text)) == set(pins.pin("uv").hashes), tool
+        assert requirement in text and "--require-hashes -r /dev/stdin" in text, tool
+        assert set(re.findall(r"--hash=(sha256:[0-9a-f]+)", text)) == set(pins.pin("uv").hashes), tool
 
 
-def test_github_installs_uv_with_setup_uv_pinned_by_sha_at_the_pinned_version(rendered: dict[str, str]) -> None:
-    doc = yaml.safe_load(rendered["ci-adapters/github/.github/workflows/pipeline.yml"])
-    uses = [step for job in doc["jobs"].values() for step in job.get("steps", []) if "setup-uv" in step.get("uses", "")]
-    assert uses and all(s["uses"] == pins.action("astral-sh/setup-uv").split(" # ")[0] for s in uses)
-    assert all(str(s["with"]["version"]) == pins.version("uv") for s in uses)
+GITHUB = "ci-adapters/github/.github/workflows/pipeline.yml"
+
+
+def github_uv_problems(text: str) -> list[str]:
+    """Each GitHub job whose steps run ``uv`` without first installing it with ``pins.uv_install()`` and putting it
+    on ``PATH`` (``GITHUB_PATH``), or that takes uv (or its cache) from an action such as setup-uv."""
+    doc = yaml.safe_load(text)
+    problems = []
+    for job_id, job in doc["jobs"].items():
+        runs = [str(step.get("run", "")) for step in job.get("steps", [])]
+        uses = [str(step.get("uses", "")) for step in job.get("steps", [])]
+        installs = [i for i, r in enumerate(runs) if pins.uv_install() in r and '>> "$GITHUB_PATH"' in r]
+        first_use = next((i for i, r in enumerate(runs) if re.search(r"(^|[\s;&|])uv ", r, re.MULTILINE)), None)
+        if first_use is not None and (not installs or installs[0] > first_use):
+            problems.append(f"{job_id}: runs uv before installing it hash-checked")
+        problems += [f"{job_id}: uv from an action: {u}" for u in uses if "setup-uv" in u]
+    if (doc.get("env") or {}).get("UV_PYTHON") != "3.11":
+        problems.append("UV_PYTHON is not 3.11 for the whole workflow")
+    return problems
+
+
+def test_github_installs_uv_hash_checked_in_every_job_before_using_it(rendered: dict[str, str]) -> None:
+    text = rendered[GITHUB]
+    assert github_uv_problems(text) == []
+    doc = yaml.safe_load(text)
+    assert all(any(pins.uv_install() in str(s.get("run", "")) for s in job["steps"]) for job in doc["jobs"].values())
+    assert "setup-uv" not in text and all(not p.name.endswith("setup-uv") for p in pins.PINS)
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (  # the uv step of every job (an anchor and its aliases) becomes setup-uv
+            lambda t: re.sub(
+                r"- &uv\n(?: {10}.*\n)+",
+                "- &uv {uses: astral-sh/setup-uv@" + "0" * 40 + ", with: {version: 0.13.8}}\n",
+                t,
+            ),
+            "runs uv before installing it",
+        ),
+        (lambda t: t.replace('echo "$RUNNER_TEMP/uv/bin" >> "$GITHUB_PATH"', "true"), "runs uv before installing it"),
+        (
+            lambda t: t.replace("      - *uv\n      - *locked\n", "      - *locked\n      - *uv\n", 1),
+            "before installing",
+        ),
+        (lambda t: t.replace(', UV_PYTHON: "3.11"', ""), "UV_PYTHON"),
+    ],
+)
+def test_github_uv_check_breaker(rendered: dict[str, str], edit: Callable[[str], str], problem: str) -> None:
+    broken = edit(rendered[GITHUB])
+    assert broken != rendered[GITHUB]
+    assert any(problem in p for p in github_uv_problems(broken)), github_uv_problems(broken)
 
 
 @pytest.mark.parametrize(
