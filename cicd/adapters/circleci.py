@@ -207,7 +207,7 @@ def render(plan: Plan) -> list[Rendered]:
     # No config-wide environment exists: every job uses one of these executors, so each carries CICD_TARGET.
     executors: dict[str, object] = {
         "python": {
-            "docker": [Flow({"image": pins.image("cimg/python")})],
+            "docker": [Flow({"image": pins.image("python")})],
             "resource_class": "medium",
             "environment": Flow(dict(TARGET_VARS)),
         }

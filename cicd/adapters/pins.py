@@ -76,7 +76,6 @@ PINS: Final[tuple[Pin, ...]] = (
     Pin("flutter", "3.35.5"),
     # Images: each digest's source is in DIGEST_SOURCES, each image without one is in NOT_DIGEST_PINNED (below).
     Pin("image:python", "3.11.14-bookworm", digest="sha256:c09c742c4b1379b4ab7a59169ad814542f11ff9ac72f4feaf6bd67db38d32e3b"),  # noqa: E501
-    Pin("image:cimg/python", "3.11.14"),
     Pin("image:instrumentisto/flutter", "3.35.5"),
     Pin("image:CodeCatalystLinux_x86_64", "2024_03"),
     Pin("codecatalyst:aws/build", "v1.0.0"),
@@ -106,11 +105,6 @@ DIGEST_SOURCES: Final[dict[str, str]] = {
 """Where each digest in the table was read (a test requires an entry for every digest)."""
 
 NOT_DIGEST_PINNED: Final[dict[str, str]] = {
-    "cimg/python": (
-        "no public record of the digest of cimg/python:3.11.14 was found and the registry is not reachable from "
-        "where the adapters are generated; CircleCI's `docker: image` accepts name@sha256:<digest>, so add it with "
-        "`inv adapters.bump image:cimg/python 3.11.14 --digest sha256:...` after `docker buildx imagetools inspect`"
-    ),
     "instrumentisto/flutter": (
         "no public record of the digest of instrumentisto/flutter:3.35.5 was found and the registry is not "
         "reachable from where the adapters are generated; add it with `inv adapters.bump "

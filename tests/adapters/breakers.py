@@ -118,7 +118,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("no oidc", sub(r"CIRCLE_OIDC_TOKEN_V2", "AWS_TOKEN"), "no federated credentials"),
         Breaker("no test results", drop(r"store_test_results"), "report UI"),
         Breaker("dropped check", drop(r"^      - sast: \{cache-verify"), "never runs `sast`"),
-        Breaker("latest image", sub(r"cimg/python:[\d.]+", "cimg/python:latest"), ":latest"),
+        Breaker("latest image", sub(r"python:[\w.-]+@sha256:[0-9a-f]+", "python:latest", 1), ":latest"),
         Breaker("no step cache saved", drop(r"Save the step cache"), "step cache"),
         Breaker("no fallback to main", drop(r"-main~$"), "step cache"),
     ],

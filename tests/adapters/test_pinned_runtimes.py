@@ -51,8 +51,7 @@ def image_pins() -> list[pins.Pin]:
 
 def test_exactly_the_managed_and_unsourced_images_are_not_digest_pinned_each_with_its_reason() -> None:
     assert set(pins.NOT_DIGEST_PINNED) == {
-        "cimg/python",  # no public record of its digest; the registry is out of reach here
-        "instrumentisto/flutter",  # same
+        "instrumentisto/flutter",  # no public record of its digest; the registry is out of reach here
         "CodeCatalystLinux_x86_64",  # CodeCatalyst's curated image: named by release only
         "aws/codebuild/standard",  # CodeBuild's managed image: named by image id only
     }
@@ -86,7 +85,7 @@ def test_every_image_reference_in_every_adapter_is_digest_pinned_or_listed(rende
         for match in pins.IMAGE_REF_RE.finditer(text):
             found.setdefault(path.split("/")[1], set()).add(match["ref"])
     pinned = pins.image("python")
-    for tool in ("gitlab", "bitbucket", "jenkins"):  # the tools whose jobs run in the Python image
+    for tool in ("gitlab", "bitbucket", "jenkins", "circleci"):  # the tools whose jobs run in the Python image
         assert pinned in found[tool], tool
     assert {"circleci", "codebuild", "codecatalyst"} <= set(found)
     assert not any("@" not in ref and ref.startswith("python:") for refs in found.values() for ref in refs)
@@ -97,7 +96,7 @@ def test_every_image_reference_in_every_adapter_is_digest_pinned_or_listed(rende
     [
         ("image: python:3.11.14-bookworm\n", "not digest-pinned and not listed"),
         ("image: python:latest\n", "not the exact pinned tag"),
-        ("  - image: cimg/python:3.11\n", "not the exact pinned tag"),  # a floating minor tag
+        ("  - image: python:3.11\n", "not the exact pinned tag"),  # a floating minor tag
         ("image: alpine:3.20\n", "not the exact pinned tag"),  # an image the table does not pin
         ("image: instrumentisto/flutter\n", "not the exact pinned tag"),  # no tag: latest
         (f"image: python:3.11.14-bookworm@{DIGEST}\n", "digest differs"),
@@ -295,9 +294,9 @@ def test_bump_moves_an_image_with_its_digest_or_explicitly_none(tmp_path: Path) 
     after = copy.read_text()
     assert _changed(before, after) == [f'    Pin("image:python", "3.11.15-bookworm", digest="{DIGEST}"),  # noqa: E501']
     assert pins.image("python") == f"python:3.11.15-bookworm@{DIGEST}"  # this process renders the new pin at once
-    pins.bump("image:cimg/python", "3.11.15", digest="", source=copy)  # explicitly none: it is listed
-    assert _changed(after, copy.read_text()) == ['    Pin("image:cimg/python", "3.11.15"),']
-    assert pins.image("cimg/python") == "cimg/python:3.11.15"
+    pins.bump("image:instrumentisto/flutter", "3.35.6", digest="", source=copy)  # explicitly none: it is listed
+    assert _changed(after, copy.read_text()) == ['    Pin("image:instrumentisto/flutter", "3.35.6"),']
+    assert pins.image("instrumentisto/flutter") == "instrumentisto/flutter:3.35.6"
 
 
 def test_bump_of_uv_writes_its_hashes_and_keeps_every_other_line(tmp_path: Path) -> None:
@@ -321,7 +320,7 @@ def test_the_bump_task_takes_a_digest_and_hashes(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(cli, "bump", bump)
     top.adapters_bump("image:python", "3.11.15-bookworm", "", DIGEST, "")
-    top.adapters_bump("image:cimg/python", "3.11.15", "", "none", "")
+    top.adapters_bump("image:instrumentisto/flutter", "3.35.6", "", "none", "")
     top.adapters_bump("uv", "0.14.0", "", "", f"{HASH}, {DIGEST}")
     assert [c[-1] for c in calls] == [
         {"digest": DIGEST, "hashes": None},
