@@ -70,9 +70,13 @@ def install_uv() -> str:
 NO_SYNC: Final = {"UV_NO_SYNC": "1"}
 """Set on every build, approval and environment job: ``uv run`` then runs the environment :func:`locked_install`
 made and never re-resolves or installs anything itself."""
-LOCKED_INSTALL: Final = "uv venv --quiet --clear && uv pip sync --quiet --require-hashes requirements.lock"
+LOCKED_INSTALL: Final = (
+    "rm -rf .venv && uv venv --quiet .venv && uv pip sync --quiet --python .venv --require-hashes requirements.lock"
+)
 """How a build, approval or environment job installs the project's Python packages: exactly ``requirements.lock``,
-every file checked against its sha256 (no cache restored: nothing a branch could have written). The CDK CLI comes
+every file checked against its sha256 (no cache restored: nothing a branch could have written), into a new
+``.venv`` of the workspace: ``rm -rf`` drops whatever is there (a link to another environment is removed, never
+followed), and the sync names it, so an inherited ``VIRTUAL_ENV`` or ``UV_PYTHON`` never redirects it. The CDK CLI comes
 from ``npm ci`` (``package-lock.json`` integrity hashes) and the scanners from ``cicd/toolenvs/*.txt``
 (``--require-hashes``), both installed on first use by the tasks themselves."""
 

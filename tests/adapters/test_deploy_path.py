@@ -132,7 +132,10 @@ def test_circleci_main_checks_use_the_main_only_context_and_verify() -> None:
     assert lint.variables["CICD_CACHE_VERIFY"] == "true" and lint.trusted_cache
 
 
-LOCKED = r"uv venv --quiet --clear && uv pip sync --quiet --require-hashes requirements\.lock"
+LOCKED = (
+    r"rm -rf \.venv && uv venv --quiet \.venv && uv pip sync --quiet --python \.venv --require-hashes "
+    r"requirements\.lock"
+)
 
 # One breaker per control and tool: the edit, and the problem deploy_path must then report.
 BREAKERS: dict[str, list[Breaker]] = {
