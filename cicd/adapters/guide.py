@@ -160,7 +160,7 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "gitlab": "`cache: key: files: [requirements.lock, ...]`; builds and environment jobs `cache: []`",
             "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`; not restored on main (a `when` step)",
             "bitbucket": "`definitions: caches:` with `key: files:`; main's checks override their anchor with "
-            "`caches: []`",
+            "their step cache alone",
             "azure": "`Cache@2` with `key: ... | requirements.lock`",
             "codecatalyst": "`FileCaching` (named, not keyed by file)[^cc-cache]",
             "jenkins": "Job Cacher `cacheValidityDecidingFile`",
@@ -369,7 +369,8 @@ FOOTNOTES: Final = (
     "step, with a warning, rather than trust an unsigned entry (`cicd/cache.py`, `tests/unit/test_cache.py`).",
     "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
     "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
-    "any branch's pipeline can save a cache, so main's checks restore none (`caches: []` over their anchor) and "
+    "any branch's pipeline can save a cache, so main's checks restore no dependency cache (`caches:` over their "
+    "anchor) and "
     "serve no step-cache entry (`CICD_CACHE_VERIFY=true` without a secret: no variable reaches main's checks and "
     "not a pull request's).",
     "[^bb-run]: Executed here (`tests/adapters/test_local_runs.py`) with `bb-run` 1.3.0 in host mode, from its own "

@@ -133,7 +133,9 @@ BREAKERS: dict[str, list[Breaker]] = {
         ),
         Breaker("download by a wrong name", sub(r"\[artifact-dev\]", "[artifact-develop]", 1), "packaged artifact"),
         Breaker(
-            "dropped check on main", sub(r"^ *- step:\n *<<: \*sast\n *caches: \[\]\n", ""), "main: never runs `sast`"
+            "dropped check on main",
+            sub(r"^ *- step:\n *<<: \*sast\n *caches: \[steps-sast\]\n", ""),
+            "main: never runs `sast`",
         ),
         Breaker("no step cache", sub(r", steps-lint\]", "]"), "lint: its step cache"),
     ],

@@ -242,7 +242,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("main trusts the shared step cache", sub(r"- &verify .*$", "- &verify true"), "trusts a step cache"),
         Breaker(
             "main's checks restore the shared caches",
-            sub(r"^( +)caches: \[\]$", r"\1caches: [uv, npm-tools]", 1),
+            sub(r"^( +)caches: \[steps-lint\]$", r"\1caches: [uv, npm-tools, steps-lint]", 1),
             "restores dependency caches another branch can write",
         ),
         Breaker(
