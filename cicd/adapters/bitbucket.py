@@ -46,7 +46,7 @@ from cicd.adapters.plan import (
     Job,
     Plan,
 )
-from cicd.adapters.yamltext import MERGE, Flow, Reuse, dump
+from cicd.adapters.yamltext import Flow, Reuse, dump
 from cicd.cache import VERIFY_VARIABLE
 from cicd.errors import ConfigError
 
@@ -142,10 +142,6 @@ def render(plan: Plan) -> list[Rendered]:
 
     def item(job: Job) -> object:
         if job.on_pr and "main" in job.triggers:
-            if job.id in reuse.seen and job.cached:
-                # Bitbucket's caches are shared by every branch: on main the check restores no dependency cache,
-                # only its step cache, whose entries it does not trust (the schema wants a non-empty list).
-                return {"step": {MERGE: reuse(job.id, job.id), "caches": [step_cache_name(job)]}}
             if job.id in reuse.seen:
                 return {"step": reuse(job.id, job.id)}
             return {"step": reuse(job.id, _step(plan, job, reuse))}
@@ -201,10 +197,10 @@ def render(plan: Plan) -> list[Rendered]:
     ]
     extra += [
         "OIDC: oidc: true only on the steps of an environment (deployment: <env>); checks and builds have none.",
-        "Caches are shared by every branch: only pull-request checks restore dependency caches. On main a check",
-        f"restores only its step cache and trusts no entry of it ({VERIFY_VARIABLE}=true, no secret: no variable",
-        "can be main-only outside deployment steps), so every check runs; builds and environment steps restore",
-        "none and install requirements.lock with every hash checked.",
+        "Caches are shared by every branch. On main the checks trust no step-cache entry",
+        f"({VERIFY_VARIABLE}=true, no secret: no variable can be main-only outside deployment steps), so every",
+        "check runs; they still restore the dependency caches (see docs/security.md). Builds and environment",
+        "steps restore none and install requirements.lock with every hash checked.",
     ]
     gated = ", ".join(j.id for j in plan.jobs if j.gated)
     if gated:

@@ -71,12 +71,15 @@ NO_SYNC: Final = {"UV_NO_SYNC": "1"}
 """Set on every build, approval and environment job: ``uv run`` then runs the environment :func:`locked_install`
 made and never re-resolves or installs anything itself."""
 LOCKED_INSTALL: Final = (
-    "rm -rf .venv && uv venv --quiet .venv && uv pip sync --quiet --python .venv --require-hashes requirements.lock"
+    "(rm -f .venv 2>/dev/null || true) && uv venv --quiet --allow-existing .venv && "
+    "uv pip sync --quiet --python .venv --require-hashes requirements.lock"
 )
 """How a build, approval or environment job installs the project's Python packages: exactly ``requirements.lock``,
 every file checked against its sha256 (no cache restored: nothing a branch could have written), into a new
-``.venv`` of the workspace: ``rm -rf`` drops whatever is there (a link to another environment is removed, never
-followed), and the sync names it, so an inherited ``VIRTUAL_ENV`` or ``UV_PYTHON`` never redirects it. The CDK CLI comes
+``.venv`` of the workspace (a fresh CI workspace has none). A link there (a local run's link to the developer's
+environment) is removed, never followed; a folder an earlier job of a shared local workspace made is kept (a
+server it started may still run from it) and synced to exactly the lock. The sync names the folder, so an
+inherited ``VIRTUAL_ENV`` or ``UV_PYTHON`` never redirects it. The CDK CLI comes
 from ``npm ci`` (``package-lock.json`` integrity hashes) and the scanners from ``cicd/toolenvs/*.txt``
 (``--require-hashes``), both installed on first use by the tasks themselves."""
 

@@ -159,8 +159,8 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "github": "`actions/cache` keyed on `hashFiles(locks)` (uv's cache included)",
             "gitlab": "`cache: key: files: [requirements.lock, ...]`; builds and environment jobs `cache: []`",
             "circleci": "`restore_cache`/`save_cache` with `{{ checksum }}`; not restored on main (a `when` step)",
-            "bitbucket": "`definitions: caches:` with `key: files:`; main's checks override their anchor with "
-            "their step cache alone",
+            "bitbucket": "`definitions: caches:` with `key: files:`; main's checks still restore them (see "
+            "docs/security.md)",
             "azure": "`Cache@2` with `key: ... | requirements.lock`",
             "codecatalyst": "`FileCaching` (named, not keyed by file)[^cc-cache]",
             "jenkins": "Job Cacher `cacheValidityDecidingFile`",
@@ -231,7 +231,8 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
             "write any cache, so main's checks restore no lock-file cache (a `when` step) and serve only signed "
             "step-cache entries (`cicd-main` context); gate: the approver must be allowed to use `aws-prod`",
             "bitbucket": "the OIDC `sub` names the deployment environment's UUID; caches are shared by every branch, "
-            "so main's checks restore none and trust no step-cache entry; gate: deployment permissions (Premium)",
+            "so main's checks trust no step-cache entry (they still restore the dependency caches: a limit); "
+            "gate: deployment permissions (Premium)",
             "azure": "a workload-identity service connection per environment (the Entra issuer, one subject per "
             "connection); `Cache@2` is scoped per branch; gate: `ManualValidation@1` `approvers` from the variable "
             "`APPROVERS`, failing closed when it is empty",
@@ -369,8 +370,7 @@ FOOTNOTES: Final = (
     "step, with a warning, rather than trust an unsigned entry (`cicd/cache.py`, `tests/unit/test_cache.py`).",
     "[^bb-cache]: Bitbucket caches are repository-wide and saved only when absent (they expire after a week). "
     "Keying each step's cache by its input files gives a new cache whenever those change, so entries stay fresh; "
-    "any branch's pipeline can save a cache, so main's checks restore no dependency cache (`caches:` over their "
-    "anchor) and "
+    "any branch's pipeline can save a cache, so main's checks "
     "serve no step-cache entry (`CICD_CACHE_VERIFY=true` without a secret: no variable reaches main's checks and "
     "not a pull request's).",
     "[^bb-run]: Executed here (`tests/adapters/test_local_runs.py`) with `bb-run` 1.3.0 in host mode, from its own "

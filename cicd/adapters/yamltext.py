@@ -56,14 +56,6 @@ class Alias:
     name: str
 
 
-class MergeKey(str):
-    """The YAML merge key ``<<`` (written bare, so a parser merges the aliased mapping in): ``{MERGE: Alias(x),
-    "key": override}`` is the mapping ``x`` with ``key`` replaced."""
-
-
-MERGE: Final = MergeKey("<<")
-
-
 class Reuse:
     """Hands out :class:`Anchored` on the first use of a name and :class:`Alias` after it (document order)."""
 
@@ -78,8 +70,6 @@ class Reuse:
 
 
 def scalar(value: object, *, flow: bool = False) -> str:
-    if isinstance(value, MergeKey):
-        return "<<"
     if value is None:
         return "null"
     if isinstance(value, bool):
