@@ -178,12 +178,20 @@ def run(
         timeout=timeout,
     )
     try:
+        # The shared embedded AWS runs from the project's environment, started before any job: a job's own
+        # environment (the hash-checked install of build and environment jobs) goes when the runner discards the
+        # job's folder (act, bb-run), and a server running from deleted files answers 500.
+        start_local_aws(project, setup.env)
         result = {"github": _github, "gitlab": _gitlab, "bitbucket": _bitbucket}[tool](setup)
     finally:
         if not keep:
             stop_local_aws(project, setup.env)
     result.stand_in_flutter = flutter_bin is not None
     return result
+
+
+def start_local_aws(project: Path, env: Mapping[str, str]) -> None:
+    command.run([str(project / ".venv" / "bin" / "inv"), "local.up"], cwd=project, env=dict(env), timeout=300)
 
 
 def stop_local_aws(project: Path, env: Mapping[str, str]) -> None:
