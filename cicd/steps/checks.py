@@ -35,7 +35,10 @@ def typecheck(ctx: StepContext) -> Outcome:
     result = ctx.run(["mypy", f"--junit-xml={junit}"], check=False)
     if result.returncode != 0:
         errors = [line for line in result.output.splitlines() if ": error:" in line]
-        raise StepFailed(f"mypy found {len(errors) or 'some'} error(s)")
+        if not errors:  # mypy itself failed (a crash, a bad configuration): say what it said last
+            last = next((line for line in reversed(result.output.splitlines()) if line.strip()), "no output")
+            raise StepFailed(f"mypy exited with {result.returncode}: {last.strip()[:300]}")
+        raise StepFailed(f"mypy found {len(errors)} error(s)")
     return Outcome.passed(junit=ctx.rel(junit))
 
 

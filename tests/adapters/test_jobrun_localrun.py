@@ -163,12 +163,21 @@ ACT_OUTPUT = """[pipeline/lint-1      ] 🏁  Job succeeded
 """
 
 
+@pytest.fixture
+def aws_started(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The projects whose shared local AWS a local run started (before any job, from the project's environment)."""
+    started: list[Path] = []
+    monkeypatch.setattr(localrun, "start_local_aws", lambda project, env: started.append(project))
+    return started
+
+
 def test_github_runs_act_with_the_local_target_and_reads_its_verdicts(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
 ) -> None:
     calls: list[dict[str, Any]] = []
 
     def run_act(project: Path, **kw: Any) -> CommandResult:
+        assert aws_started == [project], "the shared local AWS starts before the first job"
         calls.append({"project": project, **kw})
         return CommandResult("act", 1, ACT_OUTPUT)
 
@@ -185,7 +194,7 @@ def test_github_runs_act_with_the_local_target_and_reads_its_verdicts(
 
 
 def test_gitlab_stops_at_the_manual_job_and_releases_it(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
 ) -> None:
     runs: list[tuple[str, ...]] = []
 
@@ -204,9 +213,12 @@ def test_gitlab_stops_at_the_manual_job_and_releases_it(
     assert held.stopped_at == ["prod"] and held.jobs["prod"] == "manual" and runs == [()]
     released = localrun.run(root, "gitlab", "main", folder=tmp_path / "released", release=True)
     assert released.stopped_at == ["prod"] and released.jobs["prod"] == "passed" and runs[-1] == ("prod",)
+    assert len(aws_started) == 2
 
 
-def test_bitbucket_reports_steps_held_at_the_gate(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bitbucket_reports_steps_held_at_the_gate(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
+) -> None:
     (root / "ci-adapters" / "bitbucket" / "bitbucket-pipelines.yml").write_text("pipelines: {}\n")
     git(root, "commit", "-qam", "a pipeline file")
 
@@ -220,6 +232,7 @@ def test_bitbucket_reports_steps_held_at_the_gate(root: Path, tmp_path: Path, mo
     monkeypatch.setattr(bbrun, "step_result", lambda run: "ok")
     result = localrun.run(root, "bitbucket", "main", folder=tmp_path / "run")
     assert result.jobs == {"dev": "passed", "prod": "manual"} and result.stopped_at == ["prod"]
+    assert len(aws_started) == 1
 
 
 def test_the_stand_in_flutter_answers_what_the_setup_steps_ask() -> None:

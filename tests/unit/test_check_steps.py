@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def test_lint_passes_clean_code_and_fails_unformatted(tiny: Path, make_ctx: Call
 def test_typecheck_passes_typed_code_and_counts_errors(tiny: Path, make_ctx: Callable[..., StepContext]) -> None:
     ctx = make_ctx(root=tiny, step="typecheck")
     assert checks.typecheck(ctx).status is Status.PASSED
-    # not the size of the passing file: mypy's cache trusts size and mtime, and this may be the same second
+    # mypy's cache trusts size and mtime, which a container's file system may keep coarse: start it afresh
+    shutil.rmtree(tiny / ".mypy_cache", ignore_errors=True)
     (tiny / "cicd" / "core.py").write_text('def double(x: int) -> int:\n    return "twice"\n')
     with pytest.raises(StepFailed, match=r"mypy found 1 error\(s\)"):
         checks.typecheck(make_ctx(root=tiny, step="typecheck"))
