@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,41 @@ if TYPE_CHECKING:
     from tests.harness import FirstRun
 
 ROOT = Path(__file__).resolve().parent.parent
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITHUB_STEP_SUMMARY",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "JENKINS_URL",
+    "CATALYST_WORKFLOW_NAME",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+    "CI",
+)
+RUN_CONTEXT = (
+    "CICD_TARGET",
+    "CICD_LOCAL_HOME",
+    "CICD_LOCAL_PORT",
+    "CICD_CACHE_VERIFY",
+    "CICD_CACHE_SECRET",
+    "CICD_CACHE_MAX_MB",
+    "CICD_BRANCH",
+    "CICD_BUILD_COMMIT",
+    "CICD_BUILD_VERSION",
+    "CICD_REQUIRE_FLUTTER",
+    "CICD_DEPLOY_LOCK_TIMEOUT",
+    "CICD_SECRET_VARS",
+    "CICD_NAG",
+    "CICD_UNPINNED",
+    "CICD_ACT_STORE",
+)
+"""Variables that describe the run a pipeline step is part of. The suite describes its own context: when a CI job's
+``unit-test`` runs it, the job's target, shared local AWS or cache verification must not change what a test sees.
+The integration suite, which a pipeline runs against a deployed environment, keeps its environment."""
+if not os.environ.get("CICD_IT_OUTPUTS"):
+    for _name in (*RUN_CONTEXT, *CI_VARIABLES):
+        os.environ.pop(_name, None)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into scheduling scopes

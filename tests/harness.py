@@ -25,25 +25,13 @@ from typing import Any
 from cicd import artifact as artifacts
 from cicd.pipeline import MODEL, parse_node_id
 from cicd.sandbox import copy_project, git
-from tests.conftest import ROOT
+from tests.conftest import CI_VARIABLES, ROOT
 
 INV = ROOT / ".venv" / "bin" / "inv"
 ENVIRONMENTS = ("dev", "preprod", "prod")
 # The runs of these suites start at synth: lint, typecheck, unit-test, sast, secrets-scan, sca and sbom touch no
 # environment and cost minutes together on 2 cores; the faults that concern them run them on purpose.
 PIPELINE = ("pipeline", "--from", "synth")
-CI_VARIABLES = (
-    "GITHUB_ACTIONS",
-    "GITHUB_STEP_SUMMARY",
-    "GITLAB_CI",
-    "CIRCLECI",
-    "JENKINS_URL",
-    "CATALYST_WORKFLOW_NAME",
-    "TF_BUILD",
-    "BITBUCKET_BUILD_NUMBER",
-    "CODEBUILD_BUILD_ID",
-    "CI",
-)
 PLUGINS = Path(__file__).resolve().parent / "reliability" / "plugins"
 # The scanners installed for this checkout (or for the checkout named by the environment the suite runs in).
 TOOLS_DIR = os.environ.get("CICD_TOOLS_DIR") or str(ROOT / ".cicd" / "tools")
