@@ -888,29 +888,43 @@ def runtime_dir() -> Path:
     """A folder exposing only what the Lambda Python runtime provides besides the standard library.
 
     Workers run without this environment's site-packages (``python -S``), so a deployed zip that forgot a
-    dependency fails locally the way it would fail on Lambda. The folder links to this environment's copies.
+    dependency fails locally the way it would fail on Lambda. The folder links to this environment's copies and
+    lists them in ``.complete``; a folder whose links do not all resolve (``.cicd/cache`` travels in CI caches, and
+    some, Bitbucket's among them, keep no symbolic links to folders) is made again.
     """
     digest = hashlib.sha256(sys.prefix.encode()).hexdigest()[:10]
     dest = local_aws.pycache_dir().parent / f"lambda-runtime-{digest}"
-    if (dest / ".complete").exists():
+    if _runtime_complete(dest):
         return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    linked = []
     for name in LAMBDA_RUNTIME_PACKAGES:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             continue
         if spec.submodule_search_locations:
             (tmp / name).symlink_to(next(iter(spec.submodule_search_locations)), target_is_directory=True)
+            linked.append(name)
         else:
             (tmp / Path(spec.origin).name).symlink_to(spec.origin)
-    (tmp / ".complete").write_text(", ".join(LAMBDA_RUNTIME_PACKAGES) + "\n")
+            linked.append(Path(spec.origin).name)
+    (tmp / ".complete").write_text(", ".join(linked) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)  # an incomplete one
     try:
         tmp.rename(dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # another worker made it first
     return dest
+
+
+def _runtime_complete(dest: Path) -> bool:
+    try:
+        names = [n.strip() for n in (dest / ".complete").read_text(encoding="utf-8").split(",") if n.strip()]
+    except OSError:
+        return False
+    return bool(names) and all((dest / name).exists() for name in names)
 
 
 def worker_environ(fn: FunctionSpec, spec: ApiSpec) -> dict[str, str]:

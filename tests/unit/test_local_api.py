@@ -9,6 +9,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import textwrap
 import zipfile
 from collections.abc import Iterator
@@ -691,3 +692,18 @@ def test_lambda_context_remaining_time() -> None:
     assert ctx.get_remaining_time_in_millis() == 500
     late = local_api.LambdaContext(**{**ctx.__dict__, "_clock": lambda: 11.0})
     assert late.get_remaining_time_in_millis() == 0
+
+
+def test_a_lambda_runtime_folder_that_lost_its_links_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI cache that keeps no links to folders (Bitbucket's) restores the folder with its marker but no boto3."""
+    monkeypatch.setattr(local_aws, "pycache_dir", lambda: tmp_path / "cache" / "pycache")
+    made = local_api.runtime_dir()
+    assert (made / "boto3" / "__init__.py").is_file()
+    shutil.rmtree(made)
+    made.mkdir()
+    (made / "six.py").write_text("# a copy the cache kept\n")
+    (made / ".complete").write_text(", ".join(local_api.LAMBDA_RUNTIME_PACKAGES) + "\n")
+    again = local_api.runtime_dir()
+    assert again == made and (again / "boto3" / "__init__.py").is_file() and (again / "botocore").is_dir()
