@@ -167,6 +167,13 @@ def deps_lock(c: Context) -> None:
     print(cli.lock_dependencies())
 
 
+@task(name="render")
+@cli.boundary
+def api_render(c: Context) -> None:
+    """Render the README's API table and the Flutter client's test fixture from openapi.yaml."""
+    print(cli.api_render())
+
+
 @task(help={"jobs": SELECTION_HELP["jobs"]})
 @cli.boundary
 def rerun(c: Context, jobs: str = "") -> None:
@@ -207,3 +214,4 @@ ns.add_collection(Collection("deps", deps_lock))
 ns.add_collection(Collection("tools", tools_lock))
 ns.add_collection(Collection("adapters", adapters_generate, adapters_check, adapters_bump, adapters_run))
 ns.add_collection(Collection("cache", cache_clear))
+ns.add_collection(Collection("api", api_render))

@@ -328,6 +328,13 @@ def lock_dependencies() -> str:
     return f"Locked {count} packages in {deps.LOCK}; run `uv sync` to apply."
 
 
+def api_render() -> str:
+    from cicd import contract
+
+    changed = contract.render(ROOT)
+    return f"Rendered from {contract.CONTRACT}: " + (", ".join(changed) + " updated" if changed else "already current")
+
+
 def clear_cache() -> str:
     from cicd.cache import StepCache
 

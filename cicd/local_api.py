@@ -1162,7 +1162,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Every method goes to the router, as in API Gateway (the standard library answers 501 HTML for a method
+        without a ``do_`` function: ``TRACE``, ``QUERY``, any token)."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{self.address_string()} - {format % args}\n")

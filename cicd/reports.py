@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET  # nosec B405 # only builds XML, never parses it
+from xml.etree import ElementTree as ET  # nosec B405 # builds XML; parses only reports this run's own tools wrote
 
 from cicd.errors import UsageError
 from cicd.results import Status, StepResult
@@ -71,7 +71,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 def write_all(run_dir: Path, report: RunReport) -> None:
     atomic_write(run_dir / "report.json", json.dumps(report.serialize(), indent=2) + "\n")
-    atomic_write(run_dir / "junit.xml", junit_xml(report))
+    atomic_write(run_dir / "junit.xml", junit_xml(report, run_dir))
     atomic_write(run_dir / "summary.md", summary_markdown(report))
 
 
@@ -111,7 +111,25 @@ def point_latest(runs_dir: Path, run_dir: Path) -> None:
     tmp.replace(link)
 
 
-def junit_xml(report: RunReport) -> str:
+TEST_REPORTS = ("integration-test-*.junit.xml", "smoke-test-*.junit.xml", "dast-*.junit.xml")
+"""The post-deploy test reports whose suites the run's ``junit.xml`` carries too, so every CI tool's test view shows
+each integration test and each operation schemathesis tested, not only the step."""
+
+
+def test_suites(run_dir: Path) -> list[ET.Element]:
+    """The ``testsuite`` elements of the run's post-deploy test reports (unreadable ones are left out)."""
+    suites: list[ET.Element] = []
+    for pattern in TEST_REPORTS:
+        for path in sorted((run_dir / "reports").glob(pattern)):
+            try:
+                root = ET.parse(path).getroot()  # noqa: S314  # nosec B314 # reports this run's own tools wrote
+            except (ET.ParseError, OSError):
+                continue
+            suites += [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    return suites
+
+
+def junit_xml(report: RunReport, run_dir: Path | None = None) -> str:
     failures = sum(1 for s in report.steps if s.status is Status.FAILED)
     skipped = sum(1 for s in report.steps if s.status in (Status.SKIPPED, Status.NOT_RUN))
     suite = ET.Element(
@@ -142,6 +160,7 @@ def junit_xml(report: RunReport) -> str:
             out.text = f"cached: {step.reason or 'inputs unchanged'}"
     root = ET.Element("testsuites")
     root.append(suite)
+    root.extend(test_suites(run_dir) if run_dir is not None else [])
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

@@ -350,6 +350,19 @@ def attach_evidence(root: Path, run_dir: Path | None, record: dict[str, Any]) ->
     return written
 
 
+def withdraw_evidence(root: Path, run_dir: Path | None, record: dict[str, Any]) -> list[Path]:
+    """Remove the evidence that ``record``'s artifact passed its environment (a later test of it failed)."""
+    name = evidence_name(str(record["target"]), str(record["env"]))
+    folders = hand_off_folders(root, run_dir) + [artifacts.store_dir(root) / str(record["digest"])]
+    removed = []
+    for folder in folders:
+        path = folder / EVIDENCE_DIR / name
+        if manifest_digest(folder) == record["digest"] and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def manifest_digest(folder: Path) -> str | None:
     try:
         return str(json.loads((folder / artifacts.MANIFEST).read_text(encoding="utf-8"))["digest"])

@@ -1,4 +1,4 @@
-"""Code-quality steps: lint, typecheck, unit-test."""
+"""Code-quality steps: lint, typecheck, unit-test, api-contract."""
 
 from __future__ import annotations
 
@@ -87,4 +87,28 @@ def unit_test(ctx: StepContext) -> Outcome:
         raise StepFailed("no unit tests were collected")
     return Outcome.passed(
         f"{tests - skipped} passed, {skipped} skipped; coverage >= {COVERAGE_GATE}%", junit=ctx.rel(junit)
+    )
+
+
+def api_contract(ctx: StepContext) -> Outcome:
+    """openapi-spec-validator on ``openapi.yaml``; what is rendered from it is current; no environment may sign
+    download URLs for longer than the contract's maximum."""
+    from cicd import contract
+    from cicd.config import load_config
+
+    spec = contract.load(ctx.root)
+    contract.validate(spec)
+    stale = contract.stale(ctx.root, spec)
+    if stale:
+        raise StepFailed(f"out of date with {contract.CONTRACT}: {', '.join(stale)}", hint="run `inv api.render`")
+    maximum = contract.ttl_maximum(spec)
+    over = [e.name for e in load_config(ctx.root).environments if e.url_ttl_max > maximum]
+    if over:
+        raise StepFailed(
+            f"url_ttl_max of {', '.join(over)} is above the contract's maximum for expires ({maximum} s)",
+            hint=f"lower it in [tool.cicd.environments.*] or raise the maximum in {contract.CONTRACT}",
+        )
+    operations = sum(1 for _ in contract.operations(spec))
+    return Outcome.passed(
+        f"valid OpenAPI {spec['openapi']}, {operations} operations; the README table and Flutter fixture are current"
     )

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from cicd import artifact as artifacts
-from cicd import state
+from cicd import dast, state
 from cicd.context import StepContext
 from cicd.errors import ConfigError, MissingToolError, StepFailed
 from cicd.results import Status
@@ -323,6 +323,75 @@ def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rol
     assert dev.history()["history"][-1]["passed"] is False
     assert not (root / artifacts.CI_ARTIFACT / "passed").exists()  # no evidence handed on
     assert (ctx.run_dir / "reports" / "integration-test-dev.junit.xml").is_file()
+
+
+def dast_ready(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> tuple[StepContext, artifacts.Artifact]:
+    """dev runs ``art`` and its integration tests passed (state and evidence), as when ``dast:dev`` starts."""
+    root = project(tmp_path)
+    art = stored_artifact(root)
+    hand_off(root, art, passed="dev")
+    ctx = ctx_for(root, "dast", "dev")
+    write_deployed(ctx, art.digest, {"ApkBucketName": "b", "WebBucketName": "w"})
+    dev = state.open_store(root, "dev", "local")
+    dev.record_deploy(digest=art.digest, version="1.0.7", run_id="r")
+    dev.mark_tested(digest=art.digest, passed=True, run_id="r")
+    return ctx, art
+
+
+def test_dast_runs_schemathesis_against_the_deployed_api_and_says_what_it_did(
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, art = dast_ready(tmp_path, ctx_for)
+    calls: list[dict[str, Any]] = []
+
+    def run(root: Path, url: str, out: Path, profile: dast.Profile, **kw: Any) -> dast.DastResult:
+        calls.append({"url": url, "profile": profile, **kw})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "dast.junit.xml").write_text('<testsuites><testsuite name="schemathesis" tests="3"/></testsuites>')
+        return dast.DastResult(0, 312, 3, junit=out / "dast.junit.xml")
+
+    monkeypatch.setattr(dast, "run", run)
+    outcome = verify.dast(ctx)
+    assert outcome.status is Status.PASSED
+    assert outcome.reason == "schemathesis (full) made 312 requests to 3 operations, no failures"
+    assert calls[0]["url"] == "http://127.0.0.1:9/" and calls[0]["profile"] is dast.FULL
+    assert calls[0]["rate_limit"] is None and calls[0]["seed"] == int(art.digest[:8], 16)
+    assert (ctx.run_dir / "reports" / "dast-dev.junit.xml").is_file()
+
+
+def test_a_dast_failure_fails_the_step_withdraws_the_evidence_and_rolls_back(
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, art = dast_ready(tmp_path, ctx_for)
+    evidence = ctx.root / artifacts.CI_ARTIFACT / "passed" / "local-dev.json"
+    assert evidence.is_file()
+    failures = [f"GET /apk/latest: ST10{i} Server error" for i in range(5)]
+    monkeypatch.setattr(dast, "run", lambda *a, **kw: dast.DastResult(1, 200, 3, failures))
+    with pytest.raises(StepFailed, match=r"DAST failed in dev \(schemathesis \(full\) made 200 requests") as err:
+        verify.dast(ctx)
+    assert "5 failure(s)" in str(err.value) and "and 2 more" in str(err.value)
+    assert "nothing to roll back to" in str(err.value)
+    assert state.open_store(ctx.root, "dev", "local").tested(art.digest) is False
+    assert not evidence.exists()  # promote:preprod now refuses the artifact
+
+
+def test_a_dast_run_that_did_not_finish_says_so(
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, _ = dast_ready(tmp_path, ctx_for)
+    stopped = dast.DastResult(-9, 0, 0, log_tail="fuzzing GET /apk/latest\n")
+    monkeypatch.setattr(dast, "run", lambda *a, **kw: stopped)
+    with pytest.raises(StepFailed, match=r"schemathesis did not finish \(exit -9\): fuzzing GET /apk/latest"):
+        verify.dast(ctx)
 
 
 def test_the_state_bucket_is_one_the_environments_deploy_role_may_manage() -> None:

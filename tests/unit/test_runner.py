@@ -218,3 +218,25 @@ def test_every_sarif_run_of_a_step_gets_its_own_category(tmp_path: Path) -> None
         for n in ("gitleaks-history", "gitleaks-tree", "kept")
     ]
     assert ids == ["secrets-scan/gitleaks-history/", "secrets-scan/gitleaks-tree/", "mine/"]
+
+
+def test_the_run_junit_carries_the_post_deploy_test_suites(tmp_path: Path) -> None:
+    """Every CI tool's test view reads the run's junit.xml: it shows each integration test and DAST operation."""
+
+    def tested(ctx: StepContext) -> None:
+        ctx.out("reports", "dast-dev.junit.xml").write_text(
+            '<testsuites><testsuite name="schemathesis" tests="1" failures="1">'
+            '<testcase name="GET /apk/latest"><failure message="ST101">- ST101 Server error</failure></testcase>'
+            "</testsuite></testsuites>"
+        )
+        ctx.out("reports", "integration-test-dev.junit.xml").write_text(
+            '<testsuite name="integration tests-dev" tests="1"><testcase name="test_health"/></testsuite>'
+        )
+        ctx.out("reports", "other.junit.xml").write_text('<testsuite name="not a post-deploy report" tests="1"/>')
+        ctx.out("reports", "smoke-test-prod.junit.xml").write_text("<testsuite unclosed")
+
+    runner, _ = run(tmp_path, (step("a"),), {"a": tested})
+    suites = ET.parse(runner.run_dir / "junit.xml").getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == ["pipeline-pr", "integration tests-dev", "schemathesis"]
+    failure = suites[2].find("testcase/failure")
+    assert failure is not None and failure.text == "- ST101 Server error"
