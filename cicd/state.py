@@ -353,7 +353,7 @@ def attach_evidence(root: Path, run_dir: Path | None, record: dict[str, Any]) ->
 def withdraw_evidence(root: Path, run_dir: Path | None, record: dict[str, Any]) -> list[Path]:
     """Remove the evidence that ``record``'s artifact passed its environment (a later test of it failed)."""
     name = evidence_name(str(record["target"]), str(record["env"]))
-    folders = hand_off_folders(root, run_dir) + [artifacts.store_dir(root) / str(record["digest"])]
+    folders = [*hand_off_folders(root, run_dir), artifacts.store_dir(root) / str(record["digest"])]
     removed = []
     for folder in folders:
         path = folder / EVIDENCE_DIR / name

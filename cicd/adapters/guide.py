@@ -496,7 +496,9 @@ def render(plan: Plan) -> dict[str, str]:
         "4. **Build once**: no deploy job synthesizes or packages; every one takes the packaged artifact.",
         "5. **One deploy at a time** per environment through the tool's own lock.",
         "6. **A native environment** per stage, and the tool's own **manual gate** when the approval switch is on.",
-        "7. **Reports, timeouts, caches**: JUnit into the tool's report view, a timeout on every job, lock-file-keyed "
+        "7. **Reports, timeouts, caches**: JUnit into the tool's report view (the run's `junit.xml`: one case per "
+        "step, plus every integration test and every operation schemathesis tested in `dast`), a timeout on every "
+        "job, lock-file-keyed "
         "caches for checks only (builds, approvals and environment jobs restore none and install `requirements.lock` "
         "with every hash checked), the run folder (reports, logs, stack outputs) kept as an artifact.",
         "8. **Generated header**, a size below the anchors' where one exists, and path filters that include the "

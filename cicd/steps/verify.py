@@ -6,9 +6,9 @@ folder. A pass records that the artifact passed that environment, in its state a
 hand-off folder (what ``promote`` requires, :mod:`cicd.state`).
 
 ``dast`` then runs schemathesis against the same API from ``openapi.yaml`` (:mod:`cicd.dast`); the smoke test ends
-with its short, read-only profile. A failure of any of them marks the artifact failed in that environment (state and
-evidence withdrawn: ``promote`` then refuses it), rolls the environment back to its last good artifact and fails the step, so
-nothing downstream is deployed.
+with its short, read-only profile. A failure of any of them marks the artifact failed in that environment (in its
+state, and the evidence is withdrawn: ``promote`` then refuses it), rolls the environment back to its last good
+artifact and fails the step, so nothing downstream is deployed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from cicd import command, state
 from cicd import dast as dast_runner
@@ -24,6 +25,8 @@ from cicd.context import StepContext
 from cicd.errors import ConfigError, StepFailed
 from cicd.results import Outcome
 from cicd.steps.deploy import read_outputs, rollback_to_last_good
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _env_name(ctx: StepContext) -> str:
@@ -78,12 +81,14 @@ def _fail(ctx: StepContext, env: str, digest: str, reason: str) -> NoReturn:
 
 def _dast(ctx: StepContext, env: str, deployed: dict[str, Any], profile: dast_runner.Profile) -> str:
     """Run schemathesis against the environment's API; a sentence on success, :func:`_fail` otherwise."""
-    digest = str(deployed["digest"])
+    digest, url = str(deployed["digest"]), str(deployed["api_url"])
+    if ctx.target == "local" and urlsplit(url).hostname not in LOOPBACK:
+        raise StepFailed(f"refusing to run DAST against {url}: on the local target the API must be on 127.0.0.1")
     rate = load_config(ctx.root).environment(env).throttle_rate if ctx.target == "aws" else None
     out = ctx.out("reports", f"dast-{env}")
     result = dast_runner.run(
         ctx.root,
-        str(deployed["api_url"]),
+        url,
         out,
         profile,
         rate_limit=f"{rate}/s" if rate else None,

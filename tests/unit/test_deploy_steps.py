@@ -407,3 +407,17 @@ def test_the_state_bucket_is_one_the_environments_deploy_role_may_manage() -> No
         assert len(name) <= 63 and name == name.lower()
         assert state.bucket_name(dataclasses.replace(aws, state_bucket="my-state"), "aws") == "my-state"
     assert state.bucket_name(cfg.DEFAULT_ENVIRONMENTS[0], "local") == "latestapk-dev-state"
+
+
+def test_dast_on_the_local_target_only_targets_this_machine(
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, _ = dast_ready(tmp_path, ctx_for)
+    deployed = deploy.read_outputs(ctx, "dev")
+    deploy.write_outputs(ctx, "dev", {**deployed, "api_url": "https://abc.execute-api.eu-west-1.amazonaws.com/api/"})
+    monkeypatch.setattr(dast, "run", lambda *a, **kw: pytest.fail("schemathesis must not start"))
+    with pytest.raises(StepFailed, match=r"refusing to run DAST against https://abc\.execute-api"):
+        verify.dast(ctx)
