@@ -74,6 +74,9 @@ class Step:
     env_vars: tuple[str, ...] = ()
     key_extras: tuple[str, ...] = ()
     pipeline_envs: tuple[str, ...] | None = None
+    ci_job: str | None = None
+    """For a check: the earlier check whose CI job also runs it (a check of seconds is not worth a runner of its
+    own). Locally it stays its own step."""
 
     @property
     def per_env(self) -> bool:
@@ -121,6 +124,12 @@ class Model:
             bad_envs = [e for e in step.envs if e not in self.environments]
             if bad_envs:
                 raise ConfigError(f"pipeline model: step '{step.name}' runs in unknown environment {bad_envs}")
+            host = by_name.get(step.ci_job) if step.ci_job else None
+            if step.ci_job and (host is None or host.per_env or host.triggers != step.triggers):
+                raise ConfigError(
+                    f"pipeline model: step '{step.name}' shares the CI job of '{step.ci_job}', which must be an "
+                    "earlier check with the same triggers"
+                )
             by_name[step.name] = step
         object.__setattr__(self, "_by_name", by_name)
         self.graph()  # validates dependencies and cycles up front
@@ -323,6 +332,7 @@ STEPS: tuple[Step, ...] = (
             *PROJECT_CONFIG,
         ),
         tools=("openapi-spec-validator",),
+        ci_job="lint",
     ),
     Step(
         "sast",

@@ -133,11 +133,7 @@ class Steps:
             {
                 "if": "always()",
                 "uses": _uses("actions/upload-artifact"),
-                "with": {
-                    "name": "reports-${{ github.job }}",
-                    "path": f"{RUNS_DIR}/",
-                    "if-no-files-found": "ignore",
-                },
+                "with": Flow({"name": "reports-${{ github.job }}", "path": f"{RUNS_DIR}/", "if-no-files-found": "ignore"}),
             },
         )
 

@@ -103,7 +103,8 @@ def _job(plan: Plan, job: Job) -> object:
     if extends:
         data["extends"] = extends[0] if len(extends) == 1 else extends
     if job.needs:
-        data["needs"] = _needs(plan, job)
+        needs = _needs(plan, job)
+        data["needs"] = Flow(needs) if len(needs) <= 2 else needs  # one line when it fits
     elif job.kind != "check":
         data["needs"] = []
     if job.kind in ("approval", "deploy"):

@@ -5,7 +5,8 @@ one to the other, the same way for every tool, so the adapters differ only in sy
 
 * **checks** - every step that runs on pull requests is its own job (they fan out in parallel on the tool's
   runners). A check that needs exactly one other check and nothing else joins that check's job (``synth`` then
-  ``iac-scan`` share a job, so the scan reads the assembly synthesized in the same workspace);
+  ``iac-scan`` share a job, so the scan reads the assembly synthesized in the same workspace), and a check naming
+  another in ``ci_job`` runs in that one's job (``api-contract``, seconds long, after ``lint``);
 * **build** - steps that run only on ``main`` and in no environment (``flutter-build``, ``package``). They build
   once and hand ``.cicd/artifact/`` to later jobs through the tool's artifact mechanism (``flutter-build`` hands on
   ``.cicd/artifact/flutter/``, which ``package`` puts into the one artifact);
@@ -267,6 +268,8 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
             add(node, node.env)
         elif kind == "approval":
             add(node, f"{node.step}-{node.env}")
+        elif kind == "check" and step.ci_job is not None:
+            add(node, group_of[Node(step.ci_job)])
         else:
             deps = present_needs(model, node, group_of)
             if (

@@ -92,7 +92,7 @@ BREAKERS: dict[str, list[Breaker]] = {
         Breaker("dropped check", drop(r"^sast: "), "never runs `sast`"),
         Breaker(
             "deploy before package",
-            sub(r"- \{job: package, artifacts: true\}", "- {job: flutter-build, artifacts: true}"),
+            sub(r"\{job: package, artifacts: true\}", "{job: flutter-build, artifacts: true}"),
             "can start before `package`",
         ),
         Breaker(

@@ -62,3 +62,28 @@ def test_a_cycle_between_jobs_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="cycle") as err:
         build_plan(model)
     assert err.value.return_code == 2
+
+
+def test_a_check_of_seconds_runs_in_the_job_it_names_and_every_environment_job_runs_dast() -> None:
+    plan = build_plan(pipeline.MODEL)
+    assert plan.job("lint").commands == ("lint", "api-contract")
+    assert "api-contract" not in {j.id for j in plan.jobs}
+    assert plan.job("dev").commands == (
+        "deploy --env dev",
+        "integration-test --env dev",
+        "dast --env dev",
+        "publish --env dev",
+    )
+    assert "dast --env preprod" in plan.job("preprod").commands
+    assert not any(c.startswith("dast") for c in plan.job("prod").commands)  # prod's smoke test runs the short profile
+
+
+@pytest.mark.parametrize("host", ["nowhere", "deploy", "package"])
+def test_a_check_can_only_share_the_job_of_an_earlier_check(host: str) -> None:
+    steps = (
+        Step("package", "m:f", "d", stage="build", triggers=frozenset({"main"})),
+        Step("deploy", "m:f", "d", stage="deploy", envs=("dev",), triggers=frozenset({"main"})),
+        Step("quick", "m:f", "d", stage="checks", ci_job=host),
+    )
+    with pytest.raises(ConfigError, match=rf"'quick' shares the CI job of '{host}'"):
+        Model(steps)

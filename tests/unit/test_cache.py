@@ -57,6 +57,9 @@ def test_handler_change_invalidates_exactly_the_steps_that_read_it(project_copy:
 def test_markdown_change_reruns_only_what_reads_markdown(project_copy: Path) -> None:
     before = keys(project_copy)
     (project_copy / "README.md").write_text("# changed\n")
+    assert changed(before, keys(project_copy)) == {"secrets-scan", "api-contract"}  # the README holds the API table
+    before = keys(project_copy)
+    (project_copy / "docs" / "security.md").write_text("# changed\n")
     assert changed(before, keys(project_copy)) == {"secrets-scan"}
 
 
