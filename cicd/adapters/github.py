@@ -43,6 +43,8 @@ SAME_REPO: Final = (
     "(github.event_name != 'pull_request' || github.event.pull_request.head.repo.full_name == github.repository)"
 )
 
+IGNORE_EMPTY: Final = {"if-no-files-found": "ignore"}
+
 
 def _uses(name: str) -> Commented:
     ref, version = pins.action(name).split(" # ")
@@ -133,7 +135,7 @@ class Steps:
             {
                 "if": "always()",
                 "uses": _uses("actions/upload-artifact"),
-                "with": Flow({"name": "reports-${{ github.job }}", "path": f"{RUNS_DIR}/", "if-no-files-found": "ignore"}),
+                "with": Flow({"name": "reports-${{ github.job }}", "path": f"{RUNS_DIR}/", **IGNORE_EMPTY}),
             },
         )
 
@@ -194,7 +196,7 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
         {
             "if": "always()",
             "uses": _uses("actions/upload-artifact"),
-            "with": Flow({"name": "reports-${{ matrix.job }}", "path": f"{RUNS_DIR}/", "if-no-files-found": "ignore"}),
+            "with": Flow({"name": "reports-${{ matrix.job }}", "path": f"{RUNS_DIR}/", **IGNORE_EMPTY}),
         }
     )
     data["steps"] = body

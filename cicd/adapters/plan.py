@@ -258,29 +258,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
         members.setdefault(group, []).append(node)
 
     for node in nodes:
-        kind = _kind(model, node)
-        step = model.step(node.step)
-        if kind == "deploy":
-            if node.env is None:  # deploy nodes are per-environment by definition
-                raise ConfigError(
-                    "pipeline model: deploy nodes are per-environment by definition, but node.env is missing"
-                )
-            add(node, node.env)
-        elif kind == "approval":
-            add(node, f"{node.step}-{node.env}")
-        elif kind == "check" and step.ci_job is not None:
-            add(node, group_of[Node(step.ci_job)])
-        else:
-            deps = present_needs(model, node, group_of)
-            if (
-                kind == "check"
-                and len(deps) == 1
-                and _kind(model, deps[0]) == "check"
-                and model.step(deps[0].step).triggers == step.triggers
-            ):
-                add(node, group_of[deps[0]])
-            else:
-                add(node, node.step)
+        add(node, _group(model, node, group_of))
 
     jobs: list[Job] = []
     for group, group_nodes in members.items():
@@ -353,6 +331,29 @@ def _upstream(by_id: dict[str, Job], job: Job) -> set[str]:
             seen.add(current)
             todo.extend(by_id[current].needs)
     return seen
+
+
+def _group(model: Model, node: Node, group_of: dict[Node, str]) -> str:
+    """The job ``node`` runs in (see the module docstring); nodes come in model order, so a host is placed first."""
+    kind = _kind(model, node)
+    step = model.step(node.step)
+    if kind == "deploy":
+        if node.env is None:  # deploy nodes are per-environment by definition
+            raise ConfigError("pipeline model: deploy nodes are per-environment by definition, but node.env is missing")
+        return node.env
+    if kind == "approval":
+        return f"{node.step}-{node.env}"
+    if kind == "check" and step.ci_job is not None:
+        return group_of[Node(step.ci_job)]
+    deps = present_needs(model, node, group_of)
+    if (
+        kind == "check"
+        and len(deps) == 1
+        and _kind(model, deps[0]) == "check"
+        and model.step(deps[0].step).triggers == step.triggers
+    ):
+        return group_of[deps[0]]
+    return node.step
 
 
 def _check_acyclic(jobs: Iterable[Job]) -> None:
