@@ -30,7 +30,7 @@ from cicd import command
 from cicd.contract import CONTRACT
 from cicd.errors import MissingToolError
 
-# A built-in check that cannot hold for this API, with the reason (the guide and README repeat them).
+# The built-in checks that cannot hold for this API, each with the reason (the README points here).
 EXCLUDED_CHECKS: dict[str, str] = {
     "unsupported_method": (
         "API Gateway, not the service, answers a method the contract does not list: 403 Missing Authentication "
