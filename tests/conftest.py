@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,19 @@ The integration suite, which a pipeline runs against a deployed environment, kee
 if not os.environ.get("CICD_IT_OUTPUTS"):
     for _name in (*RUN_CONTEXT, *CI_VARIABLES):
         os.environ.pop(_name, None)
+
+
+SYSTEM_PACKAGES = {"rsync": "rsync", "java": "default-jre-headless"}
+"""The system programs some tests need beyond the README's two commands, with the Debian package of each (the
+README's prerequisites name them; `.ci/run` installs them)."""
+
+
+def needs_program(program: str, why: str) -> pytest.MarkDecorator:
+    """Skip, saying why and how to install it, where ``program`` is not installed."""
+    return pytest.mark.skipif(
+        shutil.which(program) is None,
+        reason=f"{why} needs {program}, which is not installed: sudo apt-get install {SYSTEM_PACKAGES[program]}",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into scheduling scopes

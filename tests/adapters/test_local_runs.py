@@ -54,7 +54,7 @@ from cicd.config import PipelineConfig
 from cicd.errors import MissingToolError
 from cicd.sandbox import git
 from tests.adapters.toy import toy_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_program
 from tests.harness import TOOLS_DIR, FirstRun, stacks_of
 
 pytestmark = pytest.mark.slow
@@ -68,6 +68,8 @@ HAS_FLUTTER = shutil.which("flutter") is not None
 NO_SDK: dict[str, str] = {} if HAS_FLUTTER else {"CICD_REQUIRE_FLUTTER": "0"}
 # Steps whose inputs the adapter's commit leaves unchanged: their results must come from the cache.
 FROM_CACHE = {"lint", "typecheck", "unit-test", "sast", "sbom", "synth", "iac-scan", "adapters-check"}
+
+NEEDS_RSYNC = needs_program("rsync", "gitlab-ci-local (it copies the repository with rsync)")
 
 
 def entries(cache: Path) -> set[str]:
@@ -152,6 +154,7 @@ def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: Firs
     assert saved > seeded, "secrets-scan ran for real: the post step of actions/cache saved its result"
 
 
+@NEEDS_RSYNC
 def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
     project = clone_with(tmp_path, pipelined_project, {gitlab.PATH: f"ci-adapters/gitlab/{gitlab.PATH}"})
     git(project, "remote", "set-url", "origin", REMOTE)
@@ -251,7 +254,7 @@ def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: F
         localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
 
 
-@pytest.mark.parametrize("tool", ["gitlab", "bitbucket"])
+@pytest.mark.parametrize("tool", [pytest.param("gitlab", marks=NEEDS_RSYNC), "bitbucket"])
 def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
     tmp_path: Path, pipelined_project: FirstRun, tool: str
 ) -> None:
@@ -268,6 +271,7 @@ def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
         localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
 
 
+@NEEDS_RSYNC
 def test_gitlab_ci_local_stops_at_the_manual_gate_and_goes_on_when_released(
     tmp_path: Path, pipelined_project: FirstRun
 ) -> None:

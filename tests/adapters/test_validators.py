@@ -8,10 +8,12 @@ import pytest
 
 from cicd.adapters import validate
 from tests.adapters.conftest import adapter_ids, by_name
+from tests.conftest import needs_program
 
 # Each case runs a real validator (check-jsonschema, actionlint, node tools): seconds apiece.
 pytestmark = pytest.mark.slow
 
+NEEDS_JAVA = needs_program("java", "npm-groovy-lint (the Jenkinsfile validator runs CodeNarc on Java)")
 NODE_VALIDATORS = {"circleci-config-parser", "codecatalyst-workflows-sdk", "npm-groovy-lint"}
 
 # One way per validator to make a file invalid for it: (text in the file, replacement).
@@ -59,7 +61,7 @@ def test_adapter_passes_its_validators(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("plan_name", ["project", "project-approval", "toy"])
-@pytest.mark.parametrize("adapter_name", ["circleci", "codecatalyst", "jenkins"])
+@pytest.mark.parametrize("adapter_name", ["circleci", "codecatalyst", pytest.param("jenkins", marks=NEEDS_JAVA)])
 def test_adapter_passes_its_npm_validators(
     adapter_name: str, plan_name: str, rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path
 ) -> None:
@@ -71,6 +73,10 @@ def broken_cases() -> list[tuple[str, str]]:
     return [(a, v) for a in adapter_ids() for v, _ in by_name(a).checks]
 
 
+def npm_cases() -> list[tuple[str, str]]:
+    return [c for c in broken_cases() if c[1] in NODE_VALIDATORS]
+
+
 @pytest.mark.parametrize(("adapter_name", "validator"), [c for c in broken_cases() if c[1] not in NODE_VALIDATORS])
 def test_a_broken_adapter_fails_its_validators(
     adapter_name: str, validator: str, rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path
@@ -79,7 +85,14 @@ def test_a_broken_adapter_fails_its_validators(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("adapter_name", "validator"), [c for c in broken_cases() if c[1] in NODE_VALIDATORS])
+@pytest.mark.parametrize(
+    ("adapter_name", "validator"),
+    [
+        pytest.param(*c, marks=NEEDS_JAVA) if c[1] == "npm-groovy-lint" else c
+        for c in broken_cases()
+        if c[1] in NODE_VALIDATORS
+    ],
+)
 def test_a_broken_adapter_fails_its_npm_validators(
     adapter_name: str, validator: str, rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path
 ) -> None:

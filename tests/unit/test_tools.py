@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from cicd import tools
 from cicd.errors import MissingToolError
+from tests.conftest import needs_program
 
 
 def fake_python(folder: Path, version: str, *, works: bool = True) -> Path:
@@ -57,3 +59,16 @@ def test_every_isolated_tool_is_locked_with_hashes_for_its_python() -> None:
         text = tool.lock_file.read_text()
         assert tool.version and "--hash=sha256:" in text, tool.name
     assert tools.BB_RUN.python == (3, 12) and tools.BB_RUN.version == "1.3.0"
+
+
+def test_a_test_that_needs_a_missing_system_program_is_skipped_saying_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    mark = needs_program("java", "npm-groovy-lint")
+    assert mark.args == (True,)
+    assert mark.kwargs["reason"] == (
+        "npm-groovy-lint needs java, which is not installed: sudo apt-get install default-jre-headless"
+    )
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert needs_program("rsync", "gitlab-ci-local").args == (shutil.which("rsync") is None,)
