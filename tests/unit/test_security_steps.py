@@ -82,9 +82,15 @@ def test_sca_is_skipped_with_the_reason_when_advisories_are_unreachable(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     command.reset_scrubber()
-    outcome = security.sca(make_ctx(root=ROOT, step="sca"))
+    ctx = make_ctx(root=ROOT, step="sca")
+    outcome = security.sca(ctx)
     assert outcome.status is Status.SKIPPED
     assert outcome.reason and "advisory service cannot be reached" in outcome.reason
+    ctx.log.flush()
+    log = ctx.log_path.read_text()
+    assert "asked the advisory service about pip-audit first" in log
+    assert "+ pip-audit" not in log  # one question told: no audit of every dependency that cannot succeed
+    assert security.advisory_probe("boto3==1.0\n") is None  # nothing to ask about: pip-audit decides
 
 
 def test_sca_classifies_reports(tmp_path: Path) -> None:
