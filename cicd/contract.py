@@ -60,9 +60,14 @@ def validate(spec: Mapping[str, Any]) -> None:
     """openapi-spec-validator (OpenAPI 3.1): :class:`StepFailed` with the first problem."""
     from openapi_spec_validator import validate as validate_spec
     from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+    from referencing.exceptions import Unresolvable
 
     try:
         validate_spec(dict(spec))
+    except Unresolvable as err:
+        raise StepFailed(
+            f"{CONTRACT} is not valid OpenAPI: a $ref points nowhere ({str(err).split(' does not')[0]})"
+        ) from err
     except OpenAPIValidationError as err:
         where = "/".join(str(p) for p in getattr(err, "path", ()) or ())
         first = str(err.message).strip().splitlines()[0] if str(err.message).strip() else type(err).__name__
@@ -73,7 +78,10 @@ def validate(spec: Mapping[str, Any]) -> None:
 
 def ttl_maximum(spec: Mapping[str, Any]) -> int:
     """The longest lifetime, in seconds, a download URL may have (the ``expires`` parameter's maximum)."""
-    return int(spec["components"]["parameters"]["Expires"]["schema"]["maximum"])
+    try:
+        return int(spec["components"]["parameters"]["Expires"]["schema"]["maximum"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise StepFailed(f"{CONTRACT} must define components.parameters.Expires with a schema maximum") from err
 
 
 def resolve(spec: Mapping[str, Any], node: Any) -> Any:

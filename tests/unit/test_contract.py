@@ -71,10 +71,14 @@ def test_a_changed_example_makes_the_fixture_stale(project: Path, make_ctx: Call
 
 def test_an_invalid_contract_fails_with_one_line(project: Path, make_ctx: Callable[..., StepContext]) -> None:
     path = project / contract.CONTRACT
-    path.write_text(path.read_text().replace("operationId: getHealth\n", "operationId: getHealth\n      bogus: 1\n"))
+    original = path.read_text()
+    path.write_text(original.replace("operationId: getHealth\n", "operationId: getHealth\n      bogus: 1\n"))
     with pytest.raises(StepFailed, match=r"openapi.yaml is not valid OpenAPI") as err:
         checks.api_contract(make_ctx(root=project, step="api-contract"))
     assert "\n" not in str(err.value)
+    path.write_text(original.replace("#/components/schemas/Health", "#/components/schemas/Nope"))
+    with pytest.raises(StepFailed, match=r"a \$ref points nowhere \('/components/schemas/Nope'\)"):
+        checks.api_contract(make_ctx(root=project, step="api-contract"))
     path.write_text("openapi: [unclosed\n")
     with pytest.raises(StepFailed, match=r"openapi.yaml is not valid YAML"):
         checks.api_contract(make_ctx(root=project, step="api-contract"))
@@ -93,3 +97,5 @@ def test_an_environment_signing_longer_than_the_contract_fails(
 def test_a_missing_contract_is_a_one_line_failure(tmp_path: Path) -> None:
     with pytest.raises(StepFailed, match=r"cannot read the API contract openapi.yaml"):
         contract.load(tmp_path)
+    with pytest.raises(StepFailed, match=r"must define components.parameters.Expires"):
+        contract.ttl_maximum({"openapi": "3.1.0", "components": {}})
