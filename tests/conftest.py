@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,10 @@ The integration suite, which a pipeline runs against a deployed environment, kee
 if not os.environ.get("CICD_IT_OUTPUTS"):
     for _name in (*RUN_CONTEXT, *CI_VARIABLES):
         os.environ.pop(_name, None)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # Started in the background by a shell without job control, which ignores Ctrl-C for it, and every process
+    # inherits that: the tests that press Ctrl-C on a run need the runs to take it, as from a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 SYSTEM_PACKAGES = {"rsync": "rsync", "java": "default-jre-headless"}
