@@ -325,7 +325,10 @@ def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rol
     assert (ctx.run_dir / "reports" / "integration-test-dev.junit.xml").is_file()
 
 
-def dast_ready(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> tuple[StepContext, artifacts.Artifact]:
+@pytest.fixture
+def dast_ready(
+    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
+) -> tuple[StepContext, artifacts.Artifact]:
     """dev runs ``art`` and its integration tests passed (state and evidence), as when ``dast:dev`` starts."""
     root = project(tmp_path)
     art = stored_artifact(root)
@@ -339,12 +342,9 @@ def dast_ready(tmp_path: Path, ctx_for: Callable[..., StepContext]) -> tuple[Ste
 
 
 def test_dast_runs_schemathesis_against_the_deployed_api_and_says_what_it_did(
-    tmp_path: Path,
-    ctx_for: Callable[..., StepContext],
-    stores: dict[tuple[str, str], state.Store],
-    monkeypatch: pytest.MonkeyPatch,
+    dast_ready: tuple[StepContext, artifacts.Artifact], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, art = dast_ready(tmp_path, ctx_for)
+    ctx, art = dast_ready
     calls: list[dict[str, Any]] = []
 
     def run(root: Path, url: str, out: Path, profile: dast.Profile, **kw: Any) -> dast.DastResult:
@@ -363,12 +363,9 @@ def test_dast_runs_schemathesis_against_the_deployed_api_and_says_what_it_did(
 
 
 def test_a_dast_failure_fails_the_step_withdraws_the_evidence_and_rolls_back(
-    tmp_path: Path,
-    ctx_for: Callable[..., StepContext],
-    stores: dict[tuple[str, str], state.Store],
-    monkeypatch: pytest.MonkeyPatch,
+    dast_ready: tuple[StepContext, artifacts.Artifact], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, art = dast_ready(tmp_path, ctx_for)
+    ctx, art = dast_ready
     evidence = ctx.root / artifacts.CI_ARTIFACT / "passed" / "local-dev.json"
     assert evidence.is_file()
     failures = [f"GET /apk/latest: ST10{i} Server error" for i in range(5)]
@@ -382,12 +379,9 @@ def test_a_dast_failure_fails_the_step_withdraws_the_evidence_and_rolls_back(
 
 
 def test_a_dast_run_that_did_not_finish_says_so(
-    tmp_path: Path,
-    ctx_for: Callable[..., StepContext],
-    stores: dict[tuple[str, str], state.Store],
-    monkeypatch: pytest.MonkeyPatch,
+    dast_ready: tuple[StepContext, artifacts.Artifact], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, _ = dast_ready(tmp_path, ctx_for)
+    ctx, _ = dast_ready
     stopped = dast.DastResult(-9, 0, 0, log_tail="fuzzing GET /apk/latest\n")
     monkeypatch.setattr(dast, "run", lambda *a, **kw: stopped)
     with pytest.raises(StepFailed, match=r"schemathesis did not finish \(exit -9\): fuzzing GET /apk/latest"):
@@ -410,12 +404,9 @@ def test_the_state_bucket_is_one_the_environments_deploy_role_may_manage() -> No
 
 
 def test_dast_on_the_local_target_only_targets_this_machine(
-    tmp_path: Path,
-    ctx_for: Callable[..., StepContext],
-    stores: dict[tuple[str, str], state.Store],
-    monkeypatch: pytest.MonkeyPatch,
+    dast_ready: tuple[StepContext, artifacts.Artifact], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, _ = dast_ready(tmp_path, ctx_for)
+    ctx, _ = dast_ready
     deployed = deploy.read_outputs(ctx, "dev")
     deploy.write_outputs(ctx, "dev", {**deployed, "api_url": "https://abc.execute-api.eu-west-1.amazonaws.com/api/"})
     monkeypatch.setattr(dast, "run", lambda *a, **kw: pytest.fail("schemathesis must not start"))
