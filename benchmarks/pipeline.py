@@ -1,5 +1,6 @@
-"""Benchmark: start-up, `inv pr-checks` cold / warm / after touching one handler file, `inv pipeline` cold / warm,
-a redeploy of an unchanged environment and the local API's request latency.
+"""Benchmark: start-up, `inv pr-checks` cold / with nothing changed / after changing one handler file (and which
+tests the affected-only `unit-test` reran) / after changing only Markdown, `inv pipeline` cold / warm, a redeploy of
+an unchanged environment and the local API's request latency. Each figure is printed beside the issue's goal.
 
 Runs everything in a throw-away copy of the project with its own local AWS (so the user's tree and servers are
 untouched) and prints figures; asserts nothing (speed targets belong here, never in timed tests).
@@ -47,6 +48,10 @@ def node_id(step: dict[str, Any]) -> str:
     return str(step["name"]) + (f":{step['env']}" if step["env"] else "")
 
 
+def step_sum(report: dict[str, Any]) -> float:
+    return sum(float(s["duration_s"]) for s in report["steps"] if not s["name"].startswith("approve"))
+
+
 def describe(
     label: str, wall: float, proc: subprocess.CompletedProcess[str], report: dict[str, Any], cores: int
 ) -> None:
@@ -64,6 +69,27 @@ def describe(
     print(f"{'':<32} ran {len(reran)}: {', '.join(reran) or '-'}")
 
 
+def reran_tests(report: dict[str, Any]) -> list[str]:
+    """The tests the run's test steps ran (their ``selected`` detail), empty when they were served from the cache."""
+    tests: list[str] = []
+    for step in report["steps"]:
+        if step["status"] in ("passed", "failed"):
+            tests.extend(step.get("details", {}).get("selected", []))
+    return sorted(tests)
+
+
+def goal(label: str, figure: float, target: float) -> None:
+    verdict = "met" if figure <= target else "NOT met"
+    print(f"{'':<32} goal {label} <= {target:g} s: {figure:.2f} s, {verdict}")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - platforms without getloadavg
+        return "unknown"
+
+
 def latency(url: str, count: int = 200) -> tuple[float, float]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     samples = []
@@ -74,6 +100,39 @@ def latency(url: str, count: int = 200) -> tuple[float, float]:
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def pr_checks(project: Path, cores: int) -> None:
+    """The `inv pr-checks` figures: cold, nothing changed, one handler file changed, only Markdown changed."""
+    print(f"{'load average':<32} {load_average()} (1, 5, 15 min) · cores {cores}")
+    wall, proc = run(project, "pr-checks", "--jobs", str(cores))
+    report = last_report(project)
+    describe("inv pr-checks (cold)", wall, proc, report, cores)
+    goal("cold pr-checks wall", wall, 90)
+    goal("cold pr-checks sum of steps", step_sum(report), 180)
+    wall, proc = run(project, "pr-checks", "--jobs", str(cores))
+    describe("inv pr-checks (nothing changed)", wall, proc, last_report(project), cores)
+    goal("nothing changed", wall, 0.5)
+    # A comment as the first line: a change every check accepts (one appended after the last function
+    # would fail `ruff format`, and the run would measure a failure).
+    handler = project / "functions" / "latest_apk" / "handler.py"
+    original = handler.read_text()
+    handler.write_text("# changed by the benchmark\n" + original)
+    wall, proc = run(project, "pr-checks", "--jobs", str(cores))
+    report = last_report(project)
+    describe("inv pr-checks (handler changed)", wall, proc, report, cores)
+    goal("one handler file changed", wall, 20)
+    tests = reran_tests(report)
+    print(f"{'':<32} tests rerun ({len(tests)}):")
+    for test in tests:
+        print(f"{'':<34}{test}")
+    handler.write_text(original)
+    run(project, "pr-checks", "--jobs", str(cores))  # back to the recorded state
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + "\nA sentence added by the benchmark.\n")
+    wall, proc = run(project, "pr-checks", "--jobs", str(cores))
+    describe("inv pr-checks (Markdown changed)", wall, proc, last_report(project), cores)
+    goal("only Markdown changed", wall, 5)
 
 
 def main() -> int:
@@ -88,23 +147,13 @@ def main() -> int:
             lists = [run(project, "--list")[0] for _ in range(5)]
             print(f"{'inv --list':<32} median {statistics.median(lists):.3f} s (target < 0.5 s)")
 
-            wall, proc = run(project, "pr-checks", "--jobs", str(cores))
-            describe("inv pr-checks (cold)", wall, proc, last_report(project), cores)
-            wall, proc = run(project, "pr-checks", "--jobs", str(cores))
-            describe("inv pr-checks (nothing changed)", wall, proc, last_report(project), cores)
-            # A comment as the first line: a change every check accepts (one appended after the last function
-            # would fail `ruff format`, and the run would measure a failure).
-            handler = project / "functions" / "latest_apk" / "handler.py"
-            original = handler.read_text()
-            handler.write_text("# touched by the benchmark\n" + original)
-            wall, proc = run(project, "pr-checks", "--jobs", str(cores))
-            describe("inv pr-checks (handler touched)", wall, proc, last_report(project), cores)
-            handler.write_text(original)
+            pr_checks(project, cores)
             if args.skip_pipeline:
                 return 0
 
             wall, proc = run(project, "pipeline", "--jobs", str(cores), "--no-cache")
             describe("inv pipeline (cold, no cache)", wall, proc, last_report(project), cores)
+            goal("cold pipeline wall", wall, 120)
             wall, proc = run(project, "pipeline", "--jobs", str(cores))
             describe("inv pipeline (warm)", wall, proc, last_report(project), cores)
             wall, proc = run(project, "deploy", "--env", "dev")

@@ -332,6 +332,8 @@ class StepCache:
             total -= size
 
     def clear(self) -> int:
+        """Remove every entry, and the test steps' selection data (:mod:`cicd.testselect`) with them."""
+        shutil.rmtree(self.dir.parent / "select", ignore_errors=True)
         if not self.dir.exists():
             return 0
         count = sum(1 for bucket in self.dir.iterdir() if bucket.is_dir() for _ in bucket.iterdir())

@@ -42,6 +42,9 @@ UNFINISHED = "the run stopped before this step finished"
 NOT_STARTED = "the run stopped before this step started"
 
 
+CACHE_OFF = "no-cache"  # a step option: the run keeps nothing from earlier runs (`--no-cache`)
+
+
 @dataclass
 class RunOptions:
     trigger: str = "manual"
@@ -224,7 +227,7 @@ class Runner:
                 log=log,
                 log_path=log_path,
                 environ=self.environ,
-                options=dict(self.options.step_options),
+                options={**self.options.step_options, **({} if self.options.use_cache else {CACHE_OFF: "1"})},
             )
             log.write(f"# {node.id}: {step.doc}\n")
             key: str | None = None

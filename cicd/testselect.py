@@ -1,0 +1,427 @@
+"""Affected-only tests: a test step reruns only the tests whose inputs changed since the run that recorded them.
+
+What a test depends on is recorded while it runs (by the pytest plugin ``cicd/pytest_plugins/cicd_testselect.py``),
+at the granularity of files:
+
+* every project file it *executes*, from coverage's per-test dynamic contexts (the fixtures it uses count too:
+  a session fixture runs once, in the first test that asks for it);
+* every project file it *imports*: the static import closure of its module and of the ``conftest.py`` files above
+  it (module-level code runs at collection time, outside any test);
+* every project file it *opens* and every project folder it *lists* (fixture files, schemas, globs), from an audit
+  hook;
+* *everything the step reads* when it starts a process that can see the project (working directory or an argument
+  inside it): what such a process reads cannot be observed, so any change to the step's inputs reruns the test.
+
+The next run of the step hashes those files again. A test reruns when one of its files changed, when it did not
+pass last time, or when it is new; every other test is deselected. Everything runs, and the step says why, when
+there is no recorded data, when it cannot be read or (with ``CICD_CACHE_SECRET``) its signature does not verify,
+when the test arguments changed, or when something every test depends on changed: ``pyproject.toml``,
+``requirements.lock``, the installed packages, the Python version, or this selection code.
+
+The data lives in ``.cicd/cache/select/<step>/``, inside the step cache folder that every CI adapter saves and
+restores, so CI jobs select too. It is signed like the step cache's entries: a branch that cannot sign cannot make
+a trusted branch skip tests.
+
+Coverage gate: a selective run measures only the tests it reran, so the gate is computed on the *combined* data:
+the previous run's coverage for every file that did not change, plus this run's. Every test that executed a changed
+file reran (that is what selected it), so the combined data is what a full run would measure.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import hmac
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cicd.pytest_plugins.cicd_testselect import EVERYTHING
+
+FORMAT = 1
+GLOBAL_FILES = ("pyproject.toml", "requirements.lock")
+SELECT_DIR = Path(".cicd") / "cache" / "select"
+SIGNING_VARIABLE = "CICD_CACHE_SECRET"
+VERIFY_VARIABLE = "CICD_CACHE_VERIFY"
+DATA = "data.json"
+COVERAGE = "coverage.json"
+SIGNATURE = "signature"
+IMPORT_ROOTS = (".", "functions")
+PLUGIN = "cicd_testselect"
+PLUGIN_DIR = Path(__file__).resolve().parent / "pytest_plugins"  # pytest's `pythonpath`
+
+
+class SelectionError(Exception):
+    """The recorded data cannot be used (unreadable, unsigned, another format)."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_hash(root: Path, dep: str) -> str:
+    """Content hash of a recorded dependency: a file, or ``dir:PATH`` (the names in that folder); absent is ``-``."""
+    if dep.startswith("dir:"):
+        folder = root / dep[4:]
+        if not folder.is_dir():
+            return "-"
+        names = sorted(p.name for p in folder.iterdir() if p.name != "__pycache__")
+        return _digest("\n".join(names).encode())
+    path = root / dep
+    try:
+        return _digest(path.read_bytes())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return "-"
+
+
+def inputs_digest(root: Path, files: Iterable[str]) -> str:
+    """One hash over the step's input files: what a test that starts a project-seeing process depends on."""
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(rel.encode() + b"\0" + file_hash(root, rel).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def global_state(root: Path) -> dict[str, str]:
+    """What every test depends on: project configuration, locked and installed packages, Python, this code."""
+    state = {name: file_hash(root, name) for name in GLOBAL_FILES}
+    packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    state["installed packages"] = _digest("\n".join(packages).encode())
+    state["Python"] = platform.python_version()
+    here = Path(__file__).resolve().parent
+    state["the selection code"] = _digest(
+        (here / "testselect.py").read_bytes() + (PLUGIN_DIR / f"{PLUGIN}.py").read_bytes()
+    )
+    return state
+
+
+# --- static imports --------------------------------------------------------------------------------------------
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    parts = name.split(".")
+    for base in IMPORT_ROOTS:
+        candidate = root.joinpath(base, *parts)
+        if (candidate / "__init__.py").is_file():
+            return candidate / "__init__.py"
+        if candidate.with_suffix(".py").is_file():
+            return candidate.with_suffix(".py")
+    return None
+
+
+def _imported_names(path: Path, package: str) -> set[str]:
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # `from .x import y` in package a.b is a.b.x; `from ..x` is a.x
+                anchor = package.split(".")[: package.count(".") + 2 - node.level] if package else []
+                base = ".".join([*anchor, *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return {n for n in names if n}
+
+
+def import_closure(root: Path, start: Path) -> set[str]:
+    """Project files that importing ``start`` executes: its imports, transitively, with their packages' ``__init__``."""
+    seen: set[Path] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        rel = path.relative_to(root)
+        module_parts = list(rel.with_suffix("").parts)
+        if module_parts and module_parts[0] in IMPORT_ROOTS[1:]:
+            module_parts = module_parts[1:]
+        package = ".".join(module_parts[:-1])  # a/b/c.py and a/b/__init__.py are both in package a.b
+        for name in _imported_names(path, package):
+            pieces = name.split(".")
+            for end in range(1, len(pieces) + 1):  # `import a.b.c` runs a/__init__, a/b/__init__ and a/b/c
+                found = _module_file(root, ".".join(pieces[:end]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return {p.relative_to(root).as_posix() for p in seen}
+
+
+def conftests(root: Path, module: Path) -> list[Path]:
+    found = []
+    folder = module.parent
+    while folder == root or root in folder.parents:
+        if (folder / "conftest.py").is_file():
+            found.append(folder / "conftest.py")
+        if folder == root:
+            break
+        folder = folder.parent
+    return found
+
+
+# --- the plan before a run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    run_all: bool
+    reason: str
+    changed: list[str] = field(default_factory=list)
+    unaffected: list[str] = field(default_factory=list)
+    previous: dict[str, Any] | None = None
+    previous_coverage: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        if self.run_all:
+            return f"every test runs: {self.reason}"
+        shown = ", ".join(self.changed[:5]) + (f" and {len(self.changed) - 5} more" if len(self.changed) > 5 else "")
+        return (
+            f"affected-only: {len(self.unaffected)} test(s) unaffected and left out; "
+            f"changed since the recorded run: {shown or 'nothing any test depends on'}"
+        )
+
+
+def _secret(environ: Mapping[str, str]) -> bytes:
+    return environ.get(SIGNING_VARIABLE, "").encode()
+
+
+def _signature(secret: bytes, folder: Path) -> str:
+    mac = hmac.new(secret, b"cicd.testselect", hashlib.sha256)
+    for name in (DATA, COVERAGE):
+        path = folder / name
+        mac.update(b"\0" + name.encode() + b"\0" + (_digest(path.read_bytes()).encode() if path.is_file() else b"-"))
+    return mac.hexdigest()
+
+
+def load(folder: Path, environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The recorded data and coverage of ``folder``; :class:`SelectionError` when they cannot be trusted or read."""
+    data_file = folder / DATA
+    if not data_file.is_file():
+        raise SelectionError("no selection data from an earlier run")
+    secret = _secret(environ)
+    if secret or environ.get(VERIFY_VARIABLE, "").lower() == "true":
+        signature = folder / SIGNATURE
+        if not secret:
+            raise SelectionError(f"{VERIFY_VARIABLE} asks for signed selection data and {SIGNING_VARIABLE} is not set")
+        if not signature.is_file() or not hmac.compare_digest(
+            signature.read_text(encoding="utf-8").strip(), _signature(secret, folder)
+        ):
+            raise SelectionError("the selection data is unsigned or its signature does not verify")
+    try:
+        data: dict[str, Any] = json.loads(data_file.read_text(encoding="utf-8"))
+        coverage_file = folder / COVERAGE
+        cov = json.loads(coverage_file.read_text(encoding="utf-8")) if coverage_file.is_file() else None
+    except (OSError, ValueError) as err:
+        raise SelectionError(f"the selection data cannot be read ({err.__class__.__name__})") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SelectionError("the selection data has another format")
+    try:
+        return _decode(data), cov
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise SelectionError(f"the selection data cannot be read ({err.__class__.__name__})") from err
+
+
+def _encode(data: dict[str, Any]) -> dict[str, Any]:
+    """The stored form: each dependency once, with its hash; a test lists the positions of its dependencies."""
+    names = sorted(data["files"])
+    index = {name: i for i, name in enumerate(names)}
+    tests = {
+        nodeid: {"deps": [index[d] for d in info["deps"]], "outcome": info["outcome"]}
+        for nodeid, info in data["tests"].items()
+    }
+    return {**data, "files": [[name, data["files"][name]] for name in names], "tests": tests}
+
+
+def _decode(data: dict[str, Any]) -> dict[str, Any]:
+    names = [str(name) for name, _ in data["files"]]
+    tests = {
+        nodeid: {"deps": [names[i] for i in info["deps"]], "outcome": info["outcome"]}
+        for nodeid, info in data["tests"].items()
+    }
+    return {**data, "files": {str(name): str(digest) for name, digest in data["files"]}, "tests": tests}
+
+
+def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[str], environ: Mapping[str, str]) -> Plan:
+    """Which recorded tests can be left out of this run, from the data kept in ``folder``."""
+    try:
+        data, cov = load(folder, environ)
+    except SelectionError as err:
+        return Plan(True, str(err))
+    if data.get("args") != list(args):
+        return Plan(True, "the test arguments changed since the recorded run", previous=data)
+    now = global_state(root)
+    moved = [name for name, value in now.items() if data.get("global", {}).get(name) != value]
+    if moved:
+        return Plan(True, f"{', '.join(moved)} changed since the recorded run", previous=data)
+    files: dict[str, str] = data.get("files", {})
+    changed = sorted(
+        dep
+        for dep, recorded in files.items()
+        if (inputs_digest(root, step_inputs) if dep == EVERYTHING else file_hash(root, dep)) != recorded
+    )
+    changed_set = set(changed)
+    unaffected = sorted(
+        nodeid
+        for nodeid, info in data.get("tests", {}).items()
+        if info.get("outcome") == "passed" and changed_set.isdisjoint(info.get("deps", (EVERYTHING,)))
+    )
+    return Plan(False, "", changed, unaffected, previous=data, previous_coverage=cov)
+
+
+def write_plan(folder: Path, selection: Plan) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"run_all": selection.run_all, "reason": selection.reason, "unaffected": selection.unaffected}
+    (folder / "plan.json").write_text(json.dumps(payload), encoding="utf-8")
+
+
+# --- what the run recorded -------------------------------------------------------------------------------------
+
+
+def _executed(root: Path, coverage_file: Path) -> tuple[dict[str, set[str]], dict[str, Any]]:
+    """``{context: files executed}`` and ``{"arcs": bool, "files": {file: lines or arcs}}`` from a coverage file."""
+    from coverage import CoverageData
+
+    data = CoverageData(basename=str(coverage_file))
+    data.read()
+    arcs = data.has_arcs()
+    by_context: dict[str, set[str]] = {}
+    measured: dict[str, Any] = {}
+    prefix = str(root) + os.sep
+    for path in data.measured_files():
+        if not path.startswith(prefix):
+            continue
+        rel = path[len(prefix) :]
+        measured[rel] = sorted(data.arcs(path) or []) if arcs else sorted(data.lines(path) or [])
+        for contexts in data.contexts_by_lineno(path).values():
+            for context in contexts:
+                by_context.setdefault(context, set()).add(rel)
+    return by_context, {"arcs": arcs, "files": measured}
+
+
+def _parts(folder: Path) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+    tests: dict[str, dict[str, Any]] = {}
+    fixtures: dict[str, set[str]] = {}
+    for part in sorted((folder / "parts").glob("*.json")):
+        payload = json.loads(part.read_text(encoding="utf-8"))
+        tests.update(payload["tests"])
+        for fid, deps in payload["fixtures"].items():
+            fixtures.setdefault(fid, set()).update(deps)
+    return tests, fixtures
+
+
+@dataclass
+class Recorded:
+    ran: list[str]
+    coverage: dict[str, Any]
+
+
+def record(
+    root: Path,
+    work: Path,
+    store: Path,
+    *,
+    selection: Plan,
+    args: Sequence[str],
+    step_inputs: Iterable[str],
+    coverage_file: Path,
+    environ: Mapping[str, str],
+) -> Recorded:
+    """Merge what the run in ``work`` recorded with the data it selected from, and keep the result in ``store``."""
+    tests_now, fixture_files = _parts(work)
+    executed, measured = _executed(root, coverage_file) if coverage_file.is_file() else ({}, {"files": {}})
+    collected_file = work / "collected.json"
+    collected = json.loads(collected_file.read_text(encoding="utf-8")) if collected_file.is_file() else {}
+    closures: dict[str, set[str]] = {}
+
+    def static(module: str) -> set[str]:
+        if module not in closures:
+            path = Path(module)
+            deps: set[str] = set()
+            if path.is_file() and root in path.resolve().parents:
+                for start in (path.resolve(), *conftests(root, path.resolve())):
+                    deps |= import_closure(root, start)
+            closures[module] = deps
+        return closures[module]
+
+    previous_tests: dict[str, Any] = (selection.previous or {}).get("tests", {}) if not selection.run_all else {}
+    tests: dict[str, Any] = {}
+    for nodeid in collected.get("deselected", ()):
+        if nodeid in previous_tests:
+            tests[nodeid] = previous_tests[nodeid]
+    for nodeid, info in tests_now.items():
+        deps = set(info["files"]) | executed.get(nodeid, set()) | static(info["module"])
+        for fid in info["fixtures"]:
+            deps |= fixture_files.get(fid, set()) | executed.get(fid, set())
+        tests[nodeid] = {"deps": sorted(deps), "outcome": info["outcome"]}
+    inputs = list(step_inputs)
+    files: dict[str, str] = {}
+    for info in tests.values():
+        for dep in info["deps"]:
+            if dep not in files:
+                files[dep] = inputs_digest(root, inputs) if dep == EVERYTHING else file_hash(root, dep)
+    coverage = _combine(selection, measured)
+    data = {"format": FORMAT, "args": list(args), "global": global_state(root), "files": files, "tests": tests}
+    store.mkdir(parents=True, exist_ok=True)
+    staging = store.with_name(store.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / DATA).write_text(json.dumps(_encode(data), sort_keys=True), encoding="utf-8")
+    (staging / COVERAGE).write_text(json.dumps(coverage, sort_keys=True), encoding="utf-8")
+    secret = _secret(environ)
+    if secret:
+        (staging / SIGNATURE).write_text(_signature(secret, staging), encoding="utf-8")
+    shutil.rmtree(store)
+    staging.rename(store)
+    return Recorded(sorted(tests_now), coverage)
+
+
+def _combine(selection: Plan, measured: dict[str, Any]) -> dict[str, Any]:
+    """This run's coverage, plus the previous run's for every file that did not change (a selective run only)."""
+    old = selection.previous_coverage
+    if selection.run_all or not old or old.get("arcs") != measured.get("arcs", old.get("arcs")):
+        return measured
+    changed = set(selection.changed)
+    files: dict[str, list[Any]] = {}
+    for rel, entries in old.get("files", {}).items():
+        if rel not in changed:
+            files[rel] = [tuple(e) if isinstance(e, list) else e for e in entries]
+    for rel, entries in measured.get("files", {}).items():
+        files[rel] = sorted(set(files.get(rel, [])) | {tuple(e) if isinstance(e, list) else e for e in entries})
+    return {"arcs": old.get("arcs"), "files": files}
+
+
+# --- the coverage gate on the combined data ----------------------------------------------------------------------
+
+
+def coverage_report(
+    root: Path, combined: dict[str, Any], data_file: Path, xml: Path, include: Sequence[str]
+) -> tuple[float, str]:
+    """Write ``combined`` as a coverage data file, then the percentage over ``include`` and a Cobertura XML."""
+    from coverage import Coverage, CoverageData
+
+    data_file.unlink(missing_ok=True)
+    data = CoverageData(basename=str(data_file))
+    entries = {str(root / rel): values for rel, values in combined.get("files", {}).items() if (root / rel).is_file()}
+    if combined.get("arcs"):
+        data.add_arcs({path: [tuple(a) for a in values] for path, values in entries.items()})
+    else:
+        data.add_lines({path: list(values) for path, values in entries.items()})
+    data.write()
+    cov = Coverage(data_file=str(data_file), config_file=str(root / "pyproject.toml"))
+    cov.load()
+    patterns = [str(root / pattern) for pattern in include]
+    out = io.StringIO()
+    percent = cov.report(include=patterns, file=out)
+    cov.xml_report(include=patterns, outfile=str(xml))
+    return percent, out.getvalue()

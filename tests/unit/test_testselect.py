@@ -1,0 +1,213 @@
+"""Affected-only tests (:mod:`cicd.testselect`), both ways: a change that matters reruns the test, one that does not,
+does not. Each case runs pytest with the recording plugin on a small fixture project made for it, twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from cicd import testselect
+from cicd.pytest_plugins.cicd_testselect import EVERYTHING
+
+FILES = {
+    "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n\n[tool.coverage.run]\nbranch = true\n',
+    "requirements.lock": "pytest==8\n",
+    "pkg/__init__.py": "",
+    "pkg/alpha.py": "def alpha(x: int) -> int:\n    if x > 0:\n        return x + 1\n    return 0\n",
+    "pkg/beta.py": "def beta() -> int:\n    return 2\n",
+    "pkg/consts.py": "LIMIT = 3\n",
+    "data/table.json": '{"rows": 2}\n',
+    "README.md": "# fixture project\n",
+    "tests/conftest.py": (
+        "import json\nfrom pathlib import Path\nimport pytest\n\n"
+        "@pytest.fixture(scope='session')\ndef table():\n"
+        "    return json.loads((Path(__file__).parent.parent / 'data' / 'table.json').read_text())\n"
+    ),
+    "tests/test_alpha.py": "from pkg.alpha import alpha\n\ndef test_alpha():\n    assert alpha(1) == 2\n",
+    "tests/test_beta.py": "from pkg.beta import beta\n\ndef test_beta():\n    assert beta() == 2\n",
+    "tests/test_consts.py": "from pkg.consts import LIMIT\n\ndef test_limit():\n    assert LIMIT == 3\n",
+    "tests/test_data.py": (
+        "def test_rows(table):\n    assert table['rows'] == 2\n\n"
+        "def test_rows_again(table):\n    assert table['rows'] > 0\n"
+    ),
+    "tests/test_spawn.py": (
+        "import subprocess, sys\n\ndef test_spawn():\n"
+        "    out = subprocess.run([sys.executable, '-c', 'print(open(\"README.md\").read())'],"
+        " capture_output=True, text=True, check=True)\n    assert 'fixture' in out.stdout\n"
+    ),
+}
+ARGS = ["tests", "-m", "not slow"]
+
+
+def write(project: Path, files: Mapping[str, str]) -> None:
+    for rel, text in files.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    write(root, FILES)
+    return root
+
+
+def cycle(
+    project: Path, environ: Mapping[str, str] | None = None, workers: int = 0
+) -> tuple[testselect.Plan, list[str], float]:
+    """One selective run as the test step does it: plan, pytest with the plugin (on ``workers`` xdist workers, or in
+    one process), record, combined coverage."""
+    env = dict(environ or {})
+    store = project / testselect.SELECT_DIR / "unit-test"
+    work = project / ".cicd" / "run" / "select"
+    shutil.rmtree(work, ignore_errors=True)
+    inputs = [p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file() and ".cicd" not in p.parts]
+    selection = testselect.plan(project, store, ARGS, inputs, env)
+    testselect.write_plan(work, selection)
+    coverage_file = project / ".cicd" / "run" / ".coverage"
+    coverage_file.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *ARGS,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            testselect.PLUGIN,
+            f"--cicd-select={work}",
+            "-n",
+            str(workers),
+            "--cov=pkg",
+            "--cov=tests",
+            "--cov-report=",
+        ],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(testselect.PLUGIN_DIR), "COVERAGE_FILE": str(coverage_file), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode in (0, 1, 5), proc.stdout + proc.stderr
+    recorded = testselect.record(
+        project,
+        work,
+        store,
+        selection=selection,
+        args=ARGS,
+        step_inputs=inputs,
+        coverage_file=coverage_file,
+        environ=env,
+    )
+    percent, _ = testselect.coverage_report(
+        project, recorded.coverage, project / ".cicd" / "combined", project / ".cicd" / "cov.xml", ["pkg/*"]
+    )
+    return selection, recorded.ran, percent
+
+
+ALL = [
+    "tests/test_alpha.py::test_alpha",
+    "tests/test_beta.py::test_beta",
+    "tests/test_consts.py::test_limit",
+    "tests/test_data.py::test_rows",
+    "tests/test_data.py::test_rows_again",
+    "tests/test_spawn.py::test_spawn",
+]
+
+
+def test_the_first_run_runs_everything_and_an_unchanged_tree_runs_nothing(project: Path) -> None:
+    first, ran, full = cycle(project, workers=2)  # xdist: each worker records its own tests
+    assert first.run_all and first.reason == "no selection data from an earlier run"
+    assert ran == ALL
+    assert 50 < full < 100  # alpha's `return 0` never runs
+    second, ran, percent = cycle(project, workers=2)
+    assert not second.run_all and ran == [] and sorted(second.unaffected) == ALL
+    assert percent == full  # the previous run's coverage of the unchanged files still counts
+
+
+@pytest.mark.parametrize(
+    ("changed", "rerun"),
+    [
+        # executed by the test (coverage context); the test that starts a process in the project reruns on any change
+        ("pkg/alpha.py", ["tests/test_alpha.py::test_alpha", "tests/test_spawn.py::test_spawn"]),
+        # only imported: module-level code runs at collection time, outside the test (static import closure)
+        ("pkg/consts.py", ["tests/test_consts.py::test_limit", "tests/test_spawn.py::test_spawn"]),
+        # read by a session fixture, set up in one test and used by both (fixture ownership, audit hook)
+        (
+            "data/table.json",
+            ["tests/test_data.py::test_rows", "tests/test_data.py::test_rows_again", "tests/test_spawn.py::test_spawn"],
+        ),
+        # the conftest above every test
+        ("tests/conftest.py", ALL),
+        # a file no test reads in-process: only the test whose process can see the project
+        ("README.md", ["tests/test_spawn.py::test_spawn"]),
+    ],
+)
+def test_a_change_reruns_exactly_the_tests_that_depend_on_it(project: Path, changed: str, rerun: list[str]) -> None:
+    cycle(project)
+    path = project / changed
+    path.write_text(path.read_text(encoding="utf-8") + ("# changed\n" if changed.endswith(".py") else "\n"))
+    selection, ran, _ = cycle(project)
+    assert not selection.run_all
+    assert (EVERYTHING if changed == "README.md" else changed) in selection.changed
+    assert ran == rerun
+
+
+def test_a_change_to_the_project_configuration_runs_everything_and_says_why(project: Path) -> None:
+    cycle(project)
+    write(project, {"pyproject.toml": FILES["pyproject.toml"] + "\n[tool.other]\nx = 1\n"})
+    selection, ran, _ = cycle(project)
+    assert selection.run_all and selection.reason == "pyproject.toml changed since the recorded run"
+    assert ran == ALL
+
+
+def test_a_failed_test_reruns_until_it_passes(project: Path) -> None:
+    write(project, {"pkg/beta.py": "def beta() -> int:\n    return 3\n"})
+    cycle(project)
+    write(project, {"pkg/alpha.py": FILES["pkg/alpha.py"] + "\n"})  # unrelated to the failing test
+    _, ran, _ = cycle(project)
+    assert "tests/test_beta.py::test_beta" in ran
+    data = json.loads((project / testselect.SELECT_DIR / "unit-test" / "data.json").read_text())
+    assert data["tests"]["tests/test_beta.py::test_beta"]["outcome"] == "failed"
+
+
+def test_a_new_test_runs(project: Path) -> None:
+    cycle(project)
+    write(project, {"tests/test_gamma.py": "def test_gamma():\n    assert True\n"})
+    _, ran, _ = cycle(project)
+    assert "tests/test_gamma.py::test_gamma" in ran and "tests/test_beta.py::test_beta" not in ran
+
+
+def test_selection_data_a_secret_cannot_verify_is_not_trusted(project: Path) -> None:
+    cycle(project, {"CICD_CACHE_SECRET": "trusted"})
+    assert not cycle(project, {"CICD_CACHE_SECRET": "trusted"})[0].run_all
+    data_file = project / testselect.SELECT_DIR / "unit-test" / "data.json"
+    data = json.loads(data_file.read_text())
+    data["tests"]["tests/test_beta.py::test_beta"]["deps"] = []  # a forged record: "depends on nothing"
+    data_file.write_text(json.dumps(data))
+    selection, ran, _ = cycle(project, {"CICD_CACHE_SECRET": "trusted"})
+    assert selection.run_all and "signature does not verify" in selection.reason
+    assert ran == ALL
+    unsigned = cycle(project, {"CICD_CACHE_VERIFY": "true"})[0]
+    assert unsigned.run_all and "CICD_CACHE_SECRET is not set" in unsigned.reason
+
+
+def test_the_combined_coverage_drops_what_a_changed_file_no_longer_has(project: Path) -> None:
+    cycle(project)
+    # alpha's branch for x <= 0 is gone: the combined data must measure the new file only
+    write(project, {"pkg/alpha.py": "def alpha(x: int) -> int:\n    return x + 1\n"})
+    _, ran, percent = cycle(project)
+    assert "tests/test_alpha.py::test_alpha" in ran and percent == 100.0
+    # and a line no test runs counts against the gate even though no test of beta reran... it did: beta changed
+    write(project, {"pkg/beta.py": FILES["pkg/beta.py"] + "\n\ndef unused() -> int:\n    return 1\n"})
+    _, ran, percent = cycle(project)
+    assert "tests/test_beta.py::test_beta" in ran and percent < 100.0
