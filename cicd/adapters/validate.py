@@ -179,9 +179,17 @@ def _node_validator(tool: str) -> Tool:
     return run
 
 
+# npm-groovy-lint's own Java options, and the JIT's first tier only: CodeNarc runs for seconds, too short for the
+# optimizing compiler to pay for itself (half the CPU time here, the same findings).
+GROOVY_JAVA_OPTIONS: Final = "-Xms256m,-Xmx2048m,-XX:TieredStopAtLevel=1"
+
+
 def groovy_lint(keys: Sequence[Key], log: IO[str] | None) -> Batch:
     """npm-groovy-lint once for every file (CodeNarc on Java, whose start-up is most of its time); a file fails on
-    an error-level finding, a parse error among them."""
+    an error-level finding, a parse error among them.
+
+    The files are copied into a folder of their own first: CodeNarc walks the whole folder the files have in common
+    (the file system's root, for files in two unrelated places) to find them."""
     if shutil.which("java") is None:
         reason = "npm-groovy-lint runs CodeNarc on Java: java not installed (apt-get install default-jre)"
         return _all(keys, "skipped", reason), ""
@@ -191,32 +199,40 @@ def groovy_lint(keys: Sequence[Key], log: IO[str] | None) -> Batch:
     except MissingToolError as err:
         return _all(keys, "skipped", str(err)), ""
     lint = modules / "npm-groovy-lint" / "lib" / "index.js"
-    files = [path for _, path in keys]
     with tempfile.TemporaryDirectory(prefix="groovy-lint-") as tmp:
-        out = Path(tmp) / "report.json"
-        cmd = [str(node), str(lint), "--noserver", "--failon", "error", "--output", str(out)]
-        cmd += [str(path.resolve()) for path in files]
-        result = command.run(cmd, cwd=files[0].parent, log=log, check=False, timeout=300)
+        work = Path(tmp).resolve()
+        copies: dict[Path, Path] = {}
+        for i, (_, path) in enumerate(keys):
+            copy = work / str(i) / path.name
+            copy.parent.mkdir()
+            shutil.copyfile(path, copy)
+            copies[copy] = path
+        out = work / "report.json"
+        cmd = [str(node), str(lint), "--noserver", "--failon", "error", f"--javaoptions={GROOVY_JAVA_OPTIONS}"]
+        cmd += ["--output", str(out), *(str(c.relative_to(work)) for c in copies)]
+        result = command.run(cmd, cwd=work, log=log, check=False, timeout=300)
         try:
             report = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}, result.output
-    linted = {Path(name).resolve(): found.get("errors", []) for name, found in report.get("files", {}).items()}
     problems: dict[Path, list[str]] = {}
-    for path in files:
-        findings = linted.get(path.resolve(), [])
+    for name, found in report.get("files", {}).items():
+        original = copies.get(Path(name))
+        if original is None:
+            continue
+        findings = found.get("errors", [])
         errors = [
             f"line {e.get('line', '?')}: {_first_line(e.get('msg', ''))} [{e.get('rule', '')}]"
             for e in findings
             if e.get("severity") == "error"
         ]
-        problems[path] = errors
+        problems[original] = errors
         if log is not None:
             counts = {s: sum(e.get("severity") == s for e in findings) for s in ("error", "warning", "info")}
-            log.write(f"  {path}: " + ", ".join(f"{n} {s}(s)" for s, n in counts.items()) + "\n")
+            log.write(f"  {original}: " + ", ".join(f"{n} {s}(s)" for s, n in counts.items()) + "\n")
             log.writelines(f"    {line}\n" for line in errors)
-    attributed = [k for k in keys if k[1].resolve() in linted]
-    if result.returncode != 0 and not any(problems[p] for _, p in attributed):
+    attributed = [key for key in keys if key[1] in problems]
+    if result.returncode != 0 and not any(problems[path] for _, path in attributed):
         return {}, result.output
     return _verdicts(attributed, problems), result.output
 

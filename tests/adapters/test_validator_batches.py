@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from cicd.adapters import validate
+from cicd import command
+from cicd.adapters import nodetools, validate
 from tests.adapters.conftest import by_name, spawned
 from tests.adapters.test_validators import BROKEN, write
 
 Rendered = dict[tuple[str, str], dict[str, str]]
 PLANS = ("project", "project-approval", "toy")
-
-
 TOOL_OF = {
     "schema": "schemacheck.py",
     "actionlint": "actionlint",
@@ -49,10 +50,6 @@ def break_file(path: Path, validator: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path.name}"
     path.write_text(text.replace(old, new, 1))
-
-
-def statuses(results: list[validate.Validation]) -> list[tuple[str, str]]:
-    return [(r.validator, r.status) for r in results]
 
 
 @pytest.mark.slow
@@ -167,3 +164,40 @@ def test_validators_sharing_a_tool_share_one_run_and_results_keep_the_order_give
         ("four", "first", "a.yml", "first"),
     ]
     assert calls == [[("first", a), ("second", b), ("first", b)]]  # once, and a file twice for one validator once
+
+
+def test_groovy_lint_checks_copies_in_a_folder_of_their_own_and_reads_its_report_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CodeNarc walks the folder its files have in common: two Jenkinsfiles in unrelated places would make it walk
+    the file system. A stand-in for npm-groovy-lint writes the JSON report it would; only error-level findings
+    fail a file."""
+    first = write(tmp_path / "a" / "deep", {"Jenkinsfile": "pipeline {}\n"}) / "Jenkinsfile"
+    second = write(tmp_path / "b", {"Jenkinsfile": "pipeline {(\n"}) / "Jenkinsfile"
+    seen: dict[str, list[str]] = {}
+
+    def lint(cmd: Sequence[str], *, cwd: Path, **kwargs: object) -> command.CommandResult:
+        folder = Path(cwd)
+        seen.update(cmd=list(cmd), listing=sorted(str(p.relative_to(folder)) for p in folder.rglob("*")))
+        files = [a for a in cmd if a.endswith("Jenkinsfile")]
+        found = {
+            str(folder / files[0]): {"errors": [{"line": "1", "severity": "warning", "msg": "w", "rule": "R"}]},
+            str(folder / files[1]): {
+                "errors": [{"line": "1", "severity": "error", "msg": "Unexpected input\n^", "rule": "NglParseError"}]
+            },
+        }
+        out = cmd[cmd.index("--output") + 1]
+        Path(out).write_text(json.dumps({"files": found}))
+        return command.CommandResult(" ".join(cmd), 1, "GroovyLint: Logged results")
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(nodetools, "ensure", lambda: tmp_path / "node_modules")
+    monkeypatch.setattr(nodetools, "node", lambda: (Path("node"), Path("npm")))
+    monkeypatch.setattr(command, "run", lint)
+    results = validate.run_all([("jenkins", "npm-groovy-lint", first), ("toy", "npm-groovy-lint", second)])
+    assert [(r.adapter, r.status, r.detail) for r in results] == [
+        ("jenkins", "passed", ""),
+        ("toy", "failed", "line 1: Unexpected input [NglParseError]"),
+    ]
+    assert seen["listing"] == ["0", "0/Jenkinsfile", "1", "1/Jenkinsfile"]  # the copies and nothing else
+    assert f"--javaoptions={validate.GROOVY_JAVA_OPTIONS}" in seen["cmd"]
