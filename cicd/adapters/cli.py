@@ -122,6 +122,7 @@ def check(
 
     plan = plan_for(root, model, config)
     report = CheckReport(drift=drift(root, model, config))
+    checks: list[tuple[str, str, Path]] = []
     for adapter in ADAPTERS:
         if not (root / adapter.folder / adapter.main_file).is_file():
             continue
@@ -130,7 +131,8 @@ def check(
         report.parity.extend(parity(plan, facts))
         report.properties.extend(properties(plan, facts, adapter.budget))
         if validators:
-            report.validations.extend(validate.run(adapter.name, adapter.check_pairs(root / adapter.folder), log=log))
+            checks.extend((adapter.name, name, path) for name, path in adapter.check_pairs(root / adapter.folder))
+    report.validations = validate.run_all(checks, log=log)  # each tool once for every adapter's files
     return report
 
 

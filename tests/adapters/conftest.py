@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
 import pytest
 
-from cicd import pipeline
+from cicd import command, pipeline
 from cicd.adapters.plan import Plan, build_plan
 from cicd.adapters.registry import ADAPTERS, Adapter
 from cicd.config import PipelineConfig
@@ -42,3 +47,18 @@ def adapter_ids() -> list[str]:
 
 def by_name(name: str) -> Adapter:
     return next(a for a in ADAPTERS if a.name == name)
+
+
+@contextlib.contextmanager
+def spawned() -> Iterator[list[list[str]]]:
+    """The command lines ``cicd.command.run`` starts inside the block, each run for real."""
+    calls: list[list[str]] = []
+    real = command.run
+
+    def spy(cmd: Sequence[str | os.PathLike[str]], **kwargs: Any) -> command.CommandResult:
+        calls.append([os.fspath(c) for c in cmd])
+        return real(cmd, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(command, "run", spy)
+        yield calls

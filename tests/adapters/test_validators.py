@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cicd.adapters import validate
-from tests.adapters.conftest import adapter_ids, by_name
+from tests.adapters.conftest import adapter_ids, by_name, spawned
 from tests.conftest import needs_program
 
 # Each case runs a real validator (check-jsonschema, actionlint, node tools): seconds apiece.
@@ -102,18 +102,28 @@ def test_a_broken_adapter_fails_its_npm_validators(
 def check_breaks(
     adapter_name: str, validator: str, rendered: dict[tuple[str, str], dict[str, str]], tmp_path: Path
 ) -> None:
+    """Each file broken in turn and checked in one batch with the intact files of another plan: only it fails, and
+    its failure comes from the tool's report, not from checking it again alone."""
     old, new = BROKEN[validator]
-    files = dict(rendered[(adapter_name, "toy")])
-    folder = write(tmp_path, files)
-    targets = [path for v, path in by_name(adapter_name).check_pairs(folder) if v == validator]
-    assert targets
+    adapter = by_name(adapter_name)
+    folder = write(tmp_path / "broken", rendered[(adapter_name, "toy")])
+    intact = [
+        path
+        for v, path in adapter.check_pairs(write(tmp_path / "intact", rendered[(adapter_name, "project")]))
+        if v == validator
+    ]
+    targets = [path for v, path in adapter.check_pairs(folder) if v == validator]
+    assert targets and intact
     for path in targets:
         text = path.read_text()
         assert old in text, f"{old!r} not in {path.name}"
         path.write_text(text.replace(old, new, 1))
-        (result,) = validate.run(adapter_name, [(validator, path)])
+        with spawned() as calls:
+            *others, result = validate.run(adapter_name, [(validator, p) for p in [*intact, path]])
         assert result.status == "failed", result.line()
         assert result.detail
+        assert [r.status for r in others] == ["passed"] * len(intact), [r.line() for r in others]
+        assert len(calls) <= 1, calls
         path.write_text(text)
 
 

@@ -1,19 +1,15 @@
 #!/usr/bin/env node
-// Validates a generated adapter with its tool's own JavaScript validator: `node validate.cjs circleci|codecatalyst FILE`.
-// Exit 0 valid, 1 invalid (one line per problem on stderr), 2 bad usage.
+// Validates generated adapters with their tool's own JavaScript validator, in one process for all the files:
+// `node validate.cjs circleci|codecatalyst FILE...`. Prints one JSON line per file on stdout,
+// {"file": FILE, "problems": [one line per problem], "note": "..."}, in the order given.
+// Exit 0 all valid, 1 at least one invalid, 2 bad usage.
 'use strict';
 const fs = require('fs');
 
-const [tool, file] = process.argv.slice(2);
-if (!tool || !file) {
-  console.error('usage: node validate.cjs circleci|codecatalyst FILE');
+const [tool, ...files] = process.argv.slice(2);
+if (!tool || !files.length) {
+  console.error('usage: node validate.cjs circleci|codecatalyst FILE...');
   process.exit(2);
-}
-const text = fs.readFileSync(file, 'utf8');
-
-function fail(lines) {
-  for (const line of lines) console.error(line);
-  process.exit(1);
 }
 
 // CircleCI decides conditional steps (`when`/`unless`: a `condition` and `steps`) when it compiles the config; the
@@ -37,11 +33,12 @@ function inlineConditionals(steps, where, problems) {
   return out;
 }
 
-if (tool === 'circleci') {
+// Each checker takes a file's text and returns {problems, note}; it may throw (an unparsable file).
+function circleci() {
   const parser = require('@circleci/circleci-config-parser');
   const yaml = require('yaml');
-  const raw = yaml.parse(text);
-  try {
+  return (text) => {
+    const raw = yaml.parse(text);
     const shapes = [];
     const resolved = yaml.parse(text);
     for (const kind of ['commands', 'jobs']) {
@@ -49,7 +46,7 @@ if (tool === 'circleci') {
         if (body && Array.isArray(body.steps)) body.steps = inlineConditionals(body.steps, `${kind}.${name}`, shapes);
       }
     }
-    if (shapes.length) fail(shapes);
+    if (shapes.length) return { problems: shapes };
     const config = parser.parseConfig(yaml.stringify(resolved));
     const known = new Set(config.jobs.map((job) => job.name));
     const problems = [];
@@ -64,18 +61,36 @@ if (tool === 'circleci') {
         }
       }
     }
-    if (problems.length) fail(problems);
-    console.log(`circleci-config-parser: ${config.jobs.length} jobs, ${config.workflows.length} workflows parsed`);
-  } catch (err) {
-    fail([`circleci-config-parser: ${err && err.message ? err.message : err}`]);
-  }
-} else if (tool === 'codecatalyst') {
+    return { problems, note: `${config.jobs.length} jobs, ${config.workflows.length} workflows parsed` };
+  };
+}
+
+function codecatalyst() {
   const { WorkflowDefinition } = require('@aws/codecatalyst-workflows-sdk');
   const yaml = require('js-yaml');
-  const result = WorkflowDefinition.validate(yaml.load(text));
-  if (!result.valid) fail(result.errors.map((e) => `${e.property}: ${e.message}`));
-  console.log('codecatalyst-workflows-sdk: valid');
-} else {
+  return (text) => {
+    const result = WorkflowDefinition.validate(yaml.load(text));
+    return { problems: result.valid ? [] : result.errors.map((e) => `${e.property}: ${e.message}`), note: 'valid' };
+  };
+}
+
+const CHECKERS = { circleci, codecatalyst };
+const NAMES = { circleci: 'circleci-config-parser', codecatalyst: 'codecatalyst-workflows-sdk' };
+if (!(tool in CHECKERS)) {
   console.error(`unknown tool '${tool}'`);
   process.exit(2);
 }
+const check = CHECKERS[tool]();
+let failed = false;
+for (const file of files) {
+  let result;
+  try {
+    result = check(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    result = { problems: [`${NAMES[tool]}: ${err && err.message ? err.message : err}`] };
+  }
+  const problems = result.problems || [];
+  failed = failed || problems.length > 0;
+  console.log(JSON.stringify({ file, problems, note: problems.length ? '' : `${NAMES[tool]}: ${result.note}` }));
+}
+process.exit(failed ? 1 : 0);
