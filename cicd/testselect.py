@@ -370,7 +370,10 @@ def record(
         for dep in info["deps"]:
             if dep not in files:
                 files[dep] = inputs_digest(root, inputs) if dep == EVERYTHING else file_hash(root, dep)
-    coverage = _combine(selection, measured)
+    coverage = _combine(root, selection, measured)
+    for rel in coverage["files"]:  # hashed too, so the next combination knows whether their lines still hold
+        if rel not in files:
+            files[rel] = file_hash(root, rel)
     data = {"format": FORMAT, "args": list(args), "global": global_state(root), "files": files, "tests": tests}
     store.mkdir(parents=True, exist_ok=True)
     staging = store.with_name(store.name + ".new")
@@ -386,15 +389,18 @@ def record(
     return Recorded(sorted(tests_now), coverage)
 
 
-def _combine(selection: Plan, measured: dict[str, Any]) -> dict[str, Any]:
-    """This run's coverage, plus the previous run's for every file that did not change (a selective run only)."""
+def _combine(root: Path, selection: Plan, measured: dict[str, Any]) -> dict[str, Any]:
+    """This run's coverage, plus the previous run's for every file that did not change (a selective run only).
+
+    "Did not change" is checked again now, against the hashes of the recorded run: a file edited while the tests
+    ran keeps none of its old lines."""
     old = selection.previous_coverage
     if selection.run_all or not old or old.get("arcs") != measured.get("arcs", old.get("arcs")):
         return measured
-    changed = set(selection.changed)
+    recorded: dict[str, str] = (selection.previous or {}).get("files", {})
     files: dict[str, list[Any]] = {}
     for rel, entries in old.get("files", {}).items():
-        if rel not in changed:
+        if rel in recorded and file_hash(root, rel) == recorded[rel]:
             files[rel] = [tuple(e) if isinstance(e, list) else e for e in entries]
     for rel, entries in measured.get("files", {}).items():
         files[rel] = sorted(set(files.get(rel, [])) | {tuple(e) if isinstance(e, list) else e for e in entries})
