@@ -11,6 +11,7 @@ from cicd.results import Outcome
 COVERAGE_GATE = 85
 # Every layer's fast tests (slow ones, which run real deploys and CI runners, belong to the full suite).
 UNIT_TEST_PATHS = ("tests/unit", "tests/infra", "tests/adapters")
+COMPONENT_MARKER = "component"
 
 
 def lint(ctx: StepContext) -> Outcome:

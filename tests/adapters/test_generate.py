@@ -51,6 +51,7 @@ def test_a_model_change_flows_into_every_adapter(tmp_path: Path) -> None:
         assert "uv run inv adapters-check" in texts, adapter.name
 
 
+@pytest.mark.component  # the committed ci-adapters/ files against the project's settings
 def test_committed_files_are_what_the_model_renders() -> None:
     assert cli.drift(ROOT) == [], "run `inv adapters.generate` and commit"
 

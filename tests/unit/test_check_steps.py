@@ -13,6 +13,8 @@ from cicd.errors import StepFailed
 from cicd.results import Status
 from cicd.steps import checks
 
+pytestmark = pytest.mark.component  # runs ruff, mypy and pytest on a tiny project
+
 PYPROJECT = """
 [project]
 name = "tiny"

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.component  # the CLI as a process, mostly on a copy of the project
+
 INV = str(ROOT / ".venv" / "bin" / "inv")
 
 

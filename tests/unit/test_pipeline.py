@@ -131,6 +131,7 @@ def test_graph_renders_every_node_and_edge() -> None:
     assert "package --> deploy_dev" in text
 
 
+@pytest.mark.component  # the project's own README
 def test_readme_graph_is_rendered_from_the_current_model(repo_root: Path) -> None:
     from cicd.graph import mermaid, replace_block
 
