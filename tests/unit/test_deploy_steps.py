@@ -310,6 +310,7 @@ def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rol
     tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
 ) -> None:
     root = project(tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")  # its pytest settings run the integration suite
     for folder in ("tests", "cicd", "functions"):
         (root / folder).symlink_to(ROOT / folder)
     art = stored_artifact(root)
