@@ -1,17 +1,52 @@
-"""Code-quality steps: lint, typecheck, unit-test, api-contract."""
+"""Code-quality steps: lint, typecheck, unit-test, component-test, coverage, api-contract."""
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET  # nosec B405 # parses only the JUnit file our own pytest run wrote
+from dataclasses import dataclass
+from pathlib import Path
 
 from cicd.context import StepContext
 from cicd.errors import StepFailed
 from cicd.results import Outcome
 
 COVERAGE_GATE = 85
-# Every layer's fast tests (slow ones, which run real deploys and CI runners, belong to the full suite).
 UNIT_TEST_PATHS = ("tests/unit", "tests/infra", "tests/adapters")
+"""Where every layer's fast tests live (slow ones, which run real deploys and CI runners, belong to the full suite).
+The fast tests come in two tiers, each a step of its own: see :data:`UNIT` and :data:`COMPONENT`."""
 COMPONENT_MARKER = "component"
+COVERAGE_SOURCES = ("cicd", "functions")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier of the fast tests: its step, the pytest marker expression that selects it, and its reports."""
+
+    name: str
+    step: str
+    markers: str
+
+    @property
+    def junit(self) -> str:
+        return f"{self.name}-junit.xml"
+
+    @property
+    def data(self) -> str:
+        """The tier's coverage data (coverage.py's file), which the ``coverage`` step combines with the other's."""
+        return f"coverage-{self.name}.data"
+
+    @property
+    def stamp(self) -> str:
+        """Beside the data: the step-cache key of the files the tier ran on (:func:`inputs_key`)."""
+        return f"coverage-{self.name}.key"
+
+
+UNIT = Tier("unit", "unit-test", f"not slow and not {COMPONENT_MARKER}")
+"""In-process tests: tests/unit_tier.py fails one that starts a process or opens a project file."""
+COMPONENT = Tier("component", "component-test", f"{COMPONENT_MARKER} and not slow")
+"""Tests that run the project's tools, servers or CLI as processes, or check the project's own files."""
+TIERS = (UNIT, COMPONENT)
 
 
 def lint(ctx: StepContext) -> Outcome:
@@ -53,28 +88,36 @@ def _junit_counts(path_text: str) -> tuple[int, int, int]:
 
 
 def unit_test(ctx: StepContext) -> Outcome:
-    """pytest over the unit tests on every core, JUnit into the run folder, coverage gate on cicd/ and functions/."""
-    junit = ctx.out("reports", "unit-junit.xml")
-    cov_xml = ctx.out("reports", "coverage.xml")
+    """pytest over the in-process tests on every core: JUnit and coverage data into the run folder."""
+    return run_tests(ctx, UNIT)
+
+
+def component_test(ctx: StepContext) -> Outcome:
+    """pytest over the tests that run the project's tools, servers and CLI, on every core: JUnit and coverage data
+    into the run folder."""
+    return run_tests(ctx, COMPONENT)
+
+
+def run_tests(ctx: StepContext, tier: Tier) -> Outcome:
+    """pytest over one tier of the fast tests in :data:`UNIT_TEST_PATHS`, measuring the coverage of
+    :data:`COVERAGE_SOURCES` (the ``coverage`` step gates the two tiers' data together)."""
+    junit = ctx.out("reports", tier.junit)
     result = ctx.run(
         [
             "pytest",
             *[p for p in UNIT_TEST_PATHS if (ctx.root / p).is_dir()],
             "-q",
             "-m",
-            "not slow",
+            tier.markers,
             "-p",
             "no:cacheprovider",
             "-n",  # pytest-xdist, one worker per core; a module's tests stay in one worker (tests/conftest.py)
             "auto",
             f"--junitxml={junit}",
-            "--cov=cicd",
-            "--cov=functions",
-            "--cov-report=term",
-            f"--cov-report=xml:{cov_xml}",
-            f"--cov-fail-under={COVERAGE_GATE}",
+            *[f"--cov={source}" for source in COVERAGE_SOURCES],
+            "--cov-report=",
         ],
-        env={"COVERAGE_FILE": str(ctx.out("reports", ".coverage"))},
+        env={"COVERAGE_FILE": str(ctx.out("reports", tier.data))},
         check=False,
     )
     if not junit.exists():
@@ -82,13 +125,64 @@ def unit_test(ctx: StepContext) -> Outcome:
     tests, failed, skipped = _junit_counts(str(junit))
     if result.returncode != 0:
         if failed:
-            raise StepFailed(f"{failed} of {tests} unit tests failed")
-        raise StepFailed(f"coverage below the {COVERAGE_GATE}% gate (or pytest exited {result.returncode})")
+            raise StepFailed(f"{failed} of {tests} {tier.name} tests failed")
+        raise StepFailed(f"pytest exited with {result.returncode}")
     if tests == 0:
-        raise StepFailed("no unit tests were collected")
-    return Outcome.passed(
-        f"{tests - skipped} passed, {skipped} skipped; coverage >= {COVERAGE_GATE}%", junit=ctx.rel(junit)
-    )
+        raise StepFailed(f"no {tier.name} tests were collected")
+    ctx.out("reports", tier.stamp).write_text(inputs_key(ctx, tier), encoding="utf-8")
+    return Outcome.passed(f"{tests - skipped} passed, {skipped} skipped", junit=ctx.rel(junit))
+
+
+def inputs_key(ctx: StepContext, tier: Tier) -> str:
+    """The step-cache key of the tier's step for the files as they are now: its data is current if it was made
+    under this key."""
+    from cicd.cache import StepCache
+    from cicd.pipeline import MODEL, Node
+
+    return StepCache(ctx.root, environ=ctx.environ).key(MODEL.step(tier.step), Node(tier.step), ctx.target)
+
+
+def coverage_gate(ctx: StepContext) -> Outcome:
+    """The coverage gate: the fast tests, both tiers together, cover at least :data:`COVERAGE_GATE` percent of
+    cicd/ and functions/ (lines and branches). Writes the combined report, ``reports/coverage.xml``."""
+    import coverage
+
+    combined = ctx.out("reports", "coverage.data")
+    combined.unlink(missing_ok=True)
+    config = ctx.root / "pyproject.toml"
+    cov = coverage.Coverage(data_file=str(combined), config_file=str(config) if config.is_file() else False)
+    cov.combine([str(_tier_data(ctx, tier)) for tier in TIERS], keep=True)
+    cov.save()
+    xml = ctx.out("reports", "coverage.xml")
+    table = io.StringIO()
+    try:
+        total = cov.report(file=table, show_missing=False, skip_covered=True)
+        cov.xml_report(outfile=str(xml))
+    except coverage.exceptions.NoDataError as err:
+        raise StepFailed(f"no coverage data to report: {err}") from err
+    ctx.note(table.getvalue())
+    shown = f"{total:.1f}%"
+    if total < COVERAGE_GATE:
+        raise StepFailed(
+            f"coverage {shown} of {', '.join(COVERAGE_SOURCES)} is below the {COVERAGE_GATE}% gate",
+            hint="the step log has the table of the files not fully covered",
+        )
+    return Outcome.passed(f"{shown} of {', '.join(COVERAGE_SOURCES)} covered (gate {COVERAGE_GATE}%)", xml=ctx.rel(xml))
+
+
+def _tier_data(ctx: StepContext, tier: Tier) -> Path:
+    """A tier's coverage data made on the files as they are now: from this run (the tier's step ran, or was served
+    from the step cache, in it), else from the newest earlier run of this checkout that has it (an earlier command of
+    the same CI job, ``inv unit-test``), else made here by running the tier (as ``iac-scan`` synthesizes when it finds
+    no assembly)."""
+    key = inputs_key(ctx, tier)
+    earlier = sorted(ctx.run_dir.parent.glob(f"*/reports/{tier.stamp}"), key=lambda p: p.stat().st_mtime)
+    for stamp in (ctx.run_dir / "reports" / tier.stamp, *reversed(earlier)):
+        if stamp.is_file() and stamp.read_text(encoding="utf-8") == key and (stamp.parent / tier.data).is_file():
+            return stamp.parent / tier.data
+    ctx.note(f"no coverage data of {tier.step} for these files (it did not pass since they changed): running it here")
+    run_tests(ctx, tier)
+    return ctx.run_dir / "reports" / tier.data
 
 
 def api_contract(ctx: StepContext) -> Outcome:

@@ -45,6 +45,7 @@ def test_list_shows_the_tasks() -> None:
         "lint",
         "typecheck",
         "unit-test",
+        "component-test",
         "sast",
         "secrets-scan",
         "sca",
