@@ -55,19 +55,21 @@ class UnitTier:
     @contextmanager
     def watching(self, item: pytest.Item) -> Iterator[None]:
         """The rule holds while ``item``'s set-up, call or tear-down runs, if it is a unit test."""
-        self.current = item.nodeid if self.is_unit_test(item) else None
+        rel = self.unit_test_path(item)
+        self.current = f"{rel}::{item.name}" if rel else None
         try:
             yield
         finally:
             self.current = None
 
-    def is_unit_test(self, item: pytest.Item) -> bool:
+    def unit_test_path(self, item: pytest.Item) -> str | None:
+        """The test file of ``item`` (relative to the checkout) when ``item`` is a unit test, else None."""
         try:
             rel = item.path.relative_to(ROOT).as_posix()
         except ValueError:
-            return False
+            return None
         in_tier = any(rel.startswith(f"{folder}/") for folder in UNIT_TEST_PATHS)
-        return in_tier and not any(item.get_closest_marker(m) for m in ("slow", COMPONENT_MARKER))
+        return rel if in_tier and not any(item.get_closest_marker(m) for m in ("slow", COMPONENT_MARKER)) else None
 
     def project_file(self, path: object, mode: object) -> str | None:
         """``path`` relative to the checkout when it is a project file a unit test may not open, else None."""

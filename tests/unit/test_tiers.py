@@ -26,8 +26,8 @@ def test_a_unit_test_that_starts_a_process_is_refused_naming_the_marker() -> Non
     with refused() as err:
         subprocess.run([sys.executable, "-c", "pass"], check=False)
     message = str(err.value)
-    assert (
-        "test_tiers.py::test_a_unit_test_that_starts_a_process_is_refused_naming_the_marker is a unit test" in message
+    assert message.startswith(
+        "tests/unit/test_tiers.py::test_a_unit_test_that_starts_a_process_is_refused_naming_the_marker is a unit test"
     )
     assert f"started a process (subprocess.Popen: {sys.executable})" in message
     assert "at tests/unit/test_tiers.py:" in message and "@pytest.mark.component" in message
