@@ -33,7 +33,6 @@ import ast
 import hashlib
 import hmac
 import importlib.metadata
-import io
 import json
 import os
 import platform
@@ -410,11 +409,9 @@ def _combine(root: Path, selection: Plan, measured: dict[str, Any]) -> dict[str,
 # --- the coverage gate on the combined data ----------------------------------------------------------------------
 
 
-def coverage_report(
-    root: Path, combined: dict[str, Any], data_file: Path, xml: Path, include: Sequence[str]
-) -> tuple[float, str]:
-    """Write ``combined`` as a coverage data file, then the percentage over ``include`` and a Cobertura XML."""
-    from coverage import Coverage, CoverageData
+def write_coverage(root: Path, combined: dict[str, Any], data_file: Path) -> None:
+    """Write ``combined`` (relative paths) as a coverage.py data file of this checkout, for reports and gates."""
+    from coverage import CoverageData
 
     data_file.unlink(missing_ok=True)
     data = CoverageData(basename=str(data_file))
@@ -424,10 +421,3 @@ def coverage_report(
     else:
         data.add_lines({path: list(values) for path, values in entries.items()})
     data.write()
-    cov = Coverage(data_file=str(data_file), config_file=str(root / "pyproject.toml"))
-    cov.load()
-    patterns = [str(root / pattern) for pattern in include]
-    out = io.StringIO()
-    percent = cov.report(include=patterns, file=out)
-    cov.xml_report(include=patterns, outfile=str(xml))
-    return percent, out.getvalue()

@@ -29,9 +29,15 @@ class BuildVersion:
         return int(self.version.rsplit(".", 1)[1])
 
 
+def _in_a_repository(root: Path) -> bool:
+    """Whether git would find a repository for ``root`` (its own ``.git`` or a parent's, or ``GIT_DIR``): outside
+    one there is no commit to ask for, and no process is started to learn that."""
+    return "GIT_DIR" in os.environ or any((folder / ".git").exists() for folder in (root, *root.resolve().parents))
+
+
 def _git(root: Path, *args: str) -> str | None:
     git = shutil.which("git")
-    if git is None:
+    if git is None or not _in_a_repository(root):
         return None
     proc = subprocess.run([git, *args], cwd=root, capture_output=True, text=True, check=False)
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None

@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, the report schema, hand-built step contexts, throw-away project copies."""
+"""Shared fixtures: the repository root, the report schema, hand-built step contexts, throw-away project copies;
+and the hooks that hold unit tests to the rule of the unit tier (tests/unit_tier.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from cicd.context import StepContext
 from cicd.sandbox import copy_project, git  # noqa: F401 - git is re-exported for the test modules
+from tests.unit_tier import UNIT_TIER
 
 if TYPE_CHECKING:
     from tests.harness import FirstRun
@@ -58,6 +60,37 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     # Started in the background by a shell without job control, which ignores Ctrl-C for it, and every process
     # inherits that: the tests that press Ctrl-C on a run need the runs to take it, as from a terminal.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# The rule holds while a unit test's set-up, call and tear-down run (not while pytest reports on them).
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with UNIT_TIER.watching(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with UNIT_TIER.watching(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with UNIT_TIER.watching(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A phase in which the unit tier refused something fails with that message, even if the code caught it."""
+    report = yield
+    if UNIT_TIER.refused:
+        first = UNIT_TIER.refused[0]
+        report.longrepr = f"{first}\n\n{report.longrepr}" if report.failed and report.longrepr else first
+        report.outcome = "failed"
+        UNIT_TIER.refused.clear()
+    return report
 
 
 SYSTEM_PACKAGES = {"rsync": "rsync", "java": "default-jre-headless"}

@@ -29,8 +29,8 @@ from tests.conftest import CI_VARIABLES, ROOT
 
 INV = ROOT / ".venv" / "bin" / "inv"
 ENVIRONMENTS = ("dev", "preprod", "prod")
-# The runs of these suites start at synth: lint, typecheck, unit-test, sast, secrets-scan, sca and sbom touch no
-# environment and cost minutes together on 2 cores; the faults that concern them run them on purpose.
+# The runs of these suites start at synth: lint, typecheck, unit-test, component-test, sast, secrets-scan, sca and sbom
+# touch no environment and cost minutes together on 2 cores; the faults that concern them run them on purpose.
 PIPELINE = ("pipeline", "--from", "synth")
 PLUGINS = Path(__file__).resolve().parent / "reliability" / "plugins"
 # The scanners installed for this checkout (or for the checkout named by the environment the suite runs in).

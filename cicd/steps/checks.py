@@ -1,21 +1,57 @@
-"""Code-quality steps: lint, typecheck, unit-test, api-contract."""
+"""Code-quality steps: lint, typecheck, unit-test, component-test, coverage, api-contract."""
 
 from __future__ import annotations
 
+import io
 import os
 import xml.etree.ElementTree as ET  # nosec B405 # parses only the JUnit file our own pytest run wrote
+from dataclasses import dataclass
+from pathlib import Path
 
 from cicd.context import StepContext
 from cicd.errors import StepFailed
 from cicd.results import Outcome
 
 COVERAGE_GATE = 85
-GATED = ("cicd/*", "functions/*")
-# What the tests execute is measured in every project package (to know each test's inputs); the gate covers GATED.
-COVERAGE_SOURCES = ("cicd", "functions", "infra", "tests", "tasks")
-NO_TESTS_RAN = 5  # pytest's exit status when every test was deselected
-# Every layer's fast tests (slow ones, which run real deploys and CI runners, belong to the full suite).
 UNIT_TEST_PATHS = ("tests/unit", "tests/infra", "tests/adapters")
+"""Where every layer's fast tests live (slow ones, which run real deploys and CI runners, belong to the full suite).
+The fast tests come in two tiers, each a step of its own: see :data:`UNIT` and :data:`COMPONENT`."""
+COMPONENT_MARKER = "component"
+GATED = ("cicd", "functions")
+"""What the coverage gate covers."""
+COVERAGE_SOURCES = (*GATED, "infra", "tests", "tasks")
+"""What the test steps measure: every project package, so each test's executed files are known (cicd.testselect)."""
+NO_TESTS_RAN = 5  # pytest's exit status when every test was deselected
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier of the fast tests: its step, the pytest marker expression that selects it, and its reports."""
+
+    name: str
+    step: str
+    markers: str
+
+    @property
+    def junit(self) -> str:
+        return f"{self.name}-junit.xml"
+
+    @property
+    def data(self) -> str:
+        """The tier's coverage data (coverage.py's file), which the ``coverage`` step combines with the other's."""
+        return f"coverage-{self.name}.data"
+
+    @property
+    def stamp(self) -> str:
+        """Beside the data: the step-cache key of the files the tier ran on (:func:`inputs_key`)."""
+        return f"coverage-{self.name}.key"
+
+
+UNIT = Tier("unit", "unit-test", f"not slow and not {COMPONENT_MARKER}")
+"""In-process tests: tests/unit_tier.py fails one that starts a process or opens a project file."""
+COMPONENT = Tier("component", "component-test", f"{COMPONENT_MARKER} and not slow")
+"""Tests that run the project's tools, servers or CLI as processes, or check the project's own files."""
+TIERS = (UNIT, COMPONENT)
 
 
 def lint(ctx: StepContext) -> Outcome:
@@ -57,9 +93,14 @@ def _junit_counts(path_text: str) -> tuple[int, int, int]:
 
 
 def unit_test(ctx: StepContext) -> Outcome:
-    """pytest over the unit tests on every core, affected-only (:mod:`cicd.testselect`), JUnit into the run folder,
-    coverage gate on cicd/ and functions/ over the combined data."""
-    return run_tests(ctx, [p for p in UNIT_TEST_PATHS if (ctx.root / p).is_dir()], "not slow", "unit")
+    """pytest over the in-process tests on every core: JUnit and coverage data into the run folder."""
+    return run_tests(ctx, UNIT)
+
+
+def component_test(ctx: StepContext) -> Outcome:
+    """pytest over the tests that run the project's tools, servers and CLI, on every core: JUnit and coverage data
+    into the run folder."""
+    return run_tests(ctx, COMPONENT)
 
 
 def plugin_path(ctx: StepContext) -> str:
@@ -69,28 +110,29 @@ def plugin_path(ctx: StepContext) -> str:
     return os.pathsep.join(p for p in (str(testselect.PLUGIN_DIR), ctx.environ.get("PYTHONPATH", "")) if p)
 
 
-def run_tests(ctx: StepContext, paths: list[str], marker: str, name: str) -> Outcome:
-    """One test step: pytest over ``paths`` with ``-m marker``, only the tests whose recorded inputs changed (every
-    test when there is no usable record, and the step says why), then the coverage gate on the combined data."""
+def run_tests(ctx: StepContext, tier: Tier) -> Outcome:
+    """pytest over one tier of the fast tests in :data:`UNIT_TEST_PATHS`, affected-only (:mod:`cicd.testselect`:
+    only the tests whose recorded inputs changed; every test when there is no usable record, and the step says
+    why), measuring :data:`COVERAGE_SOURCES`. The tier's coverage data (this run's, plus the recorded run's for the
+    files that did not change) is what the ``coverage`` step gates."""
     from cicd import testselect
     from cicd.cache import StepCache
     from cicd.pipeline import MODEL
     from cicd.runner import CACHE_OFF
 
-    junit = ctx.out("reports", f"{name}-junit.xml")
-    cov_xml = ctx.out("reports", "coverage.xml")
-    work = ctx.out("select")
-    args = [*paths, "-m", marker]
-    inputs = StepCache(ctx.root, environ=ctx.environ).matched_inputs(MODEL.step(ctx.step))
+    junit = ctx.out("reports", tier.junit)
+    work = ctx.out("select", tier.name)
+    args = [*[p for p in UNIT_TEST_PATHS if (ctx.root / p).is_dir()], "-m", tier.markers]
+    inputs = StepCache(ctx.root, environ=ctx.environ).matched_inputs(MODEL.step(tier.step))
     if CACHE_OFF in ctx.options:  # nothing read from earlier runs, nothing kept for later ones
         store = work / "data"
         selection = testselect.Plan(True, "the run keeps no cache (--no-cache)")
     else:
-        store = ctx.root / testselect.SELECT_DIR / ctx.step
+        store = ctx.root / testselect.SELECT_DIR / tier.step
         selection = testselect.plan(ctx.root, store, args, inputs, ctx.environ)
     testselect.write_plan(work, selection)
     ctx.note(selection.describe())
-    coverage_file = ctx.out("reports", ".coverage")
+    coverage_file = ctx.out("reports", f".coverage-{tier.name}")
     result = ctx.run(
         [
             "pytest",
@@ -125,24 +167,70 @@ def run_tests(ctx: StepContext, paths: list[str], marker: str, name: str) -> Out
         environ=ctx.environ,
     )
     if result.returncode not in (0, NO_TESTS_RAN) or failed:
-        raise StepFailed(f"{failed} of {tests} {name} tests failed" if failed else f"pytest exited {result.returncode}")
+        raise StepFailed(
+            f"{failed} of {tests} {tier.name} tests failed" if failed else f"pytest exited with {result.returncode}"
+        )
     if tests == 0 and selection.run_all:
-        raise StepFailed(f"no {name} tests were collected")
-    percent, table = testselect.coverage_report(
-        ctx.root, recorded.coverage, ctx.out("reports", ".coverage.combined"), cov_xml, GATED
-    )
-    ctx.log.write(table)
-    if percent < COVERAGE_GATE:
-        raise StepFailed(f"coverage {percent:.1f}% is below the {COVERAGE_GATE}% gate on {', '.join(GATED)}")
+        raise StepFailed(f"no {tier.name} tests were collected")
+    testselect.write_coverage(ctx.root, recorded.coverage, ctx.out("reports", tier.data))
+    ctx.out("reports", tier.stamp).write_text(inputs_key(ctx, tier), encoding="utf-8")
     ran = f"{tests - skipped} passed, {skipped} skipped" if tests else "no test affected"
     if not selection.run_all:
         ran += f", {len(selection.unaffected)} unaffected left out"
-    return Outcome.passed(
-        f"{ran}; coverage {percent:.1f}% >= {COVERAGE_GATE}%",
-        junit=ctx.rel(junit),
-        selected=recorded.ran,
-        selection=selection.describe(),
-    )
+    return Outcome.passed(ran, junit=ctx.rel(junit), selected=recorded.ran, selection=selection.describe())
+
+
+def inputs_key(ctx: StepContext, tier: Tier) -> str:
+    """The step-cache key of the tier's step for the files as they are now: its data is current if it was made
+    under this key."""
+    from cicd.cache import StepCache
+    from cicd.pipeline import MODEL, Node
+
+    return StepCache(ctx.root, environ=ctx.environ).key(MODEL.step(tier.step), Node(tier.step), ctx.target)
+
+
+def coverage_gate(ctx: StepContext) -> Outcome:
+    """The coverage gate: the fast tests, both tiers together, cover at least :data:`COVERAGE_GATE` percent of
+    cicd/ and functions/ (lines and branches). Writes the combined report, ``reports/coverage.xml``."""
+    import coverage
+
+    combined = ctx.out("reports", "coverage.data")
+    combined.unlink(missing_ok=True)
+    config = ctx.root / "pyproject.toml"
+    cov = coverage.Coverage(data_file=str(combined), config_file=str(config) if config.is_file() else False)
+    cov.combine([str(_tier_data(ctx, tier)) for tier in TIERS], keep=True)
+    cov.save()
+    xml = ctx.out("reports", "coverage.xml")
+    table = io.StringIO()
+    gated = [str(ctx.root / source / "*") for source in GATED]  # the tiers measure every package, for selection
+    try:
+        total = cov.report(file=table, show_missing=False, skip_covered=True, include=gated)
+        cov.xml_report(outfile=str(xml), include=gated)
+    except coverage.exceptions.NoDataError as err:
+        raise StepFailed(f"no coverage data to report: {err}") from err
+    ctx.note(table.getvalue())
+    shown = f"{total:.1f}%"
+    if total < COVERAGE_GATE:
+        raise StepFailed(
+            f"coverage {shown} of {', '.join(GATED)} is below the {COVERAGE_GATE}% gate",
+            hint="the step log has the table of the files not fully covered",
+        )
+    return Outcome.passed(f"{shown} of {', '.join(GATED)} covered (gate {COVERAGE_GATE}%)", xml=ctx.rel(xml))
+
+
+def _tier_data(ctx: StepContext, tier: Tier) -> Path:
+    """A tier's coverage data made on the files as they are now: from this run (the tier's step ran, or was served
+    from the step cache, in it), else from the newest earlier run of this checkout that has it (an earlier command of
+    the same CI job, ``inv unit-test``), else made here by running the tier (as ``iac-scan`` synthesizes when it finds
+    no assembly)."""
+    key = inputs_key(ctx, tier)
+    earlier = sorted(ctx.run_dir.parent.glob(f"*/reports/{tier.stamp}"), key=lambda p: p.stat().st_mtime)
+    for stamp in (ctx.run_dir / "reports" / tier.stamp, *reversed(earlier)):
+        if stamp.is_file() and stamp.read_text(encoding="utf-8") == key and (stamp.parent / tier.data).is_file():
+            return stamp.parent / tier.data
+    ctx.note(f"no coverage data of {tier.step} for these files (it did not pass since they changed): running it here")
+    run_tests(ctx, tier)
+    return ctx.run_dir / "reports" / tier.data
 
 
 def api_contract(ctx: StepContext) -> Outcome:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from cicd.adapters import bbrun
@@ -96,6 +97,7 @@ def test_levels_keep_parallel_groups_and_their_fail_fast() -> None:
     assert shape == [(["a", "b"], False), (["c"], False), ([None], True)]
 
 
+@pytest.mark.component  # runs bb-run and git
 def test_keyed_caches_follow_their_files_only(tmp_path: Path) -> None:
     root = project(tmp_path, CONFIG)
     layers = bbrun.cache_layers(CONFIG, root)
@@ -111,6 +113,7 @@ def test_keyed_caches_follow_their_files_only(tmp_path: Path) -> None:
     assert CONFIG["pipelines"]["pull-requests"]["**"][0]["parallel"][0]["step"]["caches"] == ["steps-a", "plain"]
 
 
+@pytest.mark.component  # runs bb-run and git
 def test_a_pipeline_runs_step_by_step_with_artifacts_and_caches(tmp_path: Path) -> None:
     root = project(tmp_path, CONFIG)
     store = tmp_path / "store"
@@ -129,6 +132,7 @@ def test_a_pipeline_runs_step_by_step_with_artifacts_and_caches(tmp_path: Path) 
     assert set(result.steps["b"].artifacts) == {"art-b"} and a.folder != c.folder
 
 
+@pytest.mark.component  # runs bb-run and git
 def test_a_failed_step_stops_the_pipeline_after_its_level(tmp_path: Path) -> None:
     config = yaml.safe_load(yaml.safe_dump(CONFIG))
     config["pipelines"]["pull-requests"]["**"][0]["parallel"][1]["step"]["name"] = "bad"
@@ -139,6 +143,7 @@ def test_a_failed_step_stops_the_pipeline_after_its_level(tmp_path: Path) -> Non
     assert result.steps["a"].returncode == 0
 
 
+@pytest.mark.component  # runs bb-run and git
 def test_a_manual_step_holds_the_pipeline_until_released(tmp_path: Path) -> None:
     config = yaml.safe_load(yaml.safe_dump(CONFIG))
     config["pipelines"]["pull-requests"]["**"][1]["step"]["trigger"] = "manual"

@@ -443,6 +443,7 @@ def test_the_approval_switch_adds_the_change_set_job_and_a_manual_approval(
     assert "inv approve" not in spec["buildspecs/approve-prod.yml"]
 
 
+@pytest.mark.component  # the committed ci-adapters/ files
 @pytest.mark.parametrize("tool", ["codebuild", "codecatalyst"])
 def test_the_aws_tools_hand_the_artifact_on_job_by_job(tool: str) -> None:
     """Read back from the committed files: each main job from package on receives, in .cicd/artifact, what the job

@@ -49,6 +49,7 @@ def _facts(tool: str, plan: Plan, edit: Breaker | None = None) -> AdapterFacts:
     return adapter.facts(files)
 
 
+@pytest.mark.component  # the committed ci-adapters/ files
 def test_only_bitbucket_keeps_shared_dependency_caches_on_main_and_says_why() -> None:
     from cicd.adapters.facts import SHARED_ON_MAIN_ACCEPTED
 
@@ -62,6 +63,7 @@ def test_every_covered_tool_is_an_adapter() -> None:
     assert set(TOOLS) <= {a.name for a in ADAPTERS}
 
 
+@pytest.mark.component  # the committed ci-adapters/ files
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_committed_files_hold_the_deploy_path(tool: str) -> None:
     plan = make_plan("project")

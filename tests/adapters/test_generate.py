@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cicd import pipeline
 from cicd.adapters import cli, extras, guide
 from cicd.adapters.plan import build_plan
 from cicd.adapters.registry import ADAPTERS
@@ -51,6 +52,7 @@ def test_a_model_change_flows_into_every_adapter(tmp_path: Path) -> None:
         assert "uv run inv adapters-check" in texts, adapter.name
 
 
+@pytest.mark.component  # the committed ci-adapters/ files against the project's settings
 def test_committed_files_are_what_the_model_renders() -> None:
     assert cli.drift(ROOT) == [], "run `inv adapters.generate` and commit"
 
@@ -102,6 +104,8 @@ def test_pre_commit_hooks_call_the_fast_tasks_of_the_model() -> None:
     hooks = {h["id"]: h for h in doc["repos"][0]["hooks"]}
     assert hooks["lint"]["entry"] == "uv run inv lint" and hooks["lint"]["language"] == "system"
     assert "unit-test" not in hooks  # tests run before a push, with the whole selection
+    project = yaml.safe_load(extras.pre_commit(build_plan(pipeline.MODEL, PipelineConfig())))
+    assert {h["id"] for h in project["repos"][0]["hooks"]}.isdisjoint({"unit-test", "component-test", "coverage"})
     assert hooks["pr-checks"]["stages"] == ["pre-push"]
     import re
 

@@ -65,6 +65,7 @@ def runner(tmp_path: Path, jobs: list[JobFacts]) -> jobrun.Runner:
 ARTIFACT = Handoff("artifact-build", (".cicd/artifact/",))
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_jobs_run_in_order_each_in_a_fresh_clone_with_only_what_they_receive(tmp_path: Path) -> None:
     jobs = [
         job("deploy", ["need app"], needs=["build"], receives=[Handoff("artifact-build")]),
@@ -84,6 +85,7 @@ def test_jobs_run_in_order_each_in_a_fresh_clone_with_only_what_they_receive(tmp
     assert runs["build"].workspace != runs["deploy"].workspace
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_a_failed_job_stops_what_needs_it_and_checks_are_not_rerun(tmp_path: Path) -> None:
     jobs = [
         job("lint", ["lint"]),
@@ -94,11 +96,13 @@ def test_a_failed_job_stops_what_needs_it_and_checks_are_not_rerun(tmp_path: Pat
     assert runs == {"lint": "checks", "build": "failed", "deploy": "not-run"}
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_a_cycle_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cycle"):
         runner(tmp_path, [job("a", ["x"], needs=["b"]), job("b", ["x"], needs=["a"])]).order()
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_hand_ons_keep_paths_relative_to_their_root_and_globs(tmp_path: Path) -> None:
     jobs = [
         job("build", ["make app"], hands_on=[Handoff("flat", (".cicd/artifact/**",), root=".cicd/artifact")]),
@@ -136,6 +140,7 @@ def test_bad_choices_are_usage_errors() -> None:
         localrun.check_choice("github", "tag")
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_prepare_puts_the_adapter_where_the_tool_reads_it(root: Path, tmp_path: Path) -> None:
     project = localrun.prepare(root, "gitlab", tmp_path / "run")
     assert (project / ".gitlab-ci.yml").read_text() == "# the gitlab adapter\n"
@@ -145,6 +150,7 @@ def test_prepare_puts_the_adapter_where_the_tool_reads_it(root: Path, tmp_path: 
     assert (other / ".github" / "workflows" / "pipeline.yml").read_text() == "# a rendering with the gate\n"
 
 
+@pytest.mark.component  # runs the stand-in flutter
 def test_the_stand_in_flutter_only_without_an_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     bin_dir = localrun.stand_in_bin(tmp_path)
@@ -171,6 +177,7 @@ def aws_started(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return started
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_github_runs_act_with_the_local_target_and_reads_its_verdicts(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
 ) -> None:
@@ -193,6 +200,7 @@ def test_github_runs_act_with_the_local_target_and_reads_its_verdicts(
     assert result.returncode == 1
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_gitlab_stops_at_the_manual_job_and_releases_it(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
 ) -> None:
@@ -216,6 +224,7 @@ def test_gitlab_stops_at_the_manual_job_and_releases_it(
     assert len(aws_started) == 2
 
 
+@pytest.mark.component  # runs a stand-in inv or runner in git clones
 def test_bitbucket_reports_steps_held_at_the_gate(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_started: list[Path]
 ) -> None:
@@ -235,6 +244,7 @@ def test_bitbucket_reports_steps_held_at_the_gate(
     assert len(aws_started) == 1
 
 
+@pytest.mark.component  # runs the stand-in flutter
 def test_the_stand_in_flutter_answers_what_the_setup_steps_ask() -> None:
     """The CI tools' Flutter setup prints `flutter --version`; the stand-in answers it, saying what it is."""
     script = str(Path(flutter_stand_in.__file__))

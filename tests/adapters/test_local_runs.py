@@ -67,7 +67,17 @@ HAS_FLUTTER = shutil.which("flutter") is not None
 # What a repository without a Flutter SDK on its runners sets; an SDK on PATH makes it moot (the step then runs it).
 NO_SDK: dict[str, str] = {} if HAS_FLUTTER else {"CICD_REQUIRE_FLUTTER": "0"}
 # Steps whose inputs the adapter's commit leaves unchanged: their results must come from the cache.
-FROM_CACHE = {"lint", "typecheck", "unit-test", "sast", "sbom", "synth", "iac-scan", "adapters-check"}
+FROM_CACHE = {
+    "lint",
+    "typecheck",
+    "unit-test",
+    "component-test",
+    "sast",
+    "sbom",
+    "synth",
+    "iac-scan",
+    "adapters-check",
+}
 
 NEEDS_RSYNC = needs_program("rsync", "gitlab-ci-local (it copies the repository with rsync)")
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from cicd.adapters import cli, pins
+from cicd.config import PipelineConfig
 from cicd.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +31,8 @@ def pins_table_restored(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, str]:
-    """Every file the adapters render, plus every file committed under ``ci-adapters/`` (a stale one too)."""
-    files = dict(cli.render_all(ROOT))
-    for path in (ROOT / "ci-adapters").rglob("*"):
-        if path.is_file():
-            files.setdefault(str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"))
-    return files
+    """Every file the adapters render from the model with the default settings."""
+    return dict(cli.render_all(config=PipelineConfig()))
 
 
 def adapter_files(rendered: dict[str, str]) -> Iterator[tuple[str, str]]:
@@ -89,6 +86,15 @@ def test_every_image_reference_in_every_adapter_is_digest_pinned_or_listed(rende
         assert pinned in found[tool], tool
     assert {"circleci", "codebuild", "codecatalyst"} <= set(found)
     assert not any("@" not in ref and ref.startswith("python:") for refs in found.values() for ref in refs)
+
+
+@pytest.mark.component  # the committed files, a stale one too (the rendered ones are checked above)
+def test_every_committed_adapter_file_pins_its_images_and_installs_uv_hash_checked() -> None:
+    committed = [p for p in (ROOT / "ci-adapters").rglob("*") if p.is_file()]
+    assert len(committed) > 8
+    for path in committed:
+        text = path.read_text(encoding="utf-8")
+        assert pins.image_problems(text) == [] and pins.install_problems(text) == [], path
 
 
 @pytest.mark.parametrize(

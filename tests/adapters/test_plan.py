@@ -87,3 +87,10 @@ def test_a_check_can_only_share_the_job_of_an_earlier_check(host: str) -> None:
     )
     with pytest.raises(ConfigError, match=rf"'quick' shares the CI job of '{host}'"):
         Model(steps)
+
+
+def test_the_two_test_tiers_and_the_coverage_gate_over_both_run_in_one_job_in_order() -> None:
+    """Until a job can hand its coverage data on to another, the gate needs both tiers' data in one workspace."""
+    plan = build_plan(pipeline.MODEL)
+    assert plan.job("unit-test").commands == ("unit-test", "component-test", "coverage")
+    assert not {"component-test", "coverage"} & {j.id for j in plan.jobs}

@@ -68,6 +68,7 @@ def test_pipeline_runs_green_end_to_end(
         "synth",
         "iac-scan",
         "unit-test",
+        "component-test",
     ):
         assert status[name]["status"] in ("passed", "cached"), (name, status[name])
     assert status["flutter-build"]["status"] == "skipped" and "Flutter SDK" in status["flutter-build"]["reason"]
@@ -97,7 +98,17 @@ def test_second_run_redoes_nothing(
     proc = inv(project, "pipeline")
     assert proc.returncode == 0, proc.stdout[-4000:]
     steps = {(s["name"] + (f":{s['env']}" if s["env"] else "")): s for s in report(project)["steps"]}
-    for name in ("lint", "typecheck", "unit-test", "sast", "sbom", "synth", "iac-scan", "flutter-check"):
+    for name in (
+        "lint",
+        "typecheck",
+        "unit-test",
+        "component-test",
+        "sast",
+        "sbom",
+        "synth",
+        "iac-scan",
+        "flutter-check",
+    ):
         assert steps[name]["status"] == "cached", (name, steps[name])
     for name in ("deploy:dev", "promote:preprod", "promote:prod"):
         assert "already runs artifact" in steps[name]["reason"], steps[name]

@@ -16,6 +16,16 @@ from infra import app as infra_app
 ROOT = infra_app.ROOT
 
 
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fixture project for the app: a pyproject.toml with the default pipeline settings and the Lambda code."""
+    root = tmp_path / "project"
+    (root / "functions" / "latest_apk").mkdir(parents=True)
+    (root / "functions" / "latest_apk" / "handler.py").write_text("")
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.2.0"\n\n[tool.cicd]\n')
+    return root
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -27,23 +37,24 @@ ROOT = infra_app.ROOT
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(
-    tmp_path: Path,
+    project: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     environ: dict[str, str],
     message: str,
 ) -> None:
+    monkeypatch.setattr(infra_app, "ROOT", project)
     for key in ("CICD_BUILD_VERSION", "CICD_BUILD_COMMIT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in environ.items():
         if key.startswith("CICD_BUILD"):
             monkeypatch.setenv(key, value)
-    outdir = tmp_path / "out"
+    outdir = project.parent / "out"
     assert infra_app.main(["--outdir", str(outdir)], environ=environ) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []
+    assert list(project.parent.iterdir()) == [project]
 
 
 def test_missing_lambda_code_is_a_config_error(tmp_path: Path) -> None:
@@ -53,11 +64,11 @@ def test_missing_lambda_code_is_a_config_error(tmp_path: Path) -> None:
     assert info.value.return_code == 2
 
 
-def test_settings_select_environments_and_read_the_target() -> None:
-    settings = infra_app.Settings.from_environ(ROOT, {"CICD_ENVIRONMENTS": "prod, dev", "CICD_TARGET": "local"})
+def test_settings_select_environments_and_read_the_target(project: Path) -> None:
+    settings = infra_app.Settings.from_environ(project, {"CICD_ENVIRONMENTS": "prod, dev", "CICD_TARGET": "local"})
     assert [e.name for e in settings.environments] == ["prod", "dev"]
     assert settings.target is cfg.LOCAL and settings.nag == "enforce"
-    assert settings.code_dir == ROOT / "functions"
+    assert settings.code_dir == project / "functions"
 
 
 def test_aws_target_accepts_configured_accounts(tmp_path: Path) -> None:
@@ -96,7 +107,9 @@ def test_publish_into_a_cli_managed_folder_keeps_its_lock_files(tmp_path: Path) 
     assert sorted(p.name for p in (outdir / "assembly-dev").iterdir()) == ["manifest.json"]
 
 
-def test_failed_synth_leaves_the_outdir_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_synth_leaves_the_outdir_untouched(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(settings: infra_app.Settings, outdir: Path) -> None:
         (outdir / "manifest.json").write_text("{half")
         raise RuntimeError("Error: something in the construct tree is wrong")
@@ -105,13 +118,14 @@ def test_failed_synth_leaves_the_outdir_untouched(tmp_path: Path, monkeypatch: p
     outdir = tmp_path / "cdk.out"
     outdir.mkdir()
     (outdir / "manifest.json").write_text("{}")
-    settings = infra_app.Settings.from_environ(ROOT, {})
+    settings = infra_app.Settings.from_environ(project, {})
     with pytest.raises(StepFailed, match=r"CDK synth failed: Error: something in the construct tree is wrong"):
         infra_app.synthesize(settings, outdir)
     assert (outdir / "manifest.json").read_text() == "{}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdk.out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdk.out", "project"]
 
 
+@pytest.mark.component  # the project's own cdk.json
 def test_cdk_json_runs_this_app_and_direct_runs_get_the_same_context() -> None:
     cdk_json = json.loads((ROOT / "cdk.json").read_text())
     assert cdk_json["app"] == "python -m infra.app"
@@ -123,6 +137,7 @@ def test_cdk_json_runs_this_app_and_direct_runs_get_the_same_context() -> None:
     assert context["@aws-cdk/aws-apigateway:disableCloudWatchRole"] is True
 
 
+@pytest.mark.component  # runs the app as a process
 def test_help_needs_no_cdk() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "infra.app", "--help"], cwd=ROOT, capture_output=True, text=True, check=True

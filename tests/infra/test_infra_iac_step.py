@@ -31,13 +31,15 @@ RealRun = tuple[StepContext, Outcome, StepContext, Outcome]
 def make_ctx(tmp_path: Path) -> Iterator[MakeCtx]:
     opened: list[Any] = []
 
-    def make(step: str = "iac-scan", target: str = "local", run_dir: Path | None = None) -> StepContext:
+    def make(
+        step: str = "iac-scan", target: str = "local", run_dir: Path | None = None, root: Path = ROOT
+    ) -> StepContext:
         run = run_dir or tmp_path / "run"
         log_path = run / "logs" / f"{step}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("a", encoding="utf-8")
         opened.append(log)
-        return StepContext(root=ROOT, run_dir=run, step=step, env=None, target=target, log=log, log_path=log_path)
+        return StepContext(root=root, run_dir=run, step=step, env=None, target=target, log=log, log_path=log_path)
 
     yield make
     for log in opened:
@@ -227,6 +229,7 @@ def test_junit_without_findings_has_one_passing_case(tmp_path: Path) -> None:
 # --- the verdict ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # runs checkov
 def test_iac_scan_passes_when_every_finding_is_waived(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir)
@@ -243,6 +246,7 @@ def test_iac_scan_passes_when_every_finding_is_waived(make_ctx: MakeCtx, fake_ch
     assert "waived AwsSolutions AwsSolutions-S1 prod/LatestApk/Bucket/Resource" in log
 
 
+@pytest.mark.component  # runs checkov
 def test_iac_scan_fails_on_an_unwaived_checkov_finding(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir)
@@ -253,6 +257,7 @@ def test_iac_scan_fails_on_an_unwaived_checkov_finding(make_ctx: MakeCtx, fake_c
     assert (ctx.run_dir / "reports" / "checkov.sarif").is_file()
 
 
+@pytest.mark.component  # runs checkov
 def test_iac_scan_fails_on_an_open_nag_finding(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:
     ctx = make_ctx()
     fake_assembly(ctx.run_dir, nag_open=True)
@@ -271,11 +276,16 @@ def test_iac_scan_needs_the_nag_report(make_ctx: MakeCtx, fake_checkov: FakeChec
         iac.iac_scan(ctx)
 
 
-def test_packaging_for_aws_without_accounts_is_a_config_error_before_any_work(make_ctx: MakeCtx) -> None:
+def test_packaging_for_aws_without_accounts_is_a_config_error_before_any_work(
+    make_ctx: MakeCtx, tmp_path: Path
+) -> None:
     """The synth check scans the aws templates without accounts (environment-agnostic); a package cannot."""
     from cicd.steps import deploy
 
-    ctx = make_ctx(step="package", target="aws")
+    root = tmp_path / "project"  # a fixture project with the default settings: no environment has an account
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.0.0"\n')
+    ctx = make_ctx(root=root, step="package", target="aws")
     with pytest.raises(ConfigError, match=r"environment 'dev' has no account for the aws target") as info:
         deploy.package(ctx)
     assert info.value.return_code == 2

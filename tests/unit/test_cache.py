@@ -35,18 +35,45 @@ def test_glob_semantics() -> None:
     assert glob_regex("**").match("README.md")
 
 
-def test_handler_change_invalidates_exactly_the_steps_that_read_it(project_copy: Path) -> None:
-    before = keys(project_copy)
-    handler = next(project_copy.glob("functions/**/*.py"), None) or project_copy / "functions" / "x.py"
-    handler.parent.mkdir(parents=True, exist_ok=True)
-    handler.write_text((handler.read_text() if handler.exists() else "") + "\n# changed\n")
-    after = keys(project_copy)
+PROJECT_FILES = {
+    "pyproject.toml": '[project]\nname = "x"\nversion = "0.1.0"\n\n[tool.cicd]\n',
+    "requirements.lock": "boto3==1.35.0 --hash=sha256:00\n",
+    "functions/latest_apk/handler.py": "def handler(event, context):\n    return {}\n",
+    "cicd/__init__.py": "",
+    "infra/app.py": "",
+    "tests/test_x.py": "def test_x() -> None:\n    pass\n",
+    "tasks.py": "",
+    "README.md": "# x\n",
+    "docs/security.md": "# security\n",
+    "openapi.yaml": "openapi: 3.1.0\n",
+    "flutter/pubspec.yaml": "name: x\n",
+    "flutter/lib/main.dart": "void main() {}\n",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fixture project with a file of each kind the model's steps read (no git: the cache lists the files itself),
+    on a machine without the Flutter SDK."""
+    monkeypatch.setattr(cache_mod, "_flutter_version", lambda: "absent")
+    root = tmp_path / "project"
+    for name, text in PROJECT_FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_handler_change_invalidates_exactly_the_steps_that_read_it(project: Path) -> None:
+    before = keys(project)
+    handler = project / "functions" / "latest_apk" / "handler.py"
+    handler.write_text(handler.read_text() + "\n# changed\n")
+    after = keys(project)
     expected = {
         s.name
         for s in MODEL.steps
         if s.cacheable
         and not s.per_env
-        and StepCache(project_copy).matched_inputs(s).count(str(handler.relative_to(project_copy)))
+        and StepCache(project).matched_inputs(s).count(str(handler.relative_to(project)))
     }
     assert changed(before, after) == expected
     assert {"lint", "typecheck", "unit-test", "sast", "secrets-scan"} <= expected
@@ -54,27 +81,27 @@ def test_handler_change_invalidates_exactly_the_steps_that_read_it(project_copy:
     assert "flutter-check" not in expected
 
 
-def test_markdown_change_reruns_only_what_reads_markdown(project_copy: Path) -> None:
-    before = keys(project_copy)
-    (project_copy / "README.md").write_text("# changed\n")
-    assert changed(before, keys(project_copy)) == {"secrets-scan", "api-contract"}  # the README holds the API table
-    before = keys(project_copy)
-    (project_copy / "docs" / "security.md").write_text("# changed\n")
-    assert changed(before, keys(project_copy)) == {"secrets-scan"}
+def test_markdown_change_reruns_only_what_reads_markdown(project: Path) -> None:
+    before = keys(project)
+    (project / "README.md").write_text("# changed\n")
+    assert changed(before, keys(project)) == {"secrets-scan", "api-contract"}  # the README holds the API table
+    before = keys(project)
+    (project / "docs" / "security.md").write_text("# changed\n")
+    assert changed(before, keys(project)) == {"secrets-scan"}
 
 
-def test_tool_version_change_invalidates_its_steps(project_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = keys(project_copy)
+def test_tool_version_change_invalidates_its_steps(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = keys(project)
     real = cache_mod.tool_version
     monkeypatch.setattr(cache_mod, "tool_version", lambda name, root: "99.0" if name == "ruff" else real(name, root))
-    assert changed(before, keys(project_copy)) == {"lint"}
+    assert changed(before, keys(project)) == {"lint"}
 
 
-def test_config_change_invalidates_every_step(project_copy: Path) -> None:
-    before = keys(project_copy)
-    pyproject = project_copy / "pyproject.toml"
+def test_config_change_invalidates_every_step(project: Path) -> None:
+    before = keys(project)
+    pyproject = project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace("[tool.cicd]\n", "[tool.cicd]\napproval = false\n", 1))
-    assert changed(before, keys(project_copy)) == set(before)
+    assert changed(before, keys(project)) == set(before)
 
 
 class Counter:
@@ -234,6 +261,7 @@ print(report.steps[0].status.value)
 """
 
 
+@pytest.mark.component  # runs two processes at once
 def test_two_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
     (tmp_path / "src.txt").write_text("v1")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

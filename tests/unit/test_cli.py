@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.component  # the CLI as a process, mostly on a copy of the project
+
 INV = str(ROOT / ".venv" / "bin" / "inv")
 
 
@@ -43,6 +45,7 @@ def test_list_shows_the_tasks() -> None:
         "lint",
         "typecheck",
         "unit-test",
+        "component-test",
         "sast",
         "secrets-scan",
         "sca",

@@ -23,6 +23,7 @@ def test_scrubber_hides_secret_like_values_and_listed_names() -> None:
     assert "/usr/bin" in text and text.count(command.REDACTED) == 3
 
 
+@pytest.mark.component  # runs processes: what the one command runner is for
 def test_run_captures_scrubbed_output_into_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOY_SECRET", "s3cr3t-value-42")
     command.reset_scrubber()
@@ -36,6 +37,7 @@ def test_run_captures_scrubbed_output_into_the_log(tmp_path: Path, monkeypatch: 
     assert result.output.strip() == "v=***"
 
 
+@pytest.mark.component  # runs processes: what the one command runner is for
 def test_run_raises_on_failure_and_on_missing_program(tmp_path: Path) -> None:
     with pytest.raises(CommandFailed) as err:
         command.run([sys.executable, "-c", "raise SystemExit(4)"])

@@ -107,6 +107,7 @@ def test_missing_pyproject_gives_the_defaults(tmp_path: Path) -> None:
     assert load_config(tmp_path) == config.PipelineConfig()
 
 
+@pytest.mark.component  # the project's own pyproject.toml
 def test_project_pyproject_loads() -> None:
     assert load_config(ROOT).names == ENVIRONMENTS
 
@@ -272,6 +273,7 @@ def test_every_environment_field_is_a_documented_override_key() -> None:
     assert fields == set(config._ENV_FIELDS)
 
 
+@pytest.mark.component  # imports in a fresh interpreter
 def test_config_imports_without_aws_libraries() -> None:
     code = "import sys, cicd.config; print(sorted({m.split('.')[0] for m in sys.modules} & HEAVY))"
     code = code.replace("HEAVY", "{'boto3', 'botocore', 'aws_cdk', 'jsii'}")

@@ -17,26 +17,27 @@ from cicd.results import Status
 from cicd.steps import checks
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = (contract.CONTRACT, contract.README, contract.FIXTURE)
+FIXTURE = Path(__file__).parent / "fixtures" / "contract"
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The contract, the files rendered from it and a pyproject with no [tool.cicd] table (the defaults)."""
+    """A fixture project: a small contract of three operations, the files rendered from it, and a pyproject with
+    no [tool.cicd] table (the defaults)."""
     root = tmp_path / "project"
-    for name in FILES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(FIXTURE, root)
     (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
     return root
 
 
+@pytest.mark.component  # the project's own contract and what is rendered from it
 def test_the_committed_contract_is_valid_and_its_renderings_current() -> None:
     spec = contract.load(ROOT)
     contract.validate(spec)
     assert contract.stale(ROOT, spec) == []
 
 
+@pytest.mark.component  # the project's own contract
 def test_the_table_has_every_operation_and_status_and_the_fixture_every_example() -> None:
     spec = contract.load(ROOT)
     table = contract.render_table(spec)
@@ -48,7 +49,7 @@ def test_the_table_has_every_operation_and_status_and_the_fixture_every_example(
     assert fixture["getLatestApk"]["404"] == [{"error": "no_build_published", "message": "No build published yet."}]
 
 
-def test_the_step_passes_on_the_committed_files(project: Path, make_ctx: Callable[..., StepContext]) -> None:
+def test_the_step_passes_on_a_current_project(project: Path, make_ctx: Callable[..., StepContext]) -> None:
     outcome = checks.api_contract(make_ctx(root=project, step="api-contract"))
     assert outcome.status is Status.PASSED and "3 operations" in (outcome.reason or "")
 

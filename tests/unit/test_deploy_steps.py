@@ -24,10 +24,10 @@ from tests.conftest import ROOT
 
 
 def project(tmp_path: Path, extra: str = "") -> Path:
+    """A fixture project: a pyproject.toml with the project's version and a ``[tool.cicd]`` table of ``extra``."""
     root = tmp_path / "repo"
     root.mkdir(parents=True)
-    text = (ROOT / "pyproject.toml").read_text().replace("[tool.cicd]\n", f"[tool.cicd]\n{extra}", 1)
-    (root / "pyproject.toml").write_text(text)
+    (root / "pyproject.toml").write_text(f'[project]\nname = "fixture"\nversion = "0.1.0"\n\n[tool.cicd]\n{extra}')
     return root
 
 
@@ -305,10 +305,12 @@ def test_deployed_digest_reads_the_stack_parameter(moto_env: None) -> None:
     assert deploy.deployed_digest(cfn, "LatestApk-dev") == "abc123"
 
 
+@pytest.mark.component  # runs the integration suite (pytest) as a process
 def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rollback_did(
     tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
 ) -> None:
     root = project(tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")  # its pytest settings run the integration suite
     for folder in ("tests", "cicd", "functions"):
         (root / folder).symlink_to(ROOT / folder)
     art = stored_artifact(root)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cicd import deps
 
 
+@pytest.mark.component  # the project's own lock and pyproject.toml
 def test_pyproject_constraints_match_the_lock(repo_root: Path) -> None:
     lock = (repo_root / deps.LOCK).read_text()
     block = deps.current_block((repo_root / "pyproject.toml").read_text())
     assert block == deps.constraints_block(lock), "run `uv run inv deps.lock`"
 
 
+@pytest.mark.component  # the project's own lock and pyproject.toml
 def test_lock_pins_every_package_with_hashes_and_no_urls(repo_root: Path) -> None:
     lock = (repo_root / deps.LOCK).read_text()
     pinned = deps.pins(lock)

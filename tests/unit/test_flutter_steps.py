@@ -1,7 +1,8 @@
 """The Flutter steps: offline checks (tree-sitter, pubspec schema, semgrep), the SDK half and the build.
 
-Faults are planted in a copy of ``flutter/``, ``semgrep/`` and ``cicd/schemas/`` under a temporary folder, never
-in the repository. The Flutter SDK is absent or replaced by ``cicd/adapters/flutter_stand_in.py`` through PATH, so
+Faults are planted in a copy of a fixture app (``tests/unit/fixtures/flutter-app``) or, for the component tests that
+check the project's own app, of ``flutter/``, ``semgrep/`` and ``cicd/schemas/``, under a temporary folder, never in
+the repository. The Flutter SDK is absent or replaced by ``cicd/adapters/flutter_stand_in.py`` through PATH, so
 no test depends on what the machine has installed.
 """
 
@@ -28,6 +29,7 @@ from cicd.steps import flutter
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "flutter"
+FIXTURE_APP = Path(__file__).parent / "fixtures" / "flutter-app"
 STAND_IN = Path(flutter_stand_in.__file__)
 PUBSPEC = "flutter/pubspec.yaml"
 SCHEMA = REPO / "cicd" / "schemas" / "pubspec.schema.json"
@@ -36,9 +38,17 @@ MakeCtx = Callable[..., StepContext]
 
 
 def _copy_project(dest: Path) -> Path:
+    """The project's own app, its Dart rules and the pubspec schema (for the tests of the real app)."""
     ignore = shutil.ignore_patterns("build", ".dart_tool", "android", "web")
     shutil.copytree(REPO / "flutter", dest / "flutter", ignore=ignore)
     shutil.copytree(REPO / "semgrep" / "dart", dest / "semgrep" / "dart")
+    shutil.copytree(REPO / "cicd" / "schemas", dest / "cicd" / "schemas")
+    return dest
+
+
+def _fixture_project(dest: Path) -> Path:
+    """The fixture app (one Dart file, a pubspec, one Dart rule) with the pubspec schema the step reads."""
+    shutil.copytree(FIXTURE_APP, dest)
     shutil.copytree(REPO / "cicd" / "schemas", dest / "cicd" / "schemas")
     return dest
 
@@ -139,6 +149,7 @@ def _edit(root: Path, relative: str, old: str, new: str) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # the project's own app
 def test_every_dart_file_of_the_app_parses() -> None:
     sources = flutter.dart_sources(REPO / "flutter")
     names = {p.relative_to(REPO).as_posix() for p in sources}
@@ -348,6 +359,7 @@ def test_a_file_that_does_not_parse_gives_no_rule_findings(tmp_path: Path) -> No
     assert _final_locals(tmp_path, "  var x = 1;\n  print(x;") == []
 
 
+@pytest.mark.component  # the project's own app
 def test_the_app_follows_prefer_final_locals() -> None:
     sources = flutter.dart_sources(REPO / "flutter")
     assert any(p.name == "latest_apk_page.dart" for p in sources)
@@ -356,6 +368,7 @@ def test_the_app_follows_prefer_final_locals() -> None:
     assert findings == []
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_check_fails_on_a_non_final_local_and_writes_sarif(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None], no_flutter: None
 ) -> None:
@@ -396,8 +409,8 @@ def _pubspec_problems(tmp_path: Path, text: str) -> list[str]:
     return flutter.pubspec_problems(path, SCHEMA, PUBSPEC)
 
 
-def _real_pubspec() -> str:
-    return (REPO / PUBSPEC).read_text(encoding="utf-8")
+def _fixture_pubspec() -> str:
+    return (FIXTURE_APP / PUBSPEC).read_text(encoding="utf-8")
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -412,12 +425,13 @@ def test_the_schema_is_valid_draft_2020_12() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
+@pytest.mark.component  # the project's own app
 def test_the_real_pubspec_is_valid() -> None:
     assert flutter.pubspec_problems(REPO / PUBSPEC, SCHEMA, PUBSPEC) == []
 
 
 def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
-    text = _real_pubspec().replace("  http: ^1.2.2\n", "  http: ^1.2.2\n   broken: [\n")
+    text = _fixture_pubspec().replace("  http: ^1.2.2\n", "  http: ^1.2.2\n   broken: [\n")
 
     problems = _pubspec_problems(tmp_path, text)
 
@@ -426,7 +440,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_sdk_constraint_names_the_key_and_line(tmp_path: Path) -> None:
-    text = _real_pubspec().replace('  sdk: ">=3.5.0 <4.0.0"\n', "")
+    text = _fixture_pubspec().replace('  sdk: ">=3.5.0 <4.0.0"\n', "")
 
     problems = _pubspec_problems(tmp_path, text)
 
@@ -447,7 +461,7 @@ def test_missing_sdk_constraint_names_the_key_and_line(tmp_path: Path) -> None:
     ],
 )
 def test_schema_violations_name_the_key_and_line(tmp_path: Path, old: str, new: str, key: str) -> None:
-    text = _real_pubspec().replace(old, new)
+    text = _fixture_pubspec().replace(old, new)
     line = _line_of(text, new.splitlines()[0].strip())
 
     problems = _pubspec_problems(tmp_path, text)
@@ -465,13 +479,13 @@ def test_pinned_dependency_shapes_are_accepted(tmp_path: Path) -> None:
         "  d:\n    git:\n      url: https://example.invalid/d.git\n      ref: v1.0.0\n"
         "  e:\n    hosted: https://pub.example.invalid\n    version: ^2.0.0\n"
     )
-    text = _real_pubspec().replace("  url_launcher: ^6.3.0\n", "  url_launcher: ^6.3.0\n" + deps)
+    text = _fixture_pubspec().replace("  url_launcher: ^6.3.0\n", "  url_launcher: ^6.3.0\n" + deps)
 
     assert _pubspec_problems(tmp_path, text) == []
 
 
 def test_an_unknown_key_in_the_flutter_section_is_reported_at_its_line(tmp_path: Path) -> None:
-    text = _real_pubspec().replace("uses-material-design: true", "uses-material-desing: true")
+    text = _fixture_pubspec().replace("uses-material-design: true", "uses-material-desing: true")
 
     problems = _pubspec_problems(tmp_path, text)
 
@@ -483,7 +497,7 @@ def test_an_unknown_key_in_the_flutter_section_is_reported_at_its_line(tmp_path:
 
 
 def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
-    text = _real_pubspec() + "name: second_name\n"
+    text = _fixture_pubspec() + "name: second_name\n"
 
     problems = _pubspec_problems(tmp_path, text)
 
@@ -507,7 +521,7 @@ def test_a_pubspec_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
 
 
 def test_errors_inside_lists_point_at_the_item(tmp_path: Path) -> None:
-    text = _real_pubspec() + "  assets:\n    - images/\n    - 42\n"
+    text = _fixture_pubspec() + "  assets:\n    - images/\n    - 42\n"
 
     problems = _pubspec_problems(tmp_path, text)
 
@@ -524,7 +538,7 @@ def test_a_broken_schema_is_a_configuration_error(tmp_path: Path) -> None:
     schema.write_text('{"type": 12}')
 
     with pytest.raises(ConfigError, match="cannot be used"):
-        flutter.pubspec_problems(REPO / PUBSPEC, schema, PUBSPEC)
+        flutter.pubspec_problems(FIXTURE_APP / PUBSPEC, schema, PUBSPEC)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -562,7 +576,7 @@ def test_sarif_findings_name_file_line_and_rule() -> None:
 def test_rule_files_without_rules_are_a_problem_and_semgrep_is_not_started(
     tmp_path: Path, flutter_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = _copy_project(tmp_path / "repo")
+    root = _fixture_project(tmp_path / "repo")
     (root / "semgrep" / "dart" / "empty.yaml").write_text("rules: []\n")
     monkeypatch.setattr(tools, "ensure", lambda *a: pytest.fail("semgrep must not run"))
 
@@ -605,6 +619,7 @@ def test_machine_output_of_a_failing_run_keeps_failures_skips_and_load_errors() 
     assert failure is not None and failure.get("message") == "Expected: exactly one matching candidate"
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_a_run_without_tests_is_reported(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -618,6 +633,7 @@ def test_a_run_without_tests_is_reported(
     assert problems == ["flutter test ran no tests"]
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_a_failed_test_run_without_failing_tests_is_reported(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -647,6 +663,7 @@ def test_a_test_that_never_finishes_counts_as_an_error() -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_sdk_checks_run_pub_get_analyze_and_test_and_write_junit(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path
 ) -> None:
@@ -672,6 +689,7 @@ def test_sdk_checks_run_pub_get_analyze_and_test_and_write_junit(
     assert (ctx.run_dir / "reports" / "flutter-test.jsonl").read_text().startswith("Resolving dependencies")
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_sdk_checks_report_analyzer_issues_and_failing_tests(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -692,6 +710,7 @@ def test_sdk_checks_report_analyzer_issues_and_failing_tests(
     assert (ctx.run_dir / "reports" / "flutter-junit.xml").is_file()
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_sdk_checks_stop_when_pub_get_fails(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -705,7 +724,7 @@ def test_sdk_checks_stop_when_pub_get_fails(
 
 
 def test_flutter_build_is_skipped_without_the_sdk(tmp_path: Path, flutter_ctx: MakeCtx, no_flutter: None) -> None:
-    root = _copy_project(tmp_path / "repo")
+    root = _fixture_project(tmp_path / "repo")
 
     outcome = flutter.flutter_build(flutter_ctx(root, step="flutter-build"))
 
@@ -717,7 +736,7 @@ def test_a_job_that_requires_the_sdk_fails_with_exit_3_without_it(
     tmp_path: Path, flutter_ctx: MakeCtx, no_flutter: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CICD_REQUIRE_FLUTTER", "1")
-    root = _copy_project(tmp_path / "repo")
+    root = _fixture_project(tmp_path / "repo")
 
     for step in (flutter.flutter_build, flutter.flutter_check):
         with pytest.raises(MissingToolError, match="Flutter SDK not on PATH") as caught:
@@ -730,6 +749,7 @@ def test_flutter_check_without_an_app_fails_clearly(tmp_path: Path, flutter_ctx:
         flutter.flutter_check(flutter_ctx(tmp_path))
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_build_creates_platforms_builds_and_collects_outputs(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -763,6 +783,7 @@ def test_flutter_build_creates_platforms_builds_and_collects_outputs(
     assert outcome.reason == f"built web and APK 0.1.57 (sha256 {info['apk']['sha256'][:12]}...)"
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_build_keeps_existing_platform_folders_and_drops_a_baked_config(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -792,6 +813,7 @@ def test_flutter_build_keeps_existing_platform_folders_and_drops_a_baked_config(
     assert not (ctx.run_dir / "flutter" / "web" / "config.json").exists()
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_build_mirrors_its_outputs_into_the_ci_artifact_folder(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -907,6 +929,7 @@ def _lib_files(root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in flutter.dart_sources(root / "flutter" / "lib")]
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_run_semgrep_turns_sarif_results_into_problems(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None]
 ) -> None:
@@ -922,6 +945,7 @@ def test_run_semgrep_turns_sarif_results_into_problems(
     assert "fake semgrep scan --metrics=off --disable-version-check --error --config semgrep/dart" in _log(ctx)
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_run_semgrep_reports_lib_files_it_did_not_scan(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None]
 ) -> None:
@@ -933,6 +957,7 @@ def test_run_semgrep_reports_lib_files_it_did_not_scan(
     assert result.problems == ("flutter/lib/src/models.dart: not scanned by semgrep (ignored by a .semgrepignore?)",)
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_run_semgrep_fails_when_semgrep_cannot_run(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None]
 ) -> None:
@@ -943,6 +968,7 @@ def test_run_semgrep_fails_when_semgrep_cannot_run(
         flutter.run_semgrep(flutter_ctx(root))
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_run_semgrep_does_not_trust_findings_missing_from_the_sarif(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None]
 ) -> None:
@@ -957,7 +983,7 @@ def test_run_semgrep_does_not_trust_findings_missing_from_the_sarif(
 def test_rule_files_with_invalid_yaml_are_reported_with_their_line(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None]
 ) -> None:
-    root = _copy_project(tmp_path / "repo")
+    root = _fixture_project(tmp_path / "repo")
     (root / "semgrep" / "dart" / "broken.yaml").write_text("rules:\n  - id: x\n    message: a: b\n")
 
     result = flutter.run_semgrep(flutter_ctx(root))
@@ -966,7 +992,7 @@ def test_rule_files_with_invalid_yaml_are_reported_with_their_line(
 
 
 def test_a_rules_folder_without_rule_files_is_a_problem(tmp_path: Path, flutter_ctx: MakeCtx) -> None:
-    root = _copy_project(tmp_path / "repo")
+    root = _fixture_project(tmp_path / "repo")
     shutil.rmtree(root / "semgrep" / "dart")
 
     result = flutter.run_semgrep(flutter_ctx(root))
@@ -974,6 +1000,7 @@ def test_a_rules_folder_without_rule_files_is_a_problem(tmp_path: Path, flutter_
     assert result.problems == ("semgrep/dart: no semgrep rule files (*.yaml)",)
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_check_passes_and_says_which_halves_ran(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None], no_flutter: None
 ) -> None:
@@ -997,6 +1024,7 @@ def test_flutter_check_passes_and_says_which_halves_ran(
     assert "dart rules: prefer_final_locals: 0 finding(s)" in _log(ctx)
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_check_collects_the_problems_of_every_check(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None], no_flutter: None
 ) -> None:
@@ -1020,6 +1048,7 @@ def test_flutter_check_collects_the_problems_of_every_check(
     assert "problem: flutter/lib/main.dart:2: dart-print-in-lib: p." in log
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_flutter_check_needs_dart_files_in_lib(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_semgrep: Callable[..., None], no_flutter: None
 ) -> None:
@@ -1178,6 +1207,7 @@ def test_the_sdk_half_runs_when_flutter_is_on_path(tmp_path: Path, flutter_ctx: 
     assert ["test", "--machine"] in [c["argv"] for c in _calls(fake_flutter)]
 
 
+@pytest.mark.component  # runs a stand-in flutter or semgrep
 def test_the_stand_in_flutter_checks_nothing_and_builds_placeholders(
     tmp_path: Path, flutter_ctx: MakeCtx, fake_flutter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -280,6 +280,7 @@ def _add_mock_options(server: local_aws.LocalAws, api_id: str) -> None:
 # --- routing and the proxy event ----------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_path_parameters_query_strings_and_headers_reach_the_handler(served: Served) -> None:
     status, headers, raw = served.request("GET", "/apk/1.2.3?x=1&x=2&y=z%20z&empty=", headers={"X-Custom": "c1"})
     assert status == 200
@@ -310,6 +311,7 @@ def test_path_parameters_query_strings_and_headers_reach_the_handler(served: Ser
     assert 0 < body["remaining_ms"] <= 3000
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_literal_resources_win_over_parameters(served: Served) -> None:
     status, body = served.json("GET", "/apk/latest")
     assert status == 200
@@ -317,6 +319,7 @@ def test_literal_resources_win_over_parameters(served: Served) -> None:
     assert body["event"]["pathParameters"] is None
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_greedy_proxy_and_any_method_with_a_body(served: Served) -> None:
     status, body = served.json("POST", "/files/a/b/c.txt", body=b'{"k": "v"}')
     assert status == 200
@@ -334,6 +337,7 @@ def test_greedy_proxy_and_any_method_with_a_body(served: Served) -> None:
     assert base64.b64decode(body["event"]["body"]) == b"\xff\x00\xfe"
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -352,6 +356,7 @@ def test_missing_routes_answer_like_api_gateway(served: Served, method: str, pat
     assert headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_mock_integration_answers_its_integration_response(served: Served) -> None:
     status, headers, raw = served.request("OPTIONS", "/health")
     assert status == 204
@@ -360,6 +365,7 @@ def test_mock_integration_answers_its_integration_response(served: Served) -> No
     assert raw == b""
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_binary_responses_are_decoded(served: Served) -> None:
     status, headers, raw = served.request("GET", "/health?binary=1")
     assert status == 200
@@ -367,6 +373,7 @@ def test_binary_responses_are_decoded(served: Served) -> None:
     assert raw == b"\x00\x01\xff"
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_inline_code_from_the_template_is_served(served: Served) -> None:
     status, _, raw = served.request("GET", "/inline")
     assert (status, raw) == (200, b"inline /inline")
@@ -375,6 +382,7 @@ def test_inline_code_from_the_template_is_served(served: Served) -> None:
 # --- the worker: deployed configuration, errors, crashes ----------------------------------------------------------
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_worker_sees_the_deployed_environment_and_the_local_endpoint(served: Served) -> None:
     status, body = served.json("GET", "/health?buckets=1")
     assert status == 200
@@ -393,11 +401,13 @@ def test_worker_sees_the_deployed_environment_and_the_local_endpoint(served: Ser
     assert served.outputs["DataBucket"] in body["buckets"] and "code-assets" in body["buckets"]
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_worker_stays_warm_between_requests(served: Served) -> None:
     pids = {served.json("GET", "/health")[1]["pid"] for _ in range(3)}
     assert len(pids) == 1
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_handler_exception_is_502_and_the_worker_survives(served: Served) -> None:
     pid = served.json("GET", "/health")[1]["pid"]
     status, headers, raw = served.request("GET", "/health?raise=1")
@@ -409,6 +419,7 @@ def test_a_handler_exception_is_502_and_the_worker_survives(served: Served) -> N
     assert "RuntimeError: boom" in text and "handling /health" in text and "cold start of" in text
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_crashed_worker_is_502_then_replaced(served: Served) -> None:
     pid = served.json("GET", "/health")[1]["pid"]
     status, _, raw = served.request("GET", "/health?crash=1")
@@ -418,11 +429,13 @@ def test_a_crashed_worker_is_502_then_replaced(served: Served) -> None:
     assert status == 200 and body["pid"] != pid
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_malformed_proxy_response_is_502(served: Served) -> None:
     status, _, raw = served.request("GET", "/health?malformed=1")
     assert status == 502 and json.loads(raw) == {"message": "Internal server error"}
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_function_timeout_is_502_and_the_next_request_works(served: Served) -> None:
     pid = served.json("GET", "/health")[1]["pid"]
     status, _, raw = served.request("GET", "/health?sleep=10")  # the function's Timeout is 3 s
@@ -431,6 +444,7 @@ def test_a_function_timeout_is_502_and_the_next_request_works(served: Served) ->
     assert status == 200 and body["pid"] != pid
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_only_the_lambda_runtime_packages_are_importable(served: Served) -> None:
     assert served.request("GET", "/health?import=boto3")[0] == 200  # provided by the Lambda runtime
     assert served.request("GET", "/health?import=dateutil")[0] == 200
@@ -440,6 +454,7 @@ def test_only_the_lambda_runtime_packages_are_importable(served: Served) -> None
         assert json.loads(raw) == {"message": "Internal server error"}
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_handler_that_cannot_be_imported_is_502(served: Served) -> None:
     status, _, raw = served.request("GET", "/broken")
     assert status == 502 and json.loads(raw) == {"message": "Internal server error"}
@@ -448,6 +463,7 @@ def test_a_handler_that_cannot_be_imported_is_502(served: Served) -> None:
 # --- lifecycle: state, reuse, redeploy, other ways in -------------------------------------------------------------
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_state_file_and_listing(served: Served) -> None:
     state = json.loads((served.root / ".cicd" / "local" / "api-dev.json").read_text())
     assert state["url"] == served.url == f"http://127.0.0.1:{state['port']}/"
@@ -463,6 +479,7 @@ def test_state_file_and_listing(served: Served) -> None:
     assert status.running and "dev" in [a.env for a in status.apis]
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_serving_an_unchanged_deployment_keeps_the_warm_process(served: Served) -> None:
     before = json.loads((served.root / ".cicd" / "local" / "api-dev.json").read_text())["pid"]
     assert local_api.serve_environment(served.root, "dev", "Echo") == served.url
@@ -470,6 +487,7 @@ def test_serving_an_unchanged_deployment_keeps_the_warm_process(served: Served) 
     assert after == before
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_redeploy_with_new_code_replaces_the_worker(served: Served) -> None:
     root, server = served.root, served.server
     s3 = server.session().client("s3", endpoint_url=server.endpoint)
@@ -503,6 +521,7 @@ def test_a_redeploy_with_new_code_replaces_the_worker(served: Served) -> None:
     assert not local_api.api_state_path(root, "preprod").exists()
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_serve_by_rest_api_id(served: Served) -> None:
     url = local_api.serve_environment(served.root, "prod", rest_api_id=served.outputs["RestApiId"])
     try:
@@ -512,6 +531,7 @@ def test_serve_by_rest_api_id(served: Served) -> None:
         local_api.stop(served.root, "prod")
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_a_stack_that_is_not_deployed_is_a_step_failure(served: Served) -> None:
     with pytest.raises(StepFailed) as err:
         local_api.serve_environment(served.root, "dev", "NoSuchStack")
@@ -519,6 +539,7 @@ def test_a_stack_that_is_not_deployed_is_a_step_failure(served: Served) -> None:
     assert "NoSuchStack is not deployed" in str(err.value) and "inv deploy --env dev" in str(err.value)
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_bad_environment_name_is_a_usage_error(served: Served) -> None:
     with pytest.raises(UsageError):
         local_api.serve_environment(served.root, "../x", "Echo")
@@ -530,6 +551,7 @@ def test_serving_without_a_server_is_exit_3(tmp_path: Path) -> None:
     assert err.value.return_code == 3
 
 
+@pytest.mark.component  # the deployed API served by worker processes from a moto server
 def test_zz_local_down_stops_the_apis_too(served: Served) -> None:
     """Runs last in this module (file order): stops the shared server."""
     pid = json.loads(local_api.api_state_path(served.root, "dev").read_text())["pid"]

@@ -51,6 +51,7 @@ def _get(url: str) -> tuple[int, bytes]:
 # --- server lifecycle -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # a real moto server
 def test_up_status_down_lifecycle(root: Path) -> None:
     port = local_aws.free_port()
     server = local_aws.up(root, port=port, warm=False)
@@ -95,6 +96,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.component  # a real moto server
 def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
     pid = _dead_pid()
     port = local_aws.free_port()
@@ -111,6 +113,7 @@ def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
     assert local_aws.status(root).note == "local AWS is not running"
 
 
+@pytest.mark.component  # a real moto server
 def test_a_live_process_that_is_not_moto_is_not_taken_for_the_server(root: Path) -> None:
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -124,6 +127,7 @@ def test_a_live_process_that_is_not_moto_is_not_taken_for_the_server(root: Path)
         other.wait()
 
 
+@pytest.mark.component  # a real moto server
 def test_a_hung_server_is_reported_then_replaced_by_up(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_aws, "HEALTH_TIMEOUT_S", 0.5)
     port = local_aws.free_port()
@@ -148,6 +152,7 @@ def test_a_hung_server_is_reported_then_replaced_by_up(root: Path, monkeypatch: 
             hung.wait()
 
 
+@pytest.mark.component  # a real moto server
 def test_a_server_killed_during_a_run_is_a_clear_exit_3(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cdk_cli, "bootstrap", lambda *_a, **_k: None)
     server = local_aws.ensure_bootstrapped(root, local_aws.up(root, port=0, warm=False))
@@ -229,6 +234,7 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ[local_aws.PORT_ENV] = saved
 
 
+@pytest.mark.component  # a real moto server
 def test_sdk_clients_reach_the_server_through_the_endpoint(shared_root: Path) -> None:
     server = local_aws.current(shared_root)
     s3 = server.session().client("s3", endpoint_url=server.endpoint)
@@ -243,6 +249,7 @@ def test_sdk_clients_reach_the_server_through_the_endpoint(shared_root: Path) ->
     assert env["AWS_REGION"] == server.region
 
 
+@pytest.mark.component  # a real moto server
 def test_deployment_records_round_trip(shared_root: Path) -> None:
     root = shared_root
     assert local_aws.read_deployment(root, "preprod") is None
@@ -263,6 +270,7 @@ def test_deployment_record_rejects_bad_environment_names(tmp_path: Path, env: st
         local_aws.record_deployment(tmp_path, env, {})
 
 
+@pytest.mark.component  # a real moto server
 def test_bootstrap_runs_once_per_server_then_reset_forgets_it(
     shared_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -293,6 +301,7 @@ def test_bootstrap_runs_once_per_server_then_reset_forgets_it(
 # --- the pinned CDK CLI -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.component  # the project's own package.json and lock
 def test_cdk_cli_is_pinned_exactly_and_the_lock_has_no_registry_urls() -> None:
     manifest = json.loads((ROOT / "package.json").read_text())
     assert manifest["private"] is True
@@ -338,6 +347,7 @@ def test_missing_node_is_exit_3_with_a_fix(tmp_path: Path, monkeypatch: pytest.M
     assert "Node.js >= 20" in str(err.value) and "uv sync" in str(err.value)
 
 
+@pytest.mark.component  # runs node or a stand-in CDK CLI
 def test_an_old_system_node_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -378,6 +388,7 @@ def fake_cdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return record
 
 
+@pytest.mark.component  # runs node or a stand-in CDK CLI
 def test_deploy_runs_the_pinned_cli_with_the_local_flags(tmp_path: Path, fake_cdk: Path, make_ctx: Any) -> None:
     assembly = tmp_path / "cdk.out"
     assembly.mkdir()
@@ -401,6 +412,7 @@ def test_deploy_runs_the_pinned_cli_with_the_local_flags(tmp_path: Path, fake_cd
     assert "fake cdk done" in ctx.log_path.read_text()  # the output went to the step log
 
 
+@pytest.mark.component  # runs node or a stand-in CDK CLI
 def test_deploy_to_real_aws_uses_change_sets(tmp_path: Path, fake_cdk: Path) -> None:
     assembly = tmp_path / "cdk.out"
     assembly.mkdir()
@@ -410,6 +422,7 @@ def test_deploy_to_real_aws_uses_change_sets(tmp_path: Path, fake_cdk: Path) -> 
     assert "--method=direct" not in args
 
 
+@pytest.mark.component  # runs node or a stand-in CDK CLI
 def test_bootstrap_targets_the_moto_account_outside_the_project(tmp_path: Path, fake_cdk: Path) -> None:
     log = io.StringIO()
     cdk_cli.bootstrap(log, endpoint="http://localhost:4999", account="123456789012", region="us-east-1", root=tmp_path)

@@ -109,7 +109,7 @@ def test_task_commands() -> None:
 
 def test_project_model_pr_selection_holds_the_checks() -> None:
     pr = {n.id for n in select(pipeline.MODEL, "pr")}
-    assert {"lint", "typecheck", "unit-test", "sast", "secrets-scan", "sca", "sbom"} <= pr
+    assert {"lint", "typecheck", "unit-test", "component-test", "sast", "secrets-scan", "sca", "sbom"} <= pr
     for s in pipeline.MODEL.steps:
         assert s.doc and s.run.count(":") == 1, s.name
         assert s.inputs or not s.cacheable, f"cacheable step {s.name} declares no inputs"
@@ -131,6 +131,7 @@ def test_graph_renders_every_node_and_edge() -> None:
     assert "package --> deploy_dev" in text
 
 
+@pytest.mark.component  # the project's own README
 def test_readme_graph_is_rendered_from_the_current_model(repo_root: Path) -> None:
     from cicd.graph import mermaid, replace_block
 

@@ -38,6 +38,7 @@ def leaky_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.component  # runs gitleaks and git
 def test_gitleaks_finds_a_key_removed_from_the_working_tree(
     leaky_repo: Path, make_ctx: Callable[..., StepContext]
 ) -> None:
@@ -47,6 +48,7 @@ def test_gitleaks_finds_a_key_removed_from_the_working_tree(
     assert "AKIA" not in ctx.log_path.read_text().replace("AKIA*", "")  # redacted in the log
 
 
+@pytest.mark.component  # runs gitleaks and git
 def test_gitleaks_passes_a_clean_repo(tmp_path: Path, make_ctx: Callable[..., StepContext]) -> None:
     repo = tmp_path / "clean"
     repo.mkdir()
@@ -74,6 +76,7 @@ def test_sast_finds_a_planted_shell_injection(project_copy: Path, make_ctx: Call
     assert any("subprocess-shell-true" in rule for rule in rules)
 
 
+@pytest.mark.component  # runs pip-audit on the project's lock
 def test_sca_is_skipped_with_the_reason_when_advisories_are_unreachable(
     monkeypatch: pytest.MonkeyPatch, make_ctx: Callable[..., StepContext]
 ) -> None:
@@ -113,6 +116,7 @@ def test_sca_classifies_reports(tmp_path: Path) -> None:
     assert security._audited_count(report) == 0
 
 
+@pytest.mark.component  # runs cyclonedx-py on the project's lock
 def test_sbom_is_cyclonedx_with_components(make_ctx: Callable[..., StepContext]) -> None:
     ctx = make_ctx(root=ROOT, step="sbom")
     outcome = security.sbom(ctx)

@@ -3,6 +3,7 @@ does not. Each case runs pytest with the recording plugin on a small fixture pro
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,9 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from coverage import Coverage
 
 from cicd import testselect
 from cicd.pytest_plugins.cicd_testselect import EVERYTHING
+
+pytestmark = pytest.mark.component  # runs pytest as a process on fixture projects
 
 FILES = {
     "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n\n[tool.coverage.run]\nbranch = true\n',
@@ -108,9 +112,11 @@ def cycle(
         coverage_file=coverage_file,
         environ=env,
     )
-    percent, _ = testselect.coverage_report(
-        project, recorded.coverage, project / ".cicd" / "combined", project / ".cicd" / "cov.xml", ["pkg/*"]
-    )
+    data_file = project / ".cicd" / "combined"
+    testselect.write_coverage(project, recorded.coverage, data_file)
+    cov = Coverage(data_file=str(data_file), config_file=False)
+    cov.load()
+    percent = cov.report(include=[str(project / "pkg" / "*")], file=io.StringIO())
     return selection, recorded.ran, percent
 
 

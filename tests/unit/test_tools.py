@@ -33,6 +33,7 @@ def test_this_interpreter_when_it_is_new_enough() -> None:
     assert tools.interpreter((3, 11)) == sys.executable
 
 
+@pytest.mark.component  # runs interpreters
 @pytest.mark.usefixtures("no_other_pythons")
 def test_a_newer_interpreter_is_looked_for_and_a_broken_one_skipped(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

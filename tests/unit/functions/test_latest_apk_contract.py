@@ -14,6 +14,8 @@ from latest_apk import models
 from cicd import contract
 from tests.unit.functions.apk_helpers import BUCKET, Answer, api_event, invoke, put_apk, reset_config
 
+pytestmark = pytest.mark.component  # the handler against the project's own contract
+
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from tests.unit.functions.apk_helpers import FUNCTIONS, package_zip
 
 RUNTIME_PROVIDED = {"boto3", "botocore"}  # the Lambda Python runtime ships these
@@ -53,6 +55,7 @@ def test_the_package_needs_only_the_standard_library_and_boto3() -> None:
         assert typing_only - set(sys.stdlib_module_names) - {"latest_apk"} <= TYPE_CHECKING_ONLY, path.name
 
 
+@pytest.mark.component  # imports the package in a fresh interpreter
 def test_the_handler_string_resolves_from_the_package_root() -> None:
     """Import ``latest_apk.handler.handler`` with only the functions folder (and site-packages) on the path, as
     the Lambda runtime would, and check it pulls in no stub package."""
