@@ -9,8 +9,12 @@ at the granularity of files:
   it (module-level code runs at collection time, outside any test);
 * every project file it *opens* and every project folder it *lists* (fixture files, schemas, globs), from an audit
   hook;
-* *everything the step reads* when it starts a process that can see the project (working directory or an argument
-  inside it): what such a process reads cannot be observed, so any change to the step's inputs reruns the test.
+* what the Python processes it starts import, open and list, recorded by the same audit hook in each of them
+  (``sitecustomize`` in the plugin's folder, which the step puts first on ``PYTHONPATH``);
+* *everything the step reads* when it starts another process that can see the project (not Python, or with an
+  environment of its own; a working directory or an argument inside the project), or when a Python process it
+  started did not finish its record (killed): what such a process reads cannot be observed, so any change to the
+  step's inputs reruns the test.
 
 The next run of the step hashes those files again. A test reruns when one of its files changed, when it did not
 pass last time, or when it is new; every other test is deselected. Everything runs, and the step says why, when
@@ -42,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cicd.pytest_plugins.cicd_testselect import EVERYTHING
+from cicd.pytest_plugins.cicd_select_audit import EVERYTHING, child_records
+from cicd.pytest_plugins.cicd_testselect import CHILDREN
 
 FORMAT = 1
 GLOBAL_FILES = ("pyproject.toml", "requirements.lock")
@@ -95,9 +100,8 @@ def global_state(root: Path) -> dict[str, str]:
     state["installed packages"] = _digest("\n".join(packages).encode())
     state["Python"] = platform.python_version()
     here = Path(__file__).resolve().parent
-    state["the selection code"] = _digest(
-        (here / "testselect.py").read_bytes() + (PLUGIN_DIR / f"{PLUGIN}.py").read_bytes()
-    )
+    code = [here / "testselect.py", *sorted(PLUGIN_DIR.glob("*.py"))]
+    state["the selection code"] = _digest(b"".join(path.read_bytes() for path in code))
     return state
 
 
@@ -316,6 +320,11 @@ def _parts(folder: Path) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]
         tests.update(payload["tests"])
         for fid, deps in payload["fixtures"].items():
             fixtures.setdefault(fid, set()).update(deps)
+    for owner, deps in child_records(str(folder / CHILDREN)).items():  # what the processes each owner started read
+        if owner in tests:
+            tests[owner]["files"] = sorted(set(tests[owner]["files"]) | deps)
+        else:
+            fixtures.setdefault(owner, set()).update(deps)
     return tests, fixtures
 
 

@@ -10,21 +10,17 @@ worker) it:
   the first test that asks for it, and every later test depends on what it read too);
 * switches coverage's dynamic context to that owner, so the executed lines of each test (and fixture) are told
   apart in the coverage data;
-* records, through an audit hook, every project file opened and every project folder listed under that owner, and
-  marks an owner that starts a process able to see the project (a working directory or an argument inside it) as
-  depending on the whole project;
+* records, through an audit hook (:mod:`cicd_select_audit`), every project file opened and every project folder
+  listed under that owner; the Python processes the owner starts record theirs into ``DIR/children/``; an owner that
+  starts another process able to see the project (a working directory or an argument inside it) depends on the
+  whole project;
 * writes ``DIR/parts/<worker>.json``: per test its outcome, fixtures and recorded files; per fixture its files;
 * deselects the tests listed in ``DIR/plan.json`` as unaffected (all workers compute the same collection).
 """
 
-# The audit hook runs on every open() of the test process: plain os.path string work, no Path objects, no symlinks
-# resolved (a link inside the project is the project's file).
-# ruff: noqa: PTH100, PTH109, PTH112, PTH113
-
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -32,19 +28,14 @@ from typing import Any
 
 import pytest
 
-EVERYTHING = "*"  # the dependency of a test that started a process able to see the project
-SKIPPED_PREFIXES = (  # never inputs: tool state, environments, caches, run folders
-    ".git/",
-    ".venv/",
-    ".cicd/",
-    "node_modules/",
-    ".mypy_cache/",
-    ".ruff_cache/",
-    ".pytest_cache/",
-    ".hypothesis/",
-    "cdk.out/",
-)
+if __package__:  # imported as part of the project (the selection code, mypy)
+    from cicd.pytest_plugins.cicd_select_audit import EVERYTHING, Auditor
+else:  # loaded by pytest from this folder on PYTHONPATH
+    from cicd_select_audit import EVERYTHING, Auditor  # type: ignore[import-not-found, no-redef]
+
+__all__ = ["CHILDREN", "EVERYTHING"]
 OPTION = "--cicd-select"
+CHILDREN = "children"  # DIR/children: the records of the Python processes the tests started
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,67 +48,12 @@ def fixture_id(fixturedef: Any) -> str:
     return f"{fixturedef.baseid}::{fixturedef.argname}"
 
 
-class Recorder:
+class Recorder(Auditor):
     def __init__(self, root: Path, folder: Path, worker: str) -> None:
-        self.root = str(root)
-        self.prefix = self.root + os.sep
+        super().__init__(str(root))
         self.folder = folder
         self.worker = worker
-        self.owners: list[str] = []
-        self.files: dict[str, set[str]] = {}
         self.tests: dict[str, dict[str, Any]] = {}
-        self.active = False
-
-    # --- what an owner depends on -----------------------------------------------------------------------------
-
-    def _rel(self, path: object) -> str | None:
-        if isinstance(path, int):
-            return None
-        try:
-            text = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-        if not text.startswith(self.prefix):
-            return None
-        rel = text[len(self.prefix) :]
-        if rel.startswith(SKIPPED_PREFIXES) or "__pycache__" in rel:
-            return None
-        return rel
-
-    def _add(self, dep: str) -> None:
-        if self.owners:
-            self.files.setdefault(self.owners[-1], set()).add(dep)
-
-    def _refers_to_project(self, text: str) -> bool:
-        start = text.find(self.root)
-        while start != -1:
-            rest = text[start + len(self.root) :]
-            if not rest or rest[0] != os.sep or not rest[1:].startswith(SKIPPED_PREFIXES):
-                return True
-            start = text.find(self.root, start + 1)
-        return False
-
-    def audit(self, event: str, args: tuple[Any, ...]) -> None:
-        if not self.active or not self.owners:
-            return
-        if event == "open":
-            rel = self._rel(args[0])
-            if rel is not None and os.path.isfile(self.prefix + rel):
-                self._add(rel)
-        elif event in ("os.listdir", "os.scandir"):
-            rel = self._rel(args[0] if args[0] is not None else ".")
-            if rel is not None and os.path.isdir(self.prefix + rel):
-                self._add("dir:" + rel)
-        elif event == "subprocess.Popen":
-            _, argv, cwd, env = args
-            where = os.path.abspath(os.fsdecode(cwd)) if cwd is not None else os.getcwd()
-            texts = [os.fsdecode(a) for a in (argv if isinstance(argv, list | tuple) else [argv]) if a is not None]
-            if env is not None:
-                texts.append(os.fsdecode(env.get("PYTHONPATH", "")))
-            if where == self.root or where.startswith(self.prefix) or any(map(self._refers_to_project, texts)):
-                self._add(EVERYTHING)
-        elif event in ("os.system", "os.exec", "os.posix_spawn", "os.spawn"):
-            self._add(EVERYTHING)
 
     # --- ownership and coverage contexts ------------------------------------------------------------------------
 
@@ -131,11 +67,11 @@ class Recorder:
             current.switch_context(self.owners[-1] if self.owners else "")
 
     def push(self, owner: str) -> None:
-        self.owners.append(owner)
+        super().push(owner)
         self._switch()
 
     def pop(self) -> None:
-        self.owners.pop()
+        super().pop()
         self._switch()
 
     def write(self) -> None:
@@ -159,6 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
     recorder = Recorder(config.rootpath.resolve(), Path(folder), worker)
     config.stash[_RECORDER_KEY] = recorder
     _ACTIVE[:] = [recorder]
+    recorder.export(str(Path(folder).resolve() / CHILDREN))
     sys.addaudithook(recorder.audit)  # audit hooks stay for the process's life; `active` turns this one off
 
 

@@ -41,10 +41,18 @@ FILES = {
         "def test_rows(table):\n    assert table['rows'] == 2\n\n"
         "def test_rows_again(table):\n    assert table['rows'] > 0\n"
     ),
+    # a Python process: it records what it imports and reads itself
     "tests/test_spawn.py": (
         "import subprocess, sys\n\ndef test_spawn():\n"
-        "    out = subprocess.run([sys.executable, '-c', 'print(open(\"README.md\").read())'],"
-        " capture_output=True, text=True, check=True)\n    assert 'fixture' in out.stdout\n"
+        "    code = 'import pkg.beta; print(open(\"README.md\").read())'\n"
+        "    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)\n"
+        "    assert 'fixture' in out.stdout\n"
+    ),
+    # another program, in the project: what it reads cannot be observed
+    "tests/test_tool.py": (
+        "import subprocess\n\ndef test_tool():\n"
+        "    out = subprocess.run(['sh', '-c', 'cat README.md'], capture_output=True, text=True, check=True)\n"
+        "    assert 'fixture' in out.stdout\n"
     ),
 }
 ARGS = ["tests", "-m", "not slow"]
@@ -61,6 +69,21 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     write(root, FILES)
     return root
+
+
+@pytest.fixture(scope="module")
+def recorded_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture project after one recorded run (made once: the tests that start from it work on copies)."""
+    root = tmp_path_factory.mktemp("recorded") / "project"
+    write(root, FILES)
+    cycle(root)
+    return root
+
+
+@pytest.fixture
+def recorded(recorded_once: Path, tmp_path: Path) -> Path:
+    """A copy of the fixture project with the selection data of one recorded run."""
+    return Path(shutil.copytree(recorded_once, tmp_path / "project", symlinks=True))
 
 
 def cycle(
@@ -127,7 +150,9 @@ ALL = [
     "tests/test_data.py::test_rows",
     "tests/test_data.py::test_rows_again",
     "tests/test_spawn.py::test_spawn",
+    "tests/test_tool.py::test_tool",
 ]
+SPAWN, TOOL = "tests/test_spawn.py::test_spawn", "tests/test_tool.py::test_tool"
 
 
 def test_the_first_run_runs_everything_and_an_unchanged_tree_runs_nothing(project: Path) -> None:
@@ -143,35 +168,33 @@ def test_the_first_run_runs_everything_and_an_unchanged_tree_runs_nothing(projec
 @pytest.mark.parametrize(
     ("changed", "rerun"),
     [
-        # executed by the test (coverage context); the test that starts a process in the project reruns on any change
-        ("pkg/alpha.py", ["tests/test_alpha.py::test_alpha", "tests/test_spawn.py::test_spawn"]),
+        # executed by the test (coverage context); the test that runs another program in the project reruns on any
+        # change
+        ("pkg/alpha.py", ["tests/test_alpha.py::test_alpha", TOOL]),
         # only imported: module-level code runs at collection time, outside the test (static import closure)
-        ("pkg/consts.py", ["tests/test_consts.py::test_limit", "tests/test_spawn.py::test_spawn"]),
+        ("pkg/consts.py", ["tests/test_consts.py::test_limit", TOOL]),
+        # imported by the test, and by the Python process a test starts (the process's own record)
+        ("pkg/beta.py", ["tests/test_beta.py::test_beta", SPAWN, TOOL]),
         # read by a session fixture, set up in one test and used by both (fixture ownership, audit hook)
-        (
-            "data/table.json",
-            ["tests/test_data.py::test_rows", "tests/test_data.py::test_rows_again", "tests/test_spawn.py::test_spawn"],
-        ),
+        ("data/table.json", ["tests/test_data.py::test_rows", "tests/test_data.py::test_rows_again", TOOL]),
         # the conftest above every test
         ("tests/conftest.py", ALL),
-        # a file no test reads in-process: only the test whose process can see the project
-        ("README.md", ["tests/test_spawn.py::test_spawn"]),
+        # a file no test reads in-process: the test whose Python process opened it, and the one that ran a program
+        ("README.md", [SPAWN, TOOL]),
     ],
 )
-def test_a_change_reruns_exactly_the_tests_that_depend_on_it(project: Path, changed: str, rerun: list[str]) -> None:
-    cycle(project)
-    path = project / changed
+def test_a_change_reruns_exactly_the_tests_that_depend_on_it(recorded: Path, changed: str, rerun: list[str]) -> None:
+    path = recorded / changed
     path.write_text(path.read_text(encoding="utf-8") + ("# changed\n" if changed.endswith(".py") else "\n"))
-    selection, ran, _ = cycle(project)
+    selection, ran, _ = cycle(recorded)
     assert not selection.run_all
-    assert (EVERYTHING if changed == "README.md" else changed) in selection.changed
+    assert changed in selection.changed and EVERYTHING in selection.changed  # TOOL depends on everything
     assert ran == rerun
 
 
-def test_a_change_to_the_project_configuration_runs_everything_and_says_why(project: Path) -> None:
-    cycle(project)
-    write(project, {"pyproject.toml": FILES["pyproject.toml"] + "\n[tool.other]\nx = 1\n"})
-    selection, ran, _ = cycle(project)
+def test_a_change_to_the_project_configuration_runs_everything_and_says_why(recorded: Path) -> None:
+    write(recorded, {"pyproject.toml": FILES["pyproject.toml"] + "\n[tool.other]\nx = 1\n"})
+    selection, ran, _ = cycle(recorded)
     assert selection.run_all and selection.reason == "pyproject.toml changed since the recorded run"
     assert ran == ALL
 
@@ -186,10 +209,9 @@ def test_a_failed_test_reruns_until_it_passes(project: Path) -> None:
     assert data["tests"]["tests/test_beta.py::test_beta"]["outcome"] == "failed"
 
 
-def test_a_new_test_runs(project: Path) -> None:
-    cycle(project)
-    write(project, {"tests/test_gamma.py": "def test_gamma():\n    assert True\n"})
-    _, ran, _ = cycle(project)
+def test_a_new_test_runs(recorded: Path) -> None:
+    write(recorded, {"tests/test_gamma.py": "def test_gamma():\n    assert True\n"})
+    _, ran, _ = cycle(recorded)
     assert "tests/test_gamma.py::test_gamma" in ran and "tests/test_beta.py::test_beta" not in ran
 
 
@@ -207,13 +229,12 @@ def test_selection_data_a_secret_cannot_verify_is_not_trusted(project: Path) -> 
     assert unsigned.run_all and "CICD_CACHE_SECRET is not set" in unsigned.reason
 
 
-def test_the_combined_coverage_drops_what_a_changed_file_no_longer_has(project: Path) -> None:
-    cycle(project)
+def test_the_combined_coverage_drops_what_a_changed_file_no_longer_has(recorded: Path) -> None:
     # alpha's branch for x <= 0 is gone: the combined data must measure the new file only
-    write(project, {"pkg/alpha.py": "def alpha(x: int) -> int:\n    return x + 1\n"})
-    _, ran, percent = cycle(project)
+    write(recorded, {"pkg/alpha.py": "def alpha(x: int) -> int:\n    return x + 1\n"})
+    _, ran, percent = cycle(recorded)
     assert "tests/test_alpha.py::test_alpha" in ran and percent == 100.0
     # and a line no test runs counts against the gate even though no test of beta reran... it did: beta changed
-    write(project, {"pkg/beta.py": FILES["pkg/beta.py"] + "\n\ndef unused() -> int:\n    return 1\n"})
-    _, ran, percent = cycle(project)
+    write(recorded, {"pkg/beta.py": FILES["pkg/beta.py"] + "\n\ndef unused() -> int:\n    return 1\n"})
+    _, ran, percent = cycle(recorded)
     assert "tests/test_beta.py::test_beta" in ran and percent < 100.0

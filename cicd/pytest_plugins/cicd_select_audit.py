@@ -1,0 +1,285 @@
+"""What a test reads, seen from inside a process: the audit hook of :mod:`cicd.testselect`, in the test process and in
+the Python processes a test starts.
+
+The pytest plugin (``cicd_testselect``) keeps an :class:`Auditor` in each test process, owned in turn by the test
+being run or the fixture being set up. It exports the owner, the project root and a records folder in the
+environment (:data:`OWNER`, :data:`ROOT`, :data:`RECORDS`), and the step puts this folder first on ``PYTHONPATH``,
+where :mod:`sitecustomize` starts an auditor in every Python process that inherits them (:func:`start_in_child`). A
+child's auditor writes ``RECORDS/<pid>-<n>.json`` when it starts, unfinished, and again with what it read when it
+ends (normal exit, ``sys.exit`` or ``SIGTERM``); the selection code adds the files to the owner's, and an unfinished
+record (a process killed or ended by ``os._exit``) makes the owner depend on everything.
+
+A process the auditor cannot follow (not Python, started with ``-I``/``-E``/``-S``, or given an environment without
+this owner) that can see the project (its working directory, an argument, or ``PYTHONPATH`` inside the project)
+makes the owner depend on everything. One whose only way into the project is a ``PYTHONPATH`` folder depends on the
+Python files under that folder.
+
+Standard library only: it runs at the start of every Python process a test starts.
+"""
+
+# The audit hook runs on every open() of the process: plain os.path string work, no Path objects, no symlinks
+# resolved (a link inside the project is the project's file).
+# ruff: noqa: PTH100, PTH103, PTH105, PTH109, PTH112, PTH113, PTH118, PTH119, PTH120, PTH123, PTH208
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+EVERYTHING = "*"  # the dependency of a test that started a process able to see the project
+SKIPPED_PREFIXES = (  # never inputs: tool state, environments, caches, run folders
+    ".git/",
+    ".venv/",
+    ".cicd/",
+    "node_modules/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".pytest_cache/",
+    ".hypothesis/",
+    "cdk.out/",
+)
+OWNER = "CICD_SELECT_OWNER"
+ROOT = "CICD_SELECT_ROOT"
+RECORDS = "CICD_SELECT_RECORDS"
+HERE = os.path.dirname(os.path.abspath(__file__))
+_PYTHON = re.compile(r"python[0-9.]*$")
+_ISOLATING_FLAGS = re.compile(r"-[A-Za-z]*[IES]")  # -I, -E, -S alone or grouped (-IS): PYTHONPATH is not read
+
+
+def is_python(argv0: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``argv0`` starts a Python interpreter: the interpreter itself, or a script whose first lines call
+    one (a console script, or its ``/bin/sh`` trampoline)."""
+    path = argv0
+    if os.sep not in argv0:
+        for folder in environ.get("PATH", os.defpath).split(os.pathsep):
+            candidate = os.path.join(folder or ".", argv0)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                path = candidate
+                break
+        else:
+            return False
+    if _PYTHON.search(os.path.basename(path)):
+        return True
+    try:
+        with open(path, "rb") as script:
+            head = script.read(512)
+    except OSError:
+        return False
+    lines = head.split(b"\n")
+    if not lines[0].startswith(b"#!"):
+        return False
+    if b"python" in lines[0]:
+        return True
+    return lines[0].strip() == b"#!/bin/sh" and len(lines) > 1 and lines[1].startswith(b"'''exec'")
+
+
+def _isolated(argv: Sequence[str]) -> bool:
+    """Whether the interpreter's own options make it ignore ``PYTHONPATH``."""
+    for arg in argv[1:]:
+        if not arg.startswith("-") or arg in ("-m", "-c", "-"):
+            return False
+        if arg.startswith(("-X", "-W", "--")):
+            continue
+        if _ISOLATING_FLAGS.match(arg):
+            return True
+    return False
+
+
+class Auditor:
+    """Records, per owner, the project files opened and folders listed, and the processes that can see the project."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.prefix = root + os.sep
+        self.owners: list[str] = []
+        self.files: dict[str, set[str]] = {}
+        self.active = False
+
+    def _rel(self, path: object) -> str | None:
+        if isinstance(path, int):
+            return None
+        try:
+            text = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        if not text.startswith(self.prefix):
+            return None
+        rel = text[len(self.prefix) :]
+        if rel.startswith(SKIPPED_PREFIXES) or "__pycache__" in rel:
+            return None
+        return rel
+
+    def _add(self, dep: str) -> None:
+        if self.owners:
+            self.files.setdefault(self.owners[-1], set()).add(dep)
+
+    def _inside(self, text: str) -> bool:
+        """Whether ``text`` names a project path outside the skipped folders."""
+        start = text.find(self.root)
+        while start != -1:
+            rest = text[start + len(self.root) :]
+            if not rest or rest[0] != os.sep or not rest[1:].startswith(SKIPPED_PREFIXES):
+                return True
+            start = text.find(self.root, start + 1)
+        return False
+
+    def _python_files(self, folder: str) -> set[str]:
+        found: set[str] = set()
+        for parent, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for name in names:
+                if name.endswith(".py"):
+                    rel = self._rel(os.path.join(parent, name))
+                    if rel is not None:
+                        found.add(rel)
+        return found
+
+    def _followed(self, argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+        """Whether the process will record what it reads itself: Python, reading ``PYTHONPATH``, with this owner."""
+        return (
+            bool(self.owners)
+            and environ.get(OWNER) == self.owners[-1]
+            and environ.get(ROOT) == self.root
+            and bool(environ.get(RECORDS))
+            and HERE in environ.get("PYTHONPATH", "").split(os.pathsep)
+            and bool(argv)
+            and is_python(argv[0], environ)
+            and not _isolated(argv)
+        )
+
+    def _process(self, executable: object, argv: object, cwd: object, env: Mapping[str, str] | None) -> None:
+        environ = os.environ if env is None else env
+        items = argv if isinstance(argv, list | tuple) else [argv]
+        args = [os.fsdecode(a) for a in items if isinstance(a, str | bytes | os.PathLike)]
+        if isinstance(executable, str | bytes | os.PathLike) and args:
+            args[0] = os.fsdecode(executable)
+        if self._followed(args, environ):
+            return
+        where = os.path.abspath(os.fsdecode(cwd)) if isinstance(cwd, str | bytes | os.PathLike) else os.getcwd()
+        if where == self.root or where.startswith(self.prefix) or any(map(self._inside, args)):
+            self._add(EVERYTHING)
+            return
+        for folder in environ.get("PYTHONPATH", "").split(os.pathsep):
+            if folder and self._inside(os.path.abspath(folder)):
+                for rel in self._python_files(os.path.abspath(folder)):
+                    self._add(rel)
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if not self.active or not self.owners:
+            return
+        if event == "open":
+            rel = self._rel(args[0])
+            if rel is not None and os.path.isfile(self.prefix + rel):
+                self._add(rel)
+        elif event in ("os.listdir", "os.scandir"):
+            rel = self._rel(args[0] if args[0] is not None else ".")
+            if rel is not None and os.path.isdir(self.prefix + rel):
+                self._add("dir:" + rel)
+        elif event == "subprocess.Popen":
+            self._process(*args)
+        elif event in ("os.system", "os.exec", "os.posix_spawn", "os.spawn"):
+            self._add(EVERYTHING)
+
+    def push(self, owner: str) -> None:
+        self.owners.append(owner)
+        os.environ[OWNER] = owner
+
+    def pop(self) -> None:
+        self.owners.pop()
+        if self.owners:
+            os.environ[OWNER] = self.owners[-1]
+        else:
+            os.environ.pop(OWNER, None)
+
+    def export(self, records: str) -> None:
+        """Let the Python processes the owners start record what they read, into ``records``."""
+        os.environ[ROOT] = self.root
+        os.environ[RECORDS] = records
+
+
+class ChildAuditor(Auditor):
+    """The auditor of a process a test started: one owner (the test's), its record written when it starts and ends."""
+
+    _numbers = itertools.count()
+
+    def __init__(self, root: str, owner: str, records: str) -> None:
+        super().__init__(root)
+        self.owner = owner
+        self.records = records
+        self.owners = [owner]
+        self.path = ""
+
+    def begin(self) -> None:
+        self.path = os.path.join(self.records, f"{os.getpid()}-{next(self._numbers)}.json")
+        self.write(done=False)
+
+    def write(self, *, done: bool) -> None:
+        files = set(self.files.get(self.owner, ()))
+        if done:
+            for module in list(sys.modules.values()):
+                rel = self._rel(getattr(module, "__file__", None) or "")
+                if rel is not None:
+                    files.add(rel)
+        payload = {"owner": self.owner, "done": done, "files": sorted(files)}
+        staging = f"{self.path}.{os.getpid()}.tmp"  # replaced whole: a reader sees one record or the other
+        try:
+            os.makedirs(self.records, exist_ok=True)
+            with open(staging, "w", encoding="utf-8") as out:
+                json.dump(payload, out)
+            os.replace(staging, self.path)
+        except OSError:  # pragma: no cover - the unfinished record, if any, stays: the owner depends on everything
+            pass
+
+    def finish(self) -> None:
+        self.active = False
+        self.write(done=True)
+
+    def on_sigterm(self, signum: int, _frame: object) -> None:
+        self.finish()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def start_in_child() -> None:
+    """Start recording in this process if a test being recorded started it (called by ``sitecustomize``)."""
+    owner, root, records = os.environ.get(OWNER), os.environ.get(ROOT), os.environ.get(RECORDS)
+    if not (owner and root and records):
+        return
+    auditor = ChildAuditor(root, owner, records)
+    auditor.begin()
+    auditor.active = True
+    sys.addaudithook(auditor.audit)
+    atexit.register(auditor.finish)
+    os.register_at_fork(after_in_child=auditor.begin)  # a fork has a record of its own, unfinished until it ends
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, auditor.on_sigterm)
+    except ValueError:  # pragma: no cover - not the main thread
+        pass
+
+
+def child_records(records: str) -> dict[str, set[str]]:
+    """``{owner: files}`` from the records folder; an unfinished record makes its owner depend on everything."""
+    found: dict[str, set[str]] = {}
+    try:
+        names = sorted(os.listdir(records))
+    except OSError:
+        return found
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(records, name), encoding="utf-8") as source:
+                payload = json.load(source)
+        except (OSError, ValueError):
+            continue
+        deps = found.setdefault(str(payload.get("owner", "")), set())
+        deps.update(payload.get("files", ()) if payload.get("done") else (EVERYTHING,))
+    return found

@@ -1,0 +1,132 @@
+"""The audit side of affected-only tests (:mod:`cicd.pytest_plugins.cicd_select_audit`): which processes a test starts
+record what they read themselves, which make it depend on everything, and how their records are read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cicd.pytest_plugins import cicd_select_audit as audit
+from cicd.pytest_plugins.cicd_select_audit import EVERYTHING, Auditor, ChildAuditor, child_records, is_python
+
+
+def script(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_python_is_the_interpreter_or_a_script_that_calls_it(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path)}
+    assert is_python(sys.executable, env)
+    assert is_python(str(script(tmp_path, "inv", "#!/opt/venv/bin/python3.11\nimport sys\n")), env)
+    trampoline = "#!/bin/sh\n'''exec' '/a/very/long/path/bin/python' \"$0\" \"$@\"\n' '''\n"
+    assert is_python(str(script(tmp_path, "pytest", trampoline)), env)
+    assert is_python("pytest", env)  # found on PATH
+    assert not is_python(str(script(tmp_path, "tool", "#!/bin/sh\necho python\n")), env)
+    assert not is_python(str(script(tmp_path, "ruff", "\x7fELF binary")), env)
+    assert not is_python("not-on-path", env)
+
+
+def owned(root: Path, tmp_path: Path) -> tuple[Auditor, dict[str, str]]:
+    auditor = Auditor(str(root))
+    auditor.owners = ["tests/test_x.py::test_x"]
+    auditor.active = True
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        audit.OWNER: "tests/test_x.py::test_x",
+        audit.ROOT: str(root),
+        audit.RECORDS: str(tmp_path / "records"),
+        "PYTHONPATH": audit.HERE,
+    }
+    return auditor, env
+
+
+@pytest.mark.parametrize(
+    ("argv", "env_edit", "expected"),
+    [
+        # followed: Python, this owner, the plugin folder on PYTHONPATH; the process records its own reads
+        ([sys.executable, "-m", "tool"], {}, set()),
+        # Python that ignores PYTHONPATH, or given another owner or none: it cannot record, and it runs in the project
+        ([sys.executable, "-I", "-m", "tool"], {}, {EVERYTHING}),
+        ([sys.executable, "-bE", "script.py"], {}, {EVERYTHING}),
+        ([sys.executable, "-m", "tool"], {audit.OWNER: "tests/test_y.py::test_y"}, {EVERYTHING}),
+        ([sys.executable, "-m", "tool"], {"PYTHONPATH": ""}, {EVERYTHING}),
+        # not Python
+        (["sh", "-c", "cat README.md"], {}, {EVERYTHING}),
+    ],
+)
+def test_a_process_in_the_project_is_followed_or_makes_the_test_depend_on_everything(
+    tmp_path: Path, argv: list[str], env_edit: dict[str, str], expected: set[str]
+) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    auditor, env = owned(root, tmp_path)
+    auditor.audit("subprocess.Popen", (argv[0], argv, str(root), {**env, **env_edit}))
+    assert auditor.files.get("tests/test_x.py::test_x", set()) == expected
+
+
+def test_a_process_outside_the_project_depends_on_the_python_files_of_its_project_pythonpath(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "plugins" / "__pycache__").mkdir(parents=True)
+    for rel in ("plugins/a.py", "plugins/b.py", "plugins/notes.md", "plugins/__pycache__/a.cpython-311.pyc"):
+        (root / rel).write_text("", encoding="utf-8")
+    elsewhere = tmp_path / "fixture"
+    elsewhere.mkdir()
+    auditor, env = owned(root, tmp_path)
+    env = {"PATH": env["PATH"], "PYTHONPATH": str(root / "plugins")}  # no owner: not followed
+    auditor.audit("subprocess.Popen", ("ruff", ["ruff", "check"], str(elsewhere), env))
+    assert auditor.files["tests/test_x.py::test_x"] == {"plugins/a.py", "plugins/b.py"}
+    auditor.audit("subprocess.Popen", ("ruff", ["ruff", "check", str(root / "src")], str(elsewhere), env))
+    assert EVERYTHING in auditor.files["tests/test_x.py::test_x"]  # an argument inside the project
+
+
+def test_a_child_record_is_unfinished_until_the_process_ends(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "table.json").write_text("{}", encoding="utf-8")
+    records = tmp_path / "records"
+    killed = ChildAuditor(str(root), "tests/test_a.py::test_a", str(records))
+    killed.begin()
+    finished = ChildAuditor(str(root), "tests/test_b.py::test_b", str(records))
+    finished.begin()
+    finished.active = True
+    finished.audit("open", (str(root / "data" / "table.json"), "r", 0))
+    finished.audit("open", (str(tmp_path / "outside.txt"), "r", 0))
+    unfinished = {EVERYTHING}
+    assert child_records(str(records)) == {"tests/test_a.py::test_a": unfinished, "tests/test_b.py::test_b": unfinished}
+    finished.finish()
+    found = child_records(str(records))
+    assert found["tests/test_a.py::test_a"] == {EVERYTHING}  # never finished: killed, or ended by os._exit
+    assert "data/table.json" in found["tests/test_b.py::test_b"] and EVERYTHING not in found["tests/test_b.py::test_b"]
+    payload = json.loads(Path(finished.path).read_text(encoding="utf-8"))
+    assert payload["done"] is True and payload["owner"] == "tests/test_b.py::test_b"
+    assert child_records(str(tmp_path / "none")) == {}
+
+
+def test_a_child_records_the_project_modules_it_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "project"
+    (root / "pkg").mkdir(parents=True)
+    module = root / "pkg" / "mod.py"
+    module.write_text("", encoding="utf-8")
+    fake = type(sys)("pkg.mod")
+    fake.__file__ = str(module)
+    monkeypatch.setitem(sys.modules, "pkg.mod", fake)
+    child = ChildAuditor(str(root), "tests/test_c.py::test_c", str(tmp_path / "records"))
+    child.begin()
+    child.finish()
+    assert child_records(str(tmp_path / "records"))["tests/test_c.py::test_c"] == {"pkg/mod.py"}
+
+
+def test_start_in_child_does_nothing_without_a_recorded_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    added: list[object] = []
+    monkeypatch.setattr(sys, "addaudithook", added.append)
+    for name in (audit.OWNER, audit.ROOT, audit.RECORDS):
+        monkeypatch.delenv(name, raising=False)
+    audit.start_in_child()
+    assert added == []
