@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import yaml
 
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import (
     NO_SYNC,
     TOKEN_FILE,
@@ -345,7 +345,7 @@ def render(plan: Plan) -> list[Rendered]:
 
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read ``azure-pipelines.yml`` back, expanding a ``${{ each }}`` loop (see :mod:`cicd.adapters.facts`)."""
-    doc: dict[str, Any] = yaml.safe_load(files[PATH])
+    doc: dict[str, Any] = yamltext.load(files[PATH])
     params = {p["name"]: p.get("default") for p in doc.get("parameters", [])}
     pipeline_vars = _variables(doc.get("variables"))
     jobs: list[JobFacts] = []
@@ -428,7 +428,7 @@ def _expand(raw: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]
             ref = f"{variable.strip()}.{key}"
             body = body.replace(f"${{{{ {ref} }}}}", str(value))
             body = body.replace(f"${{{{ replace({ref}, '-', '_') }}}}", str(value).replace("-", "_"))
-        expanded.extend(yaml.safe_load(body))
+        expanded.extend(yamltext.load(body))
     return expanded
 
 

@@ -30,9 +30,7 @@ import re
 import shlex
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import Rendered, collect_junit, guard, header, installs_locked, locked_install, web_identity
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
 from cicd.adapters.plan import (
@@ -266,7 +264,7 @@ def _approvers(text: str, step: dict[str, Any]) -> str:
 
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read ``bitbucket-pipelines.yml`` back (see :mod:`cicd.adapters.facts`)."""
-    doc: dict[str, Any] = yaml.safe_load(files[PATH])
+    doc: dict[str, Any] = yamltext.load(files[PATH])
     pipelines = doc.get("pipelines") or {}
     caches = (doc.get("definitions") or {}).get("caches") or {}
     default_time = (doc.get("options") or {}).get("max-time")

@@ -21,9 +21,7 @@ import posixpath
 import re
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import NO_SYNC, Rendered, collect_junit, guard, header, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
@@ -258,7 +256,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     at ``at``, the layers of every job upstream of it in its workflow (``requires``, through approval jobs), in the
     order those jobs appear in the workflow graph, so a later layer overwrites an earlier one. Variables: the
     executor's ``environment:`` then the job's (CircleCI has no config-wide environment; the job's value wins)."""
-    doc: dict[str, Any] = yaml.safe_load(files[PATH])
+    doc: dict[str, Any] = yamltext.load(files[PATH])
     commands: dict[str, Any] = doc.get("commands") or {}
     executors: dict[str, Any] = doc.get("executors") or {}
     defs: dict[str, Any] = doc.get("jobs") or {}
@@ -439,10 +437,10 @@ def _arguments(job: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
 
 
 def _substituted(steps: list[Any], arguments: dict[str, str]) -> list[Any]:
-    body = yaml.safe_dump(steps)
+    body = yamltext.dump_data(steps)
     for key, value in arguments.items():
         body = body.replace(f"<< parameters.{key} >>", value)
-    loaded: list[Any] = yaml.safe_load(body) or []
+    loaded: list[Any] = yamltext.load(body) or []
     return loaded
 
 

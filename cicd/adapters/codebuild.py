@@ -25,9 +25,7 @@ import json
 import re
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import (
     GENERATOR,
     NO_SYNC,
@@ -287,7 +285,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
             for action in stage["actions"]:
                 if action["type"] != "build":
                     continue
-                spec: dict[str, Any] = yaml.safe_load(files[action["buildspec"]])
+                spec: dict[str, Any] = yamltext.load(files[action["buildspec"]])
                 phases = spec.get("phases") or {}
                 script = "\n".join(str(c) for phase in phases.values() for c in as_list((phase or {}).get("commands")))
                 build = "\n".join(str(c) for c in as_list((phases.get("build") or {}).get("commands")))

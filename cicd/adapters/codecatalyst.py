@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.codebuild import copied_in
 from cicd.adapters.common import NO_SYNC, Rendered, header, inputs_with, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
@@ -246,7 +244,7 @@ def facts(files: dict[str, str]) -> AdapterFacts:
     for path, trigger in ((PR_PATH, "pr"), (MAIN_PATH, "main")):
         if path not in files:
             continue
-        doc: dict[str, Any] = yaml.safe_load(files[path])
+        doc: dict[str, Any] = yamltext.load(files[path])
         if trigger == "pr":
             pr_trigger: dict[str, Any] = next(
                 (t for t in doc.get("Triggers", []) if t.get("Type") == "PULLREQUEST"), {}

@@ -13,9 +13,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import NO_SYNC, Rendered, guard, header, inputs_with, installs_locked, locked_install
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
@@ -414,7 +412,7 @@ def _role_env(raw: dict[str, Any], creds: dict[str, Any] | None) -> str | None:
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read the workflow back (see :mod:`cicd.adapters.facts`)."""
     text = files[PATH]
-    doc = yaml.safe_load(text)
+    doc = yamltext.load(text)
     jobs: list[JobFacts] = []
     raw_jobs: dict[str, dict[str, Any]] = doc.get("jobs", {})
     expanded: dict[str, list[str]] = {}

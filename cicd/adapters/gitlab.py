@@ -23,9 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-import yaml
-
-from cicd.adapters import pins
+from cicd.adapters import pins, yamltext
 from cicd.adapters.common import (
     Rendered,
     guard,
@@ -335,7 +333,7 @@ def _audience_env(job: dict[str, Any]) -> str | None:
 
 def facts(files: dict[str, str]) -> AdapterFacts:
     """Read ``.gitlab-ci.yml`` back (see :mod:`cicd.adapters.facts`)."""
-    doc: dict[str, Any] = yaml.safe_load(files[PATH])
+    doc: dict[str, Any] = yamltext.load(files[PATH])
     reserved = {"workflow", "stages", "variables", "default", "include"}
     names = [k for k in doc if k not in reserved and not k.startswith(".")]
     top = _values(doc.get("variables"))

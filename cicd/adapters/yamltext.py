@@ -1,7 +1,7 @@
 """A small, deterministic YAML writer for the adapters: block style, readable quoting, comments where they matter.
 
 ``yaml.dump`` cannot write comments (the version after a pinned SHA) and reflows strings; the adapters are meant to
-be read, so they are written with this instead and parsed back with PyYAML in the tests.
+be read, so they are written with this instead and parsed back with PyYAML (:func:`load`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+import yaml
 
 INDICATORS: Final = set("-?:,[]{}#&*!|>'\"%@`")
 # YAML 1.1 words a parser resolves to something else: booleans, null, and the value (=) and merge (<<) keys.
@@ -224,3 +226,19 @@ def dump(value: Mapping[str, object], *, header: str = "", gap_keys: Sequence[st
         else:
             out.extend(emit({key: item}))
     return "\n".join(out) + "\n"
+
+
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML was built with it
+_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml's parser when PyYAML has it: the same documents, about ten times faster (the
+    adapters' facts parse every rendered file back, and the tests do so hundreds of times)."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
+def dump_data(value: object) -> str:
+    """``yaml.safe_dump`` with libyaml's emitter when PyYAML has it, and no line ever folded (a text substitution on
+    the result must find what it looks for whole)."""
+    return yaml.dump(value, Dumper=_DUMPER, width=1 << 30)
