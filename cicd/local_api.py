@@ -65,6 +65,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cicd import local_aws
 from cicd.errors import CicdError, StepFailed, UsageError
+from cicd.pytest_plugins.cicd_select_audit import passed_on
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
@@ -947,6 +948,7 @@ def worker_environ(fn: FunctionSpec, spec: ApiSpec) -> dict[str, str]:
             "TZ": ":UTC",
         }
     )
+    env.update(passed_on(os.environ))  # under a recorded test run only (affected-only tests follow the worker)
     return env
 
 

@@ -227,7 +227,7 @@ class ChildAuditor(Auditor):
                 rel = self._rel(getattr(module, "__file__", None) or "")
                 if rel is not None:
                     files.add(rel)
-        payload = {"owner": self.owner, "done": done, "files": sorted(files)}
+        payload = {"owner": self.owner, "done": done, "argv": sys.argv, "files": sorted(files)}
         staging = f"{self.path}.{os.getpid()}.tmp"  # replaced whole: a reader sees one record or the other
         try:
             os.makedirs(self.records, exist_ok=True)
@@ -245,6 +245,16 @@ class ChildAuditor(Auditor):
         self.finish()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a process that builds its children's environment from scratch (the local API's function workers) passes
+    on so that a recorded test follows them too: the owner, root and records folder, and this folder as
+    ``PYTHONPATH``. Empty when no test is being recorded."""
+    names = (OWNER, ROOT, RECORDS)
+    if not all(environ.get(name) for name in names):
+        return {}
+    return {**{name: environ[name] for name in names}, "PYTHONPATH": HERE}
 
 
 def start_in_child() -> None:

@@ -130,3 +130,14 @@ def test_start_in_child_does_nothing_without_a_recorded_owner(monkeypatch: pytes
         monkeypatch.delenv(name, raising=False)
     audit.start_in_child()
     assert added == []
+
+
+def test_a_fresh_environment_passes_on_the_recording_only_while_a_test_is_recorded() -> None:
+    recorded = {audit.OWNER: "tests/test_x.py::test_x", audit.ROOT: "/p", audit.RECORDS: "/p/.cicd/r", "HOME": "/h"}
+    assert audit.passed_on(recorded) == {
+        audit.OWNER: "tests/test_x.py::test_x",
+        audit.ROOT: "/p",
+        audit.RECORDS: "/p/.cicd/r",
+        "PYTHONPATH": audit.HERE,
+    }
+    assert audit.passed_on({"HOME": "/h", audit.ROOT: "/p"}) == {}
