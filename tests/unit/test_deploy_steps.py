@@ -257,6 +257,8 @@ def write_deployed(ctx: StepContext, digest: str, buckets: dict[str, str]) -> No
             "api_url": "http://127.0.0.1:9/",
             "outputs": buckets,
             "region": "eu-west-1",
+            # what a deploy to the local target records: its AWS is on this machine (nothing answers here)
+            **({"aws_endpoint": "http://127.0.0.1:9"} if ctx.target == "local" else {}),
         },
     )
 
@@ -306,8 +308,13 @@ def test_deployed_digest_reads_the_stack_parameter(moto_env: None) -> None:
 
 
 def test_failed_integration_tests_fail_the_step_mark_the_deploy_and_say_what_rollback_did(
-    tmp_path: Path, ctx_for: Callable[..., StepContext], stores: dict[tuple[str, str], state.Store]
+    tmp_path: Path,
+    ctx_for: Callable[..., StepContext],
+    stores: dict[tuple[str, str], state.Store],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The suite runs for real against a dev where nothing answers (API and AWS on a closed local port)."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the suite's S3 upload fails at once, without botocore's retries
     root = project(tmp_path)
     for folder in ("tests", "cicd", "functions"):
         (root / folder).symlink_to(ROOT / folder)
