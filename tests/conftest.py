@@ -128,16 +128,15 @@ def shared_tmp(factory: pytest.TempPathFactory) -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the shared pipelined copy's local AWS once the whole session is done: in the process that ran the tests,
-    or under xdist in the controller, after every worker ended (a worker cannot know whether another still uses
-    it)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    """Under xdist, the controller stops the shared pipelined copy's local AWS once every worker ended (a worker
+    cannot know whether another still uses it); without xdist, :func:`first_pipeline_run` does."""
+    if not session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller registers it
         return
     factory = getattr(session.config, "_tmp_path_factory", None)  # what the tmp_path_factory fixture returns
     if isinstance(factory, pytest.TempPathFactory):
         from tests.harness import stop_first_run
 
-        stop_first_run(factory.getbasetemp())
+        stop_first_run(factory.getbasetemp())  # the folder xdist made the workers' own in
 
 
 @pytest.fixture(scope="session")
@@ -177,21 +176,29 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipelined_project(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
-    """One copy where `inv pipeline` ran once from a cold start, shared by the slow suites: the end-to-end test
-    asserts on that first run, and the reliability suites start from its deployed environments (they run last:
-    they change the copy). A cold pipeline is the most expensive thing the suite does, so it happens once per
-    session (:func:`tests.harness.first_run`: under xdist, in whichever worker asks first)."""
-    from tests.harness import first_run
+def first_pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """The session's cold `inv pipeline` in a copy of the project (:func:`tests.harness.first_run`): made once per
+    session, under xdist by whichever worker asks first."""
+    from tests.harness import first_run, stop_first_run
 
-    return first_run(shared_tmp(tmp_path_factory))
+    shared = shared_tmp(tmp_path_factory)
+    yield first_run(shared)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # under xdist the controller stops it (pytest_sessionfinish)
+        stop_first_run(shared)
 
 
 @pytest.fixture(scope="session")
-def pipelined_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pipelined_project(first_pipeline_run: FirstRun) -> FirstRun:
+    """One copy where `inv pipeline` ran once from a cold start, shared by the slow suites: the end-to-end test
+    asserts on that first run, and the reliability suites start from its deployed environments (they run last:
+    they change the copy). A cold pipeline is the most expensive thing the suite does, so it happens once per
+    session."""
+    return first_pipeline_run
+
+
+@pytest.fixture(scope="session")
+def pipelined_checkout(first_pipeline_run: FirstRun) -> Path:
     """A clone of the commit where the session's cold `inv pipeline` ran, with that run's step cache, taken before
     any other suite changed the copy (:func:`tests.harness.frozen_checkout`): for tests that only read it (the
     adapters' local runs clone it and restore its step cache). Read-only: tests run in clones of it."""
-    from tests.harness import first_run
-
-    return first_run(shared_tmp(tmp_path_factory)).checkout
+    return first_pipeline_run.checkout
