@@ -106,17 +106,70 @@ def needs_program(program: str, why: str) -> pytest.MarkDecorator:
     )
 
 
+PIPELINED = "pipelined"
+"""The xdist group of the tests that use the shared pipelined copy (they change it, so they share one worker)."""
+
+
+def group_of(item: pytest.Item) -> str:
+    """The xdist group of a test (see :func:`pytest_collection_modifyitems`)."""
+    marker = item.get_closest_marker("xdist_group")
+    if marker is not None:
+        return str(marker.args[0] if marker.args else marker.kwargs.get("name", ""))
+    uses = getattr(item, "fixturenames", ())
+    if "pipelined_project" in uses:
+        return PIPELINED
+    if "pipelined_checkout" in uses:
+        return item.nodeid  # it only reads the frozen checkout: alone, so the workers share these tests
+    return item.nodeid.split("::")[0]
+
+
+def scheduling_rank(item: pytest.Item, group: str) -> int:
+    """Where a test's group comes in the queue of ``--dist loadgroup`` (lower first). The pipelined copy's group
+    first: it is the longest and holds the session's cold pipeline, which the checkout tests wait for; then the
+    groups of other slow tests; then the checkout tests, by when the cold run is done; the quick rest last, so the
+    workers end close together."""
+    if group == PIPELINED:
+        return 0
+    if "pipelined_checkout" in getattr(item, "fixturenames", ()):
+        return 2
+    return 1 if item.get_closest_marker("slow") is not None else 3
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into scheduling scopes
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (how `.ci/run` spreads the suite over the cores): every test that
     uses the shared pipelined copy runs in one worker, in collection order, since the suites after the end-to-end
-    test change that copy; every other module stays whole in one worker, since some modules' tests build on each
-    other. Without ``-n`` the groups change nothing."""
+    test change that copy; a test that only reads the frozen checkout of that copy's commit is a group of its own;
+    a test that names its group keeps it; every other module stays whole in one worker, since some modules' tests
+    build on each other. In an xdist worker the tests are ordered by the groups' :func:`scheduling_rank` (the
+    queue follows that order: ``--no-loadscope-reorder``), each group's tests in collection order. Without ``-n``
+    neither the groups nor the order change anything."""
+    ranks: dict[str, int] = {}
     for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        uses_copy = "pipelined_project" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("pipelined" if uses_copy else item.nodeid.split("::")[0]))
+        group = group_of(item)
+        ranks[group] = min(ranks.get(group, 3), scheduling_rank(item, group))
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: ranks[group_of(item)])  # stable: collection order within a rank
+
+
+def shared_tmp(factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary folder that every pytest-xdist worker sees (each worker's own is inside it)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist, the controller stops the shared pipelined copy's local AWS once every worker ended (a worker
+    cannot know whether another still uses it); without xdist, :func:`first_pipeline_run` does."""
+    if not session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller registers it
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)  # what the tmp_path_factory fixture returns
+    if isinstance(factory, pytest.TempPathFactory):
+        from tests.harness import stop_first_run
+
+        stop_first_run(factory.getbasetemp())  # the folder xdist made the workers' own in
 
 
 @pytest.fixture(scope="session")
@@ -156,15 +209,29 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipelined_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
-    """One copy where `inv pipeline` ran once from a cold start, shared by the slow suites: the end-to-end test
-    asserts on that first run, the adapters' local runs restore its step cache, and the reliability suites start
-    from its deployed environments (they run last: they change the copy). A cold pipeline is the most expensive
-    thing the suite does, so it happens once."""
-    from tests.harness import pipelined_copy
+def first_pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """The session's cold `inv pipeline` in a copy of the project (:func:`tests.harness.first_run`): made once per
+    session, under xdist by whichever worker asks first."""
+    from tests.harness import first_run, stop_first_run
 
-    first = pipelined_copy(tmp_path_factory.mktemp("pipelined"))
-    try:
-        yield first
-    finally:
-        first.project.down()
+    shared = shared_tmp(tmp_path_factory)
+    yield first_run(shared)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # under xdist the controller stops it (pytest_sessionfinish)
+        stop_first_run(shared)
+
+
+@pytest.fixture(scope="session")
+def pipelined_project(first_pipeline_run: FirstRun) -> FirstRun:
+    """One copy where `inv pipeline` ran once from a cold start, shared by the slow suites: the end-to-end test
+    asserts on that first run, and the reliability suites start from its deployed environments (they run last:
+    they change the copy). A cold pipeline is the most expensive thing the suite does, so it happens once per
+    session."""
+    return first_pipeline_run
+
+
+@pytest.fixture(scope="session")
+def pipelined_checkout(first_pipeline_run: FirstRun) -> Path:
+    """A clone of the commit where the session's cold `inv pipeline` ran, with that run's step cache, taken before
+    any other suite changed the copy (:func:`tests.harness.frozen_checkout`): for tests that only read it (the
+    adapters' local runs clone it and restore its step cache). Read-only: tests run in clones of it."""
+    return first_pipeline_run.checkout

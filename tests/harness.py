@@ -9,6 +9,7 @@ the environment the suite runs in; a test sets what it needs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -344,17 +345,63 @@ class FirstRun:
     project: Project
     proc: subprocess.CompletedProcess[str]
     report: dict[str, Any]
+    checkout: Path
+    """A clone of the copy's commit holding the first run's step cache, taken right after that run: what the tests
+    that only read the pipelined commit start from (the suites that deploy again change the copy itself)."""
 
 
-def pipelined_copy(parent: Path) -> FirstRun:
+def pipelined_copy(parent: Path) -> tuple[Project, subprocess.CompletedProcess[str], dict[str, Any]]:
     """Copy the project and run the whole pipeline in it, cold: its own local AWS, an empty step cache."""
     project = Project(copy_project(parent / "project", share_node_modules=True))
     try:
         proc = project.inv("pipeline", timeout=2400)
-        return FirstRun(project, proc, project.report())
+        return project, proc, project.report()
     except BaseException:
         project.down()
         raise
+
+
+def frozen_checkout(project: Path, dest: Path) -> Path:
+    """A clone of ``project``'s commit with a copy of its step cache, its shared environment and Node packages, and
+    the scanners installed for this checkout (:data:`TOOLS_DIR`): a checkout as a user's looks after a pipeline ran.
+    Nothing written to ``project`` afterwards reaches it."""
+    git(dest.parent, "clone", "-q", str(project), str(dest))
+    shutil.copytree(project / ".cicd" / "cache", dest / ".cicd" / "cache", symlinks=True)
+    Path(TOOLS_DIR).mkdir(parents=True, exist_ok=True)
+    (dest / ".cicd" / "tools").symlink_to(Path(TOOLS_DIR).resolve())
+    for shared in (".venv", "node_modules"):
+        if (project / shared).exists() and not (dest / shared).is_symlink():
+            (dest / shared).symlink_to((project / shared).resolve())
+    return dest
+
+
+FIRST_RUN = "first-run.json"
+
+
+def first_run(shared: Path) -> FirstRun:
+    """The session's one cold ``inv pipeline`` (:func:`pipelined_copy`) and the :func:`frozen_checkout` of its commit,
+    made in ``shared/`` by the first process that asks. pytest-xdist workers ask with the same folder: the others
+    wait on its lock and read the record, so the cold run happens once per session whichever worker needs it first.
+    The copy's local AWS keeps running until :func:`stop_first_run`."""
+    shared.mkdir(parents=True, exist_ok=True)
+    record = shared / FIRST_RUN
+    with (shared / f"{FIRST_RUN}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            project, proc, report = pipelined_copy(shared)
+            frozen_checkout(project.root, shared / "checkout")
+            run = {"args": proc.args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+            record.write_text(json.dumps({"proc": run, "report": report}), encoding="utf-8")
+    data = json.loads(record.read_text(encoding="utf-8"))
+    run = data["proc"]
+    proc = subprocess.CompletedProcess(run["args"], run["returncode"], run["stdout"], run["stderr"])
+    return FirstRun(Project(shared / "project"), proc, data["report"], shared / "checkout")
+
+
+def stop_first_run(shared: Path) -> None:
+    """Stop the local AWS of the session's pipelined copy in ``shared/``, if one was made."""
+    if (shared / FIRST_RUN).is_file():
+        Project(shared / "project").down()
 
 
 @contextlib.contextmanager

@@ -11,6 +11,10 @@ pull-request runs execute them); everything from ``flutter-build`` to the prod s
   artifact that passed there before, from preprod's own state in the target, and no job reaches prod;
 * breakers: a copy of the file without the artifact hand-off, or without the evidence hand-off (the environment
   job that hands the artifact on), must stop before prod.
+
+Each case is a whole main path, so under ``pytest -n`` the tools come in two xdist groups (every other tool) that
+two workers can run at once, each in its own world: within a group the green runs come first, in file order, so
+every red run finds environments that a green run of its world deployed; the breakers run with the GitHub half.
 """
 
 from __future__ import annotations
@@ -49,6 +53,14 @@ def _fail_in_preprod() -> None:
         _pytest.fail("planted failure: this build's integration tests fail in preprod")
 """
 TOOLS = [a.name for a in ADAPTERS]
+
+
+def half(index: int) -> pytest.MarkDecorator:
+    """The xdist group of the tool at ``index`` (see the module docstring)."""
+    return pytest.mark.xdist_group(f"job-by-job-{index % 2}")
+
+
+BY_HALF = [pytest.param(tool, marks=half(i)) for i, tool in enumerate(TOOLS)]
 
 
 @dataclasses.dataclass
@@ -137,7 +149,7 @@ def packaged_manifest(runs: list[JobRun]) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("tool", BY_HALF)
 def test_the_main_jobs_reach_prod_one_fresh_workspace_per_job(world: World, tool: str) -> None:
     facts = facts_of(tool)
     world.commit(f"{tool}: a build for the job-by-job run")
@@ -155,7 +167,7 @@ def test_the_main_jobs_reach_prod_one_fresh_workspace_per_job(world: World, tool
     assert body["sha256"] == manifest["files"]["flutter/app-release.apk"], body
 
 
-@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("tool", BY_HALF)
 def test_a_failing_preprod_test_rolls_preprod_back_from_a_fresh_job(world: World, tool: str) -> None:
     facts = facts_of(tool)
     before = world.digests()
@@ -194,6 +206,7 @@ def _env_job(facts: AdapterFacts, env: str) -> str:
     return next(j.id for j in facts.jobs if any(c.endswith(f"--env {env}") for c in j.commands) and j.hands_on)
 
 
+@half(TOOLS.index("github"))
 @pytest.mark.parametrize("where", ["package", "dev"], ids=["no-artifact-hand-off", "no-evidence-hand-off"])
 def test_a_copy_without_a_hand_off_stops_before_prod(world: World, where: str) -> None:
     """Breakers, on the GitHub adapter: the runner must not find another way to pass what the file drops."""

@@ -1,14 +1,15 @@
 """Every pull-request job of the rendered GitHub, GitLab and Bitbucket adapters, executed for real on this machine.
 
-What runs: the commit where the shared ``pipelined_project`` ran ``inv pipeline`` is cloned, the generated adapter is
-put where its tool expects it and committed; then ``act`` (self-hosted mode, :mod:`cicd.adapters.runners` stand-ins
-for the pinned actions) runs the whole ``pull_request`` workflow - every entry of the ``checks`` matrix, the jobs for
-``main`` are skipped by their ``if:`` - and ``gitlab-ci-local`` (shell executor, ``--shell-isolation``) runs the whole
-``merge_request_event`` pipeline, and ``bb-run`` (host mode, :mod:`cicd.adapters.bbrun`: one clone per step) the
-``pull-requests`` pipeline. Every job must run ``uv run inv <its step>`` and show the step's outcome line.
+What runs: the commit where the session's cold ``inv pipeline`` ran is cloned (from ``pipelined_checkout``, taken
+right after that run), the generated adapter is put where its tool expects it and committed; then ``act``
+(self-hosted mode, :mod:`cicd.adapters.runners` stand-ins for the pinned actions) runs the whole ``pull_request``
+workflow - every entry of the ``checks`` matrix, the jobs for ``main`` are skipped by their ``if:`` - and
+``gitlab-ci-local`` (shell executor, ``--shell-isolation``) runs the whole ``merge_request_event`` pipeline, and
+``bb-run`` (host mode, :mod:`cicd.adapters.bbrun`: one clone per step) the ``pull-requests`` pipeline. Every job
+must run ``uv run inv <its step>`` and show the step's outcome line.
 
-The step cache travels as on CI, through the adapter's own cache mechanism: the step cache of the pipelined copy
-seeds act's cache store (restored by the workflow's ``actions/cache`` step, saved back by its post step) and
+The step cache travels as on CI, through the adapter's own cache mechanism: the step cache of that run seeds act's
+cache store (restored by the workflow's ``actions/cache`` step, saved back by its post step) and
 gitlab-ci-local's ``.gitlab-ci-local/cache/cicd-JOB`` folders (the ``cicd-$CI_JOB_NAME_SLUG`` cache of
 ``.gitlab-ci.yml``) and bb-run's cache store (each step's ``steps-JOB`` cache under its key files' hash). So a
 step whose inputs the new commit did not change is served from the cache (``cached``),
@@ -55,7 +56,7 @@ from cicd.errors import MissingToolError
 from cicd.sandbox import git
 from tests.adapters.toy import toy_model
 from tests.conftest import ROOT, needs_program
-from tests.harness import TOOLS_DIR, FirstRun, stacks_of
+from tests.harness import TOOLS_DIR, stacks_of
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +88,9 @@ def entries(cache: Path) -> set[str]:
     return {p.name for p in (cache / "steps").glob("*/*")}
 
 
-def clone_with(tmp_path: Path, pipelined: FirstRun, files: dict[str, str]) -> Path:
-    """The pipelined commit, cloned, with ``files`` (``{path here: path in the pipelined copy}``) added, committed."""
-    source = pipelined.project.root
+def clone_with(tmp_path: Path, source: Path, files: dict[str, str]) -> Path:
+    """The pipelined commit, cloned from ``source``, with ``files`` (``{path here: path in the source}``) added,
+    committed."""
     project = tmp_path / "project"
     git(tmp_path, "clone", "-q", str(source), str(project))
     if not (project / ".venv").exists():  # the copy commits its link to the shared environment
@@ -141,12 +142,12 @@ def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
             assert status in ("passed", "cached"), (job.id, node.step, status, reason)
 
 
-def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
-    project = clone_with(tmp_path, pipelined_project, {github.PATH: f"ci-adapters/github/{github.PATH}"})
+def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_checkout: Path) -> None:
+    project = clone_with(tmp_path, pipelined_checkout, {github.PATH: f"ci-adapters/github/{github.PATH}"})
     store = tmp_path / "store"
-    runners.link_tree(pipelined_project.project.root / CACHE, store / "cache" / CACHE)
+    runners.link_tree(pipelined_checkout / CACHE, store / "cache" / CACHE)
     seeded = entries(store / "cache" / CACHE)
-    # The workflow's target is the repository variable CICD_TARGET (else aws); the pipelined copy ran for the local
+    # The workflow's target is the repository variable CICD_TARGET (else aws); the pipelined run was for the local
     # target, and a step-cache key holds the target.
     variables = {**NO_SDK, "CICD_TARGET": "local"}
     result = runners.run_act(project, store=store, env=JOB_ENV, variables=variables, timeout=900)
@@ -165,14 +166,14 @@ def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_project: Firs
 
 
 @NEEDS_RSYNC
-def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_project: FirstRun) -> None:
-    project = clone_with(tmp_path, pipelined_project, {gitlab.PATH: f"ci-adapters/gitlab/{gitlab.PATH}"})
+def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_checkout: Path) -> None:
+    project = clone_with(tmp_path, pipelined_checkout, {gitlab.PATH: f"ci-adapters/gitlab/{gitlab.PATH}"})
     git(project, "remote", "set-url", "origin", REMOTE)
-    # The file sets CICD_TARGET=aws; the pipelined copy ran for the local target, and a step-cache key holds the
+    # The file sets CICD_TARGET=aws; the pipelined run was for the local target, and a step-cache key holds the
     # target: a pipeline variable (it outranks the file's `variables:`) makes the checks the ones that copy ran.
     mr = {**JOB_ENV, **NO_SDK, "CI_PIPELINE_SOURCE": "merge_request_event", "CICD_TARGET": "local"}
     assert set(runners.gitlab_jobs(project, variables=mr)) == {j.id for j in PR_JOBS}
-    source = pipelined_project.project.root / CACHE
+    source = pipelined_checkout / CACHE
     for job in PR_JOBS:
         runners.link_tree(source, runners.gitlab_cache(project, f"cicd-{job.id}") / CACHE)
     seeded = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
@@ -189,12 +190,12 @@ def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_
     assert saved > seeded, "secrets-scan ran for real: gitlab-ci-local saved its result in the job's cache"
 
 
-def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_project: FirstRun) -> None:
+def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_checkout: Path) -> None:
     try:
         python = bbrun.bb_run_python(ROOT)
     except MissingToolError as err:  # bb-run needs Python >= 3.12
         pytest.skip(f"bb-run cannot run here: {err}")
-    project = clone_with(tmp_path, pipelined_project, {bitbucket.PATH: f"ci-adapters/bitbucket/{bitbucket.PATH}"})
+    project = clone_with(tmp_path, pipelined_checkout, {bitbucket.PATH: f"ci-adapters/bitbucket/{bitbucket.PATH}"})
     config = yaml.safe_load((project / bitbucket.PATH).read_text(encoding="utf-8"))
     store = tmp_path / "store"
     # Bitbucket holds each step's cache under its key files' hash. Seed them with the pipelined step cache, except
@@ -202,7 +203,7 @@ def test_bb_run_runs_every_pull_request_step(tmp_path: Path, pipelined_project: 
     layers = bbrun.cache_layers(config, project)
     for job in PR_JOBS:
         if job.id != "secrets-scan":
-            runners.link_tree(pipelined_project.project.root / CACHE, store / "caches" / layers[f"steps-{job.id}"])
+            runners.link_tree(pipelined_checkout / CACHE, store / "caches" / layers[f"steps-{job.id}"])
     result = bbrun.run_bb_run(project, store=store, env=JOB_ENV, variables=NO_SDK, jobs=2, python=python)
 
     assert set(result.steps) == {j.id for j in PR_JOBS} and not result.not_run, result.not_run
@@ -255,18 +256,18 @@ def assert_reached_prod(run: localrun.LocalRun, folder: Path) -> None:
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
 
 
-def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_project: FirstRun) -> None:
+def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_checkout: Path) -> None:
     folder = tmp_path / "github-main"
-    run = localrun.run(pipelined_project.project.root, "github", "main", folder=folder, keep=True, timeout=1800)
+    run = localrun.run(pipelined_checkout, "github", "main", folder=folder, keep=True, timeout=1800)
     try:
         assert_reached_prod(run, folder)
     finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
 
 
 @pytest.mark.parametrize("tool", [pytest.param("gitlab", marks=NEEDS_RSYNC), "bitbucket"])
 def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
-    tmp_path: Path, pipelined_project: FirstRun, tool: str
+    tmp_path: Path, pipelined_checkout: Path, tool: str
 ) -> None:
     if tool == "bitbucket":
         try:
@@ -274,22 +275,22 @@ def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
         except MissingToolError as err:  # bb-run needs Python >= 3.12
             pytest.skip(f"bb-run cannot run here: {err}")
     folder = tmp_path / f"{tool}-main"
-    run = localrun.run(pipelined_project.project.root, tool, "main", folder=folder, keep=True, timeout=1800)
+    run = localrun.run(pipelined_checkout, tool, "main", folder=folder, keep=True, timeout=1800)
     try:
         assert_reached_prod(run, folder)
     finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_project.project.root, folder))
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
 
 
 @NEEDS_RSYNC
 def test_gitlab_ci_local_stops_at_the_manual_gate_and_goes_on_when_released(
-    tmp_path: Path, pipelined_project: FirstRun
+    tmp_path: Path, pipelined_checkout: Path
 ) -> None:
     """The approval switch on: gitlab-ci-local holds the `when: manual` prod job; released, it deploys prod."""
     plan = build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True))
     adapter = next(r.text for r in gitlab.render(plan) if r.path == gitlab.PATH)
     folder = tmp_path / "gitlab-gate"
-    root = pipelined_project.project.root
+    root = pipelined_checkout
     run = localrun.run(root, "gitlab", "main", folder=folder, adapter=adapter, release=True, keep=True, timeout=1800)
     try:
         gated = [j.id for j in plan.jobs if j.gated]

@@ -10,8 +10,9 @@ Cost: the deployed copy is shared with the bad-input suite and each run reuses i
 fault changes runs again. The runs start at ``synth`` (:data:`harness.PIPELINE`): the checks before it touch no
 environment, and the faults that concern them start at the failing check instead (``--from unit-test``,
 ``--from sast``), as a user rerunning a fix would.
-The unit-test fault runs pytest with ``-x`` (``PYTEST_ADDOPTS``): it stops at the injected failure instead of
-running the whole unit suite, which is what would cost minutes.
+The unit-test fault selects only the injected test (``-k`` in ``PYTEST_ADDOPTS``) and runs it on one worker
+(``PYTEST_XDIST_AUTO_NUM_WORKERS=1`` sets what the step's ``-n auto`` means): the fault is that one failing test,
+and collecting and running the rest of the unit suite around it on every core is what would cost minutes.
 
 Faults in the post-deploy tests come from a pytest plugin the pipeline's own test runs load
 (``plugins/injected_faults.py``): the suite of one environment fails, as a regression there would. Each of those
@@ -138,8 +139,9 @@ def test_failing_unit_test(project: Project, report_schema: dict[str, Any]) -> N
     fault = project.root / "tests" / "unit" / "functions" / "test_0_injected_fault.py"
     fault.write_text("def test_injected_fault() -> None:\n    assert 1 + 1 == 3, 'injected fault'\n", encoding="utf-8")
     try:
-        proc = project.inv("pipeline", "--from", "unit-test", env={"PYTEST_ADDOPTS": "-x"})
-        stopped_at(project, proc, "unit-test", report_schema, "unit tests failed")
+        only_the_fault = {"PYTEST_ADDOPTS": "-k test_injected_fault", "PYTEST_XDIST_AUTO_NUM_WORKERS": "1"}
+        proc = project.inv("pipeline", "--from", "unit-test", env=only_the_fault)
+        stopped_at(project, proc, "unit-test", report_schema, "1 of 1 unit tests failed")
         assert "test_injected_fault" in project.log("unit-test")
         assert project.snapshot() == before
     finally:
