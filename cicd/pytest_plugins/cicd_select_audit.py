@@ -6,8 +6,9 @@ being run or the fixture being set up. It exports the owner, the project root an
 environment (:data:`OWNER`, :data:`ROOT`, :data:`RECORDS`), and the step puts this folder first on ``PYTHONPATH``,
 where :mod:`sitecustomize` starts an auditor in every Python process that inherits them (:func:`start_in_child`). A
 child's auditor writes ``RECORDS/<pid>-<n>.json`` when it starts, unfinished, and again with what it read when it
-ends (normal exit, ``sys.exit`` or ``SIGTERM``); the selection code adds the files to the owner's, and an unfinished
-record (a process killed or ended by ``os._exit``) makes the owner depend on everything.
+ends (normal exit, ``sys.exit``, ``os._exit``, as a forked ``multiprocessing`` child ends, or ``SIGTERM``); the
+selection code adds the files to the owner's, and an unfinished record (a process killed, or still running when the
+records are read) makes the owner depend on everything.
 
 A process the auditor cannot follow (not Python, started with ``-I``/``-E``/``-S``, or given an environment without
 this owner) that can see the project (its working directory, an argument, or ``PYTHONPATH`` inside the project)
@@ -31,7 +32,7 @@ import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 EVERYTHING = "*"  # the dependency of a test that started a process able to see the project
 SKIPPED_PREFIXES = (  # never inputs: tool state, environments, caches, run folders
@@ -268,6 +269,13 @@ def start_in_child() -> None:
     sys.addaudithook(auditor.audit)
     atexit.register(auditor.finish)
     os.register_at_fork(after_in_child=auditor.begin)  # a fork has a record of its own, unfinished until it ends
+    real_exit = os._exit
+
+    def finished_exit(status: int) -> NoReturn:  # skips atexit: how a forked multiprocessing child ends
+        auditor.finish()
+        real_exit(status)
+
+    os._exit = finished_exit
     try:
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, auditor.on_sigterm)

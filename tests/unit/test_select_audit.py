@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,3 +142,38 @@ def test_a_fresh_environment_passes_on_the_recording_only_while_a_test_is_record
         "PYTHONPATH": audit.HERE,
     }
     assert audit.passed_on({"HOME": "/h", audit.ROOT: "/p"}) == {}
+
+
+CHILD = """
+import multiprocessing, os, sys
+def read():
+    with open(os.path.join(sys.argv[1], "data", "table.json"), encoding="utf-8") as source:
+        source.read()
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=read)
+    child.start()
+    child.join()
+    sys.stdout.flush()
+    os._exit(child.exitcode)
+"""
+
+
+@pytest.mark.component
+def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "table.json").write_text("{}", encoding="utf-8")
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    records = tmp_path / "records"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": audit.HERE,
+        audit.OWNER: "tests/test_x.py::test_x",
+        audit.ROOT: str(root),
+        audit.RECORDS: str(records),
+    }
+    subprocess.run([sys.executable, str(script), str(root)], env=env, cwd=tmp_path, check=True, timeout=60)
+    payloads = [json.loads(path.read_text(encoding="utf-8")) for path in records.glob("*.json")]
+    assert len(payloads) == 2 and all(payload["done"] for payload in payloads)  # the script and its forked child
+    assert child_records(str(records)) == {"tests/test_x.py::test_x": {"data/table.json"}}
