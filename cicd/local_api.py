@@ -65,7 +65,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cicd import local_aws
 from cicd.errors import CicdError, StepFailed, UsageError
-from cicd.pytest_plugins.cicd_select_audit import passed_on
+from cicd.pytest_plugins.cicd_select_audit import passed_on, start_in_child
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway import APIGatewayClient
@@ -1081,9 +1081,14 @@ class Worker:
         if proc is None:
             return
         with contextlib.suppress(OSError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+            proc.terminate()  # no SIGTERM handler in the runtime: it ends at once (a recorded one writes its record)
+        try:
+            proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -1324,6 +1329,7 @@ def _load_handler(name: str) -> Callable[[Any, Any], Any]:
 
 def worker_main(argv: Sequence[str]) -> int:
     """Import the handler once, then answer one JSON-line event per JSON-line request until stdin closes."""
+    start_in_child()  # under a recorded test run only: affected-only tests follow this isolated process too
     handler_name, code_dir = argv[0], argv[1]
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # the handler's prints go to the function log, never into the protocol

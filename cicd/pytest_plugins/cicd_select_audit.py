@@ -10,6 +10,10 @@ ends (normal exit, ``sys.exit``, ``os._exit``, as a forked ``multiprocessing`` c
 selection code adds the files to the owner's, and an unfinished record (a process killed, or still running when the
 records are read) makes the owner depend on everything.
 
+A process that ``exec``s another program finishes its record first, and the program is judged as a new process.
+A program that isolates its Python (``-I``) can start the recording itself: it calls :func:`start_in_child`, and
+whoever builds its environment adds :func:`passed_on` (the local API's function workers do).
+
 A process the auditor cannot follow (not Python, started with ``-I``/``-E``/``-S``, or given an environment without
 this owner) that can see the project (its working directory, an argument, or ``PYTHONPATH`` inside the project)
 makes the owner depend on everything. One whose only way into the project is a ``PYTHONPATH`` folder depends on the
@@ -49,6 +53,7 @@ SKIPPED_PREFIXES = (  # never inputs: tool state, environments, caches, run fold
 OWNER = "CICD_SELECT_OWNER"
 ROOT = "CICD_SELECT_ROOT"
 RECORDS = "CICD_SELECT_RECORDS"
+SELF = "CICD_SELECT_SELF"  # "1": the program starts its recording itself (isolated Pythons: the local API workers)
 HERE = os.path.dirname(os.path.abspath(__file__))
 _PYTHON = re.compile(r"python[0-9.]*$")
 _ISOLATING_FLAGS = re.compile(r"-[A-Za-z]*[IES]")  # -I, -E, -S alone or grouped (-IS): PYTHONPATH is not read
@@ -143,14 +148,20 @@ class Auditor:
         return found
 
     def _followed(self, argv: Sequence[str], environ: Mapping[str, str]) -> bool:
-        """Whether the process will record what it reads itself: Python, reading ``PYTHONPATH``, with this owner."""
-        return (
-            bool(self.owners)
+        """Whether the process will record what it reads itself, with this owner: Python reading ``PYTHONPATH``
+        (where :mod:`sitecustomize` starts the recording), or a program that starts it itself (:data:`SELF`)."""
+        if not (
+            self.owners
             and environ.get(OWNER) == self.owners[-1]
             and environ.get(ROOT) == self.root
-            and bool(environ.get(RECORDS))
-            and HERE in environ.get("PYTHONPATH", "").split(os.pathsep)
-            and bool(argv)
+            and environ.get(RECORDS)
+            and argv
+        ):
+            return False
+        if environ.get(SELF) == "1":
+            return True
+        return (
+            HERE in environ.get("PYTHONPATH", "").split(os.pathsep)
             and is_python(argv[0], environ)
             and not _isolated(argv)
         )
@@ -217,17 +228,28 @@ class ChildAuditor(Auditor):
         self.owners = [owner]
         self.path = ""
 
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "os.exec" and self.active:  # this process becomes another program: judge it, then finish
+            self._process(args[0], args[1], None, args[2])
+            self.write(done=True)
+            return
+        super().audit(event, args)
+
+    def note_modules(self) -> None:
+        """Add the project modules imported so far (before the audit hook, or loaded without an ``open``)."""
+        for module in list(sys.modules.values()):
+            rel = self._rel(getattr(module, "__file__", None) or "")
+            if rel is not None:
+                self._add(rel)
+
     def begin(self) -> None:
         self.path = os.path.join(self.records, f"{os.getpid()}-{next(self._numbers)}.json")
         self.write(done=False)
 
     def write(self, *, done: bool) -> None:
-        files = set(self.files.get(self.owner, ()))
         if done:
-            for module in list(sys.modules.values()):
-                rel = self._rel(getattr(module, "__file__", None) or "")
-                if rel is not None:
-                    files.add(rel)
+            self.note_modules()
+        files = set(self.files.get(self.owner, ()))
         payload = {"owner": self.owner, "done": done, "argv": sys.argv, "files": sorted(files)}
         staging = f"{self.path}.{os.getpid()}.tmp"  # replaced whole: a reader sees one record or the other
         try:
@@ -249,13 +271,14 @@ class ChildAuditor(Auditor):
 
 
 def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
-    """What a process that builds its children's environment from scratch (the local API's function workers) passes
-    on so that a recorded test follows them too: the owner, root and records folder, and this folder as
-    ``PYTHONPATH``. Empty when no test is being recorded."""
+    """What a process that builds its children's environment from scratch (the local API's function workers, isolated
+    Pythons that call :func:`start_in_child` themselves) passes on so that a recorded test follows them too: the
+    owner, root and records folder, this folder as ``PYTHONPATH`` and :data:`SELF`. Empty when no test is being
+    recorded."""
     names = (OWNER, ROOT, RECORDS)
     if not all(environ.get(name) for name in names):
         return {}
-    return {**{name: environ[name] for name in names}, "PYTHONPATH": HERE}
+    return {**{name: environ[name] for name in names}, "PYTHONPATH": HERE, SELF: "1"}
 
 
 def start_in_child() -> None:
@@ -263,7 +286,9 @@ def start_in_child() -> None:
     owner, root, records = os.environ.get(OWNER), os.environ.get(ROOT), os.environ.get(RECORDS)
     if not (owner and root and records):
         return
+    os.environ.pop(SELF, None)  # for this process only: a program it starts is judged as any other
     auditor = ChildAuditor(root, owner, records)
+    auditor.note_modules()
     auditor.begin()
     auditor.active = True
     sys.addaudithook(auditor.audit)

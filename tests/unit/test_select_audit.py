@@ -3,8 +3,10 @@ record what they read themselves, which make it depend on everything, and how th
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,9 @@ def owned(root: Path, tmp_path: Path) -> tuple[Auditor, dict[str, str]]:
         # Python that ignores PYTHONPATH, or given another owner or none: it cannot record, and it runs in the project
         ([sys.executable, "-I", "-m", "tool"], {}, {EVERYTHING}),
         ([sys.executable, "-bE", "script.py"], {}, {EVERYTHING}),
+        # an isolated Python that starts its recording itself (the local API's function workers)
+        ([sys.executable, "-I", "-S", "-c", "boot"], {audit.SELF: "1"}, set()),
+        (["sh", "-c", "cat README.md"], {audit.SELF: "1", audit.OWNER: "tests/test_y.py::test_y"}, {EVERYTHING}),
         ([sys.executable, "-m", "tool"], {audit.OWNER: "tests/test_y.py::test_y"}, {EVERYTHING}),
         ([sys.executable, "-m", "tool"], {"PYTHONPATH": ""}, {EVERYTHING}),
         # not Python
@@ -140,6 +145,7 @@ def test_a_fresh_environment_passes_on_the_recording_only_while_a_test_is_record
         audit.ROOT: "/p",
         audit.RECORDS: "/p/.cicd/r",
         "PYTHONPATH": audit.HERE,
+        audit.SELF: "1",
     }
     assert audit.passed_on({"HOME": "/h", audit.ROOT: "/p"}) == {}
 
@@ -177,3 +183,40 @@ def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None
     payloads = [json.loads(path.read_text(encoding="utf-8")) for path in records.glob("*.json")]
     assert len(payloads) == 2 and all(payload["done"] for payload in payloads)  # the script and its forked child
     assert child_records(str(records)) == {"tests/test_x.py::test_x": {"data/table.json"}}
+
+
+def test_a_process_that_execs_finishes_its_record_and_judges_the_new_program(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "table.json").write_text("{}", encoding="utf-8")
+    records = tmp_path / "records"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside, inside = (ChildAuditor(str(root), f"tests/test_{n}.py::test_{n}", str(records)) for n in "ab")
+    for child in (outside, inside):
+        child.begin()
+        child.active = True
+        child.audit("open", (str(root / "data" / "table.json"), "r", 0))
+    outside.audit("os.exec", ("/usr/bin/gitleaks", ["gitleaks", "dir", str(elsewhere)], None))
+    inside.audit("os.exec", ("/usr/bin/gitleaks", ["gitleaks", "dir", str(root)], None))
+    assert child_records(str(records)) == {
+        "tests/test_a.py::test_a": {"data/table.json"},  # a finished record, and the program reads no project file
+        "tests/test_b.py::test_b": {"data/table.json", EVERYTHING},  # the program reads the project: everything
+    }
+
+
+def test_a_program_that_starts_its_own_recording_does_not_pass_the_marker_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "addaudithook", lambda hook: None)
+    monkeypatch.setattr(os, "register_at_fork", lambda **kwargs: None)
+    monkeypatch.setattr(atexit, "register", lambda *args: None)
+    monkeypatch.setattr(os, "_exit", os._exit)  # restored after the test
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    for name, value in audit.passed_on(
+        {audit.OWNER: "tests/test_x.py::test_x", audit.ROOT: str(tmp_path), audit.RECORDS: str(tmp_path / "r")}
+    ).items():
+        monkeypatch.setenv(name, value)
+    audit.start_in_child()
+    assert audit.SELF not in os.environ
+    assert [path.name.endswith(".json") for path in (tmp_path / "r").iterdir()] == [True]  # its unfinished record
