@@ -228,14 +228,16 @@ def dump(value: Mapping[str, object], *, header: str = "", gap_keys: Sequence[st
     return "\n".join(out) + "\n"
 
 
-_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML was built with it
-_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_LIBYAML: Final = hasattr(yaml, "CSafeLoader")  # PyYAML built with libyaml
+_DUMPER: Final = yaml.CSafeDumper if _LIBYAML else yaml.SafeDumper
 
 
 def load(text: str) -> Any:
     """``yaml.safe_load`` with libyaml's parser when PyYAML has it: the same documents, about ten times faster (the
     adapters' facts parse every rendered file back, and the tests do so hundreds of times)."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader, C or Python
+    if _LIBYAML:
+        return yaml.load(text, Loader=yaml.CSafeLoader)
+    return yaml.load(text, Loader=yaml.SafeLoader)
 
 
 def dump_data(value: object) -> str:
