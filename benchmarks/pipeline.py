@@ -125,7 +125,8 @@ def pr_checks(project: Path, cores: int) -> None:
     tests = reran_tests(report)
     print(f"{'':<32} tests rerun ({len(tests)}):")
     for test in tests:
-        print(f"{'':<34}{test}")
+        name = test.split("@", 1)[0]  # the id without its xdist group
+        print(f"{'':<34}{name if len(name) <= 150 else name[:147] + '...'}")
     handler.write_text(original)
     run(project, "pr-checks", "--jobs", str(cores))  # back to the recorded state
     readme = project / "README.md"
@@ -162,7 +163,8 @@ def main() -> int:
                 f"{'redeploy of unchanged dev':<32} wall {wall:.2f} s · step {step['duration_s']:.2f} s · "
                 f"{step['reason']}"
             )
-            outputs = json.loads((project / ".cicd" / "outputs" / "local-dev.json").read_text())
+            recorded = sorted((project / ".cicd" / "runs").glob("[0-9]*/outputs/dev.json"))  # the newest deploy's
+            outputs = json.loads(recorded[-1].read_text())
             p50, p99 = latency(outputs["api_url"] + "health")
             print(f"{'local API GET /health (200)':<32} p50 {p50:.1f} ms · p99 {p99:.1f} ms (target p50 < 50 ms)")
             p50, p99 = latency(outputs["api_url"] + "apk/latest")
