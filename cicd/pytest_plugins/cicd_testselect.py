@@ -92,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not folder:
         return
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    Path(folder).mkdir(parents=True, exist_ok=True)  # the step makes it; a run by hand may name a new one
     recorder = Recorder(config.rootpath.resolve(), Path(folder), worker)
     config.stash[_RECORDER_KEY] = recorder
     _ACTIVE[:] = [recorder]
