@@ -298,7 +298,8 @@ class _Session:
     def clone(self, index: int, name: str) -> Path:
         clone = self.store / "work" / f"{index:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
         shutil.rmtree(clone, ignore_errors=True)
-        subprocess.run([_git(), "clone", "-q", str(self.project), str(clone)], check=True)
+        clone.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([_git(), "clone", "-q", str(self.project), str(clone)], cwd=clone.parent, check=True)
         with (clone / ".git" / "info" / "exclude").open("a") as exclude:
             exclude.write("/.bb-run/\n")  # bb-run's state stays out of `git status`
         return clone

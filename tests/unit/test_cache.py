@@ -264,7 +264,8 @@ print(report.steps[0].status.value)
 @pytest.mark.component  # runs two processes at once
 def test_two_concurrent_runs_do_not_corrupt_the_cache(tmp_path: Path) -> None:
     (tmp_path / "src.txt").write_text("v1")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    paths = (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", ""))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}  # kept: the selection follows it
     procs = [
         subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
         for _ in range(4)
