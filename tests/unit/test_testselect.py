@@ -20,8 +20,11 @@ from cicd.pytest_plugins.cicd_testselect import EVERYTHING
 
 pytestmark = pytest.mark.component  # runs pytest as a process on fixture projects
 
-FILES = {
-    "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n\n[tool.coverage.run]\nbranch = true\n',
+FILES = {  # schemathesis' pytest plugin, unused here, costs seconds at every start of pytest and of its workers
+    "pyproject.toml": (
+        '[tool.pytest.ini_options]\npythonpath = ["."]\naddopts = "-p no:schemathesis"\n\n'
+        "[tool.coverage.run]\nbranch = true\n"
+    ),
     "requirements.lock": "pytest==8\n",
     "pkg/__init__.py": "",
     "pkg/alpha.py": "def alpha(x: int) -> int:\n    if x > 0:\n        return x + 1\n    return 0\n",
