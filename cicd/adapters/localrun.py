@@ -104,7 +104,12 @@ def write_stand_in(bin_dir: Path) -> Path:
     """Write the stand-in ``flutter`` command into ``bin_dir``; returns the folder (to put first on PATH)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "flutter"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{flutter_stand_in.__file__}" "$@"\n', encoding="utf-8")
+    script.write_text(  # pip's /bin/sh trampoline: a Python program to whoever reads its first lines (the
+        # affected-only test selection then follows it)
+        f"#!/bin/sh\n'''exec' \"{sys.executable}\" \"$0\" \"$@\"\n' '''\n"
+        f"import runpy\nrunpy.run_path({flutter_stand_in.__file__!r}, run_name='__main__')\n",
+        encoding="utf-8",
+    )
     script.chmod(0o755)
     return bin_dir
 
