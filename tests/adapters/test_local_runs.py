@@ -142,6 +142,72 @@ def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
             assert status in ("passed", "cached"), (job.id, node.step, status, reason)
 
 
+# The runs of the main pipeline come first: the longest tests of the module start first, so the xdist workers
+# end close together (tests/conftest.py, scheduling_rank); bb-run's, the longest, first of all.
+
+
+def served_digests(folder: Path) -> dict[str, str | None]:
+    """Per environment, the artifact digest its stack was deployed with, in the run's shared local AWS."""
+    stacks = stacks_of(json.loads((folder / "local-aws" / "server.json").read_text(encoding="utf-8")))
+    return {env: stacks[env][1] if env in stacks else None for env in ("dev", "preprod", "prod")}
+
+
+def assert_reached_prod(run: localrun.LocalRun, folder: Path) -> None:
+    """Every job the runner reported passed, the delivery jobs among them; one digest in all three environments."""
+    assert run.returncode == 0, run.output[-6000:]
+    failed = {job: verdict for job, verdict in run.jobs.items() if verdict != "passed"}
+    assert not failed, (failed, run.output[-6000:])
+    delivery = {j.id for j in build_plan(pipeline.MODEL).for_trigger("main") if not j.on_pr}
+    assert delivery <= set(run.jobs), (delivery, run.jobs)
+    digests = served_digests(folder)
+    assert len(set(digests.values())) == 1 and None not in digests.values(), digests
+
+
+@pytest.mark.parametrize("tool", ["bitbucket", pytest.param("gitlab", marks=NEEDS_RSYNC)])
+def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
+    tmp_path: Path, pipelined_checkout: Path, tool: str
+) -> None:
+    if tool == "bitbucket":
+        try:
+            bbrun.bb_run_python(ROOT)
+        except MissingToolError as err:  # bb-run needs Python >= 3.12
+            pytest.skip(f"bb-run cannot run here: {err}")
+    folder = tmp_path / f"{tool}-main"
+    run = localrun.run(pipelined_checkout, tool, "main", folder=folder, keep=True, timeout=1800)
+    try:
+        assert_reached_prod(run, folder)
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
+
+
+def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_checkout: Path) -> None:
+    folder = tmp_path / "github-main"
+    run = localrun.run(pipelined_checkout, "github", "main", folder=folder, keep=True, timeout=1800)
+    try:
+        assert_reached_prod(run, folder)
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
+
+
+@NEEDS_RSYNC
+def test_gitlab_ci_local_stops_at_the_manual_gate_and_goes_on_when_released(
+    tmp_path: Path, pipelined_checkout: Path
+) -> None:
+    """The approval switch on: gitlab-ci-local holds the `when: manual` prod job; released, it deploys prod."""
+    plan = build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True))
+    adapter = next(r.text for r in gitlab.render(plan) if r.path == gitlab.PATH)
+    folder = tmp_path / "gitlab-gate"
+    root = pipelined_checkout
+    run = localrun.run(root, "gitlab", "main", folder=folder, adapter=adapter, release=True, keep=True, timeout=1800)
+    try:
+        gated = [j.id for j in plan.jobs if j.gated]
+        assert run.stopped_at == gated == ["prod"], (run.stopped_at, run.jobs)
+        assert "uv run inv change-set --env prod" in run.output
+        assert_reached_prod(run, folder)
+    finally:
+        localrun.stop_local_aws(run.project, localrun.job_environment(root, folder))
+
+
 def test_act_runs_every_pull_request_job(tmp_path: Path, pipelined_checkout: Path) -> None:
     project = clone_with(tmp_path, pipelined_checkout, {github.PATH: f"ci-adapters/github/{github.PATH}"})
     store = tmp_path / "store"
@@ -237,65 +303,3 @@ def test_gitlab_ci_local_keeps_deploys_out_of_merge_requests(tmp_path: Path) -> 
 
 
 # --- the main pipeline, in each tool's own runner -----------------------------------------------------------------
-
-
-def served_digests(folder: Path) -> dict[str, str | None]:
-    """Per environment, the artifact digest its stack was deployed with, in the run's shared local AWS."""
-    stacks = stacks_of(json.loads((folder / "local-aws" / "server.json").read_text(encoding="utf-8")))
-    return {env: stacks[env][1] if env in stacks else None for env in ("dev", "preprod", "prod")}
-
-
-def assert_reached_prod(run: localrun.LocalRun, folder: Path) -> None:
-    """Every job the runner reported passed, the delivery jobs among them; one digest in all three environments."""
-    assert run.returncode == 0, run.output[-6000:]
-    failed = {job: verdict for job, verdict in run.jobs.items() if verdict != "passed"}
-    assert not failed, (failed, run.output[-6000:])
-    delivery = {j.id for j in build_plan(pipeline.MODEL).for_trigger("main") if not j.on_pr}
-    assert delivery <= set(run.jobs), (delivery, run.jobs)
-    digests = served_digests(folder)
-    assert len(set(digests.values())) == 1 and None not in digests.values(), digests
-
-
-def test_act_runs_the_main_pipeline_to_prod(tmp_path: Path, pipelined_checkout: Path) -> None:
-    folder = tmp_path / "github-main"
-    run = localrun.run(pipelined_checkout, "github", "main", folder=folder, keep=True, timeout=1800)
-    try:
-        assert_reached_prod(run, folder)
-    finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
-
-
-@pytest.mark.parametrize("tool", [pytest.param("gitlab", marks=NEEDS_RSYNC), "bitbucket"])
-def test_gitlab_ci_local_and_bb_run_run_the_main_pipeline_to_prod(
-    tmp_path: Path, pipelined_checkout: Path, tool: str
-) -> None:
-    if tool == "bitbucket":
-        try:
-            bbrun.bb_run_python(ROOT)
-        except MissingToolError as err:  # bb-run needs Python >= 3.12
-            pytest.skip(f"bb-run cannot run here: {err}")
-    folder = tmp_path / f"{tool}-main"
-    run = localrun.run(pipelined_checkout, tool, "main", folder=folder, keep=True, timeout=1800)
-    try:
-        assert_reached_prod(run, folder)
-    finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(pipelined_checkout, folder))
-
-
-@NEEDS_RSYNC
-def test_gitlab_ci_local_stops_at_the_manual_gate_and_goes_on_when_released(
-    tmp_path: Path, pipelined_checkout: Path
-) -> None:
-    """The approval switch on: gitlab-ci-local holds the `when: manual` prod job; released, it deploys prod."""
-    plan = build_plan(pipeline.MODEL, PipelineConfig(approval_before_prod=True))
-    adapter = next(r.text for r in gitlab.render(plan) if r.path == gitlab.PATH)
-    folder = tmp_path / "gitlab-gate"
-    root = pipelined_checkout
-    run = localrun.run(root, "gitlab", "main", folder=folder, adapter=adapter, release=True, keep=True, timeout=1800)
-    try:
-        gated = [j.id for j in plan.jobs if j.gated]
-        assert run.stopped_at == gated == ["prod"], (run.stopped_at, run.jobs)
-        assert "uv run inv change-set --env prod" in run.output
-        assert_reached_prod(run, folder)
-    finally:
-        localrun.stop_local_aws(run.project, localrun.job_environment(root, folder))
