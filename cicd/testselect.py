@@ -282,6 +282,24 @@ def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[st
     return Plan(False, "", changed, unaffected, previous=data, previous_coverage=cov)
 
 
+def pytest_options(work: Path, *, workers: str, sources: Sequence[str]) -> list[str]:
+    """The options of a selective pytest run after its arguments: quiet, no cache provider, this plugin writing into
+    ``work``, ``workers`` pytest-xdist workers (``auto``: one per core; ``0``: in one process), coverage of
+    ``sources`` kept in ``COVERAGE_FILE`` without a report."""
+    return [
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        PLUGIN,
+        f"--cicd-select={work}",
+        "-n",
+        workers,
+        *[f"--cov={source}" for source in sources],
+        "--cov-report=",
+    ]
+
+
 def write_plan(folder: Path, selection: Plan) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"run_all": selection.run_all, "reason": selection.reason, "unaffected": selection.unaffected}

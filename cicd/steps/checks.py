@@ -134,20 +134,11 @@ def run_tests(ctx: StepContext, tier: Tier) -> Outcome:
     ctx.note(selection.describe())
     coverage_file = ctx.out("reports", f".coverage-{tier.name}")
     result = ctx.run(
-        [
+        [  # one pytest-xdist worker per core; a module's tests stay in one worker (tests/conftest.py)
             "pytest",
             *args,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            testselect.PLUGIN,
-            f"--cicd-select={work}",
-            "-n",  # pytest-xdist, one worker per core; a module's tests stay in one worker (tests/conftest.py)
-            "auto",
+            *testselect.pytest_options(work, workers="auto", sources=COVERAGE_SOURCES),
             f"--junitxml={junit}",
-            *[f"--cov={source}" for source in COVERAGE_SOURCES],
-            "--cov-report=",
         ],
         env={"COVERAGE_FILE": str(coverage_file), "PYTHONPATH": plugin_path(ctx)},
         check=False,
