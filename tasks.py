@@ -12,8 +12,12 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import Task, task
 
-from cicd import cli
-from cicd.pipeline import Step
+from cicd import bytecode
+
+bytecode.keep_in_process()  # before the pipeline's modules: their bytecode is kept in .cicd/pycache
+
+from cicd import cli  # noqa: E402 - after keep_in_process
+from cicd.pipeline import Step  # noqa: E402
 
 cli.usage_errors_exit_2()
 

@@ -2,7 +2,8 @@
 
 It echoes ``+ cmd`` to the step log, checks the program exists first (missing -> :class:`MissingToolError`),
 captures output to the log with secret values scrubbed, registers the child so Ctrl-C can stop it, and raises
-:class:`CommandFailed` on a non-zero exit (unless ``check=False``).
+:class:`CommandFailed` on a non-zero exit (unless ``check=False``). Where the environment turns bytecode writing
+off, the child keeps its bytecode in ``.cicd/pycache`` (:mod:`cicd.bytecode`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote, quote_plus
 
+from cicd import bytecode
 from cicd.errors import CommandFailed, MissingToolError
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -165,6 +167,7 @@ def run(
     full_env["PATH"] = os.pathsep.join([str(venv_bin()), full_env.get("PATH", "")])
     if env:
         full_env.update(env)
+    bytecode.keep(full_env)
     if log is not None:
         log.write(f"+ {scrub(shown)}\n")
         log.flush()

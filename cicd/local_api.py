@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cicd import local_aws
+from cicd import bytecode, local_aws
 from cicd.errors import CicdError, StepFailed, UsageError
 from cicd.pytest_plugins.cicd_select_audit import passed_on, start_in_child
 
@@ -581,7 +581,7 @@ def serve_environment(
         chosen = wanted if wanted is not None else local_aws.free_port()
         local_aws.write_json_atomic(spec_path(root, env), spec.to_json())
         log = local_aws.local_dir(root) / "logs" / f"api-{env}.log"
-        environ = local_aws.python_env(os.environ)
+        environ = bytecode.python_env(os.environ)
         environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), environ.get("PYTHONPATH")) if p)
         cmd = [
             sys.executable,
@@ -889,12 +889,12 @@ def runtime_dir() -> Path:
     """A folder exposing only what the Lambda Python runtime provides besides the standard library.
 
     Workers run without this environment's site-packages (``python -S``), so a deployed zip that forgot a
-    dependency fails locally the way it would fail on Lambda. The folder links to this environment's copies and
-    lists them in ``.complete``; a folder whose links do not all resolve (``.cicd/cache`` travels in CI caches, and
-    some, Bitbucket's among them, keep no symbolic links to folders) is made again.
+    dependency fails locally the way it would fail on Lambda. The folder, ``.cicd/lambda-runtime-*`` (outside the
+    step cache that CI tools carry between runs), links to this environment's copies and lists them in
+    ``.complete``; a folder whose links do not all resolve (the environment moved or was made again) is made again.
     """
     digest = hashlib.sha256(sys.prefix.encode()).hexdigest()[:10]
-    dest = local_aws.pycache_dir().parent / f"lambda-runtime-{digest}"
+    dest = bytecode.DIR.parent / f"lambda-runtime-{digest}"
     if _runtime_complete(dest):
         return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -994,7 +994,7 @@ class Worker:
             "-S",
             "-u",
             "-X",
-            f"pycache_prefix={local_aws.pycache_dir()}",
+            f"pycache_prefix={bytecode.DIR}",
             "-c",
             _WORKER_BOOT,
             str(PACKAGE_PARENT),

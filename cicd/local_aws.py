@@ -19,8 +19,8 @@ A server that disappears while a run is using it (:func:`current`, :func:`check_
 ``cdk bootstrap`` and has no deployments, so starting one clears both records.
 
 ``up`` returns once moto has also answered one CloudFormation call: moto imports all its resource models on the
-first one (seconds), and the background processes keep their bytecode in ``.cicd/cache/pycache`` so that import is
-not recompiled on every start even where ``PYTHONDONTWRITEBYTECODE`` is set.
+first one (seconds); where ``PYTHONDONTWRITEBYTECODE`` is set, the server keeps its bytecode in ``.cicd/pycache``
+(:mod:`cicd.bytecode`) so that import is not recompiled on every start.
 
 Per-environment deployment records (``.cicd/local/deployments/<env>.json``) let the deploy step remember what it
 deployed (digest, version, commit, outputs...) for as long as the server lives.
@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from cicd import bytecode
 from cicd.errors import CicdError, MissingToolError, UsageError
 
 if TYPE_CHECKING:
@@ -233,23 +234,6 @@ def _now() -> str:
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def pycache_dir() -> Path:
-    """Bytecode cache of the background Python processes, inside the checkout's ``.cicd/``."""
-    return Path(__file__).resolve().parent.parent / ".cicd" / "cache" / "pycache"
-
-
-def python_env(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` for a long-lived Python child, with bytecode cached under ``.cicd/cache``.
-
-    moto imports ~1,500 modules on the first CloudFormation call; compiling them on every start (what
-    ``PYTHONDONTWRITEBYTECODE`` forces) costs several seconds. The cache goes to its own folder, never beside the
-    sources.
-    """
-    env = {k: v for k, v in base.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(pycache_dir())
-    return env
-
-
 def spawn_detached(cmd: list[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own session with output appended to ``log``; it outlives this process."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -430,7 +414,7 @@ def up(root: Path, *, port: int | None = None, region: str = DEFAULT_REGION, war
 def _start(root: Path, port: int, region: str, *, warm: bool) -> LocalAws:
     folder = local_dir(root)
     log = folder / "moto.log"
-    env = python_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+    env = bytecode.python_env({k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     env["MOTO_PORT"] = str(port)
     cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     proc = spawn_detached(cmd, log=log, cwd=folder, env=env)

@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from cicd import bytecode
 from cicd.context import StepContext
 from cicd.sandbox import copy_project, git  # noqa: F401 - git is re-exported for the test modules
 from tests.unit_tier import UNIT_TIER
@@ -56,6 +58,11 @@ The integration suite, which a pipeline runs against a deployed environment, kee
 if not os.environ.get("CICD_IT_OUTPUTS"):
     for _name in (*RUN_CONTEXT, *CI_VARIABLES):
         os.environ.pop(_name, None)
+# Where bytecode writing is off, the suite keeps its bytecode in .cicd/pycache as the pipeline does (cicd.bytecode):
+# this process from here on, and every process it starts (the xdist workers, the CLI, the tools, the servers).
+if sys.dont_write_bytecode:
+    bytecode.keep_in_process()
+bytecode.keep(os.environ)
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     # Started in the background by a shell without job control, which ignores Ctrl-C for it, and every process
     # inherits that: the tests that press Ctrl-C on a run need the runs to take it, as from a terminal.
@@ -162,14 +169,21 @@ def shared_tmp(factory: pytest.TempPathFactory) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under xdist, the controller stops the shared pipelined copy's local AWS once every worker ended (a worker
-    cannot know whether another still uses it); without xdist, :func:`first_pipeline_run` does."""
-    if not session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller registers it
+    cannot know whether another still uses it); without xdist, :func:`first_pipeline_run` does. The controller (or
+    the only process) drops the bytecode kept for the session's temporary folder, whose sources pytest removes."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     factory = getattr(session.config, "_tmp_path_factory", None)  # what the tmp_path_factory fixture returns
-    if isinstance(factory, pytest.TempPathFactory):
+    if not isinstance(factory, pytest.TempPathFactory):
+        return
+    base = factory.getbasetemp()  # under xdist, the folder the workers' own are in
+    if session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller registers it
         from tests.harness import stop_first_run
 
-        stop_first_run(factory.getbasetemp())  # the folder xdist made the workers' own in
+        stop_first_run(base)
+    prefix = os.environ.get(bytecode.PREFIX)
+    if prefix:
+        shutil.rmtree(Path(prefix) / base.resolve().relative_to(base.resolve().anchor), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

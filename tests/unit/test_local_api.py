@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cicd import local_api, local_aws
+from cicd import bytecode, local_api, local_aws
 from cicd.errors import CicdError, StepFailed, UsageError
 
 if TYPE_CHECKING:
@@ -719,8 +719,8 @@ def test_lambda_context_remaining_time() -> None:
 def test_a_lambda_runtime_folder_that_lost_its_links_is_made_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A CI cache that keeps no links to folders (Bitbucket's) restores the folder with its marker but no boto3."""
-    monkeypatch.setattr(local_aws, "pycache_dir", lambda: tmp_path / "cache" / "pycache")
+    """A folder whose links are gone (copied without them, or the environment was made again) is made again."""
+    monkeypatch.setattr(bytecode, "DIR", tmp_path / "pycache")
     made = local_api.runtime_dir()
     assert (made / "boto3" / "__init__.py").is_file()
     shutil.rmtree(made)
