@@ -1,9 +1,8 @@
-"""Helpers for the latest-APK Lambda and publish tests: a fake Lambda context, API Gateway REST (payload v1)
-proxy events, direct writes into the APK store layout, the deployment zip."""
+"""Helpers for the latest-APK Lambda's tests: a fake Lambda context, API Gateway REST (payload v1) proxy events,
+many objects at once in the store (its layout: :mod:`tests.unit.apk_store`), the deployment zip."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -13,8 +12,8 @@ from typing import Any
 
 from latest_apk import handler as lambda_handler
 
-BUCKET = "apk-builds-test"
-REGION = "eu-west-1"
+from tests.unit.apk_store import BUCKET, REGION
+
 FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 LAMBDA_ENV = {
     "APK_BUCKET": BUCKET,
@@ -111,29 +110,6 @@ def reset_cold_start() -> None:
     lambda_handler.s3_client.cache_clear()
 
 
-def create_bucket(client: Any, bucket: str = BUCKET) -> None:
-    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-
-
-def put_apk(
-    client: Any,
-    version: str,
-    *,
-    name: str = "app-release.apk",
-    data: bytes | None = None,
-    prefix: str = "apk/",
-    with_sha: bool = True,
-) -> str:
-    """Put an APK straight into the layout (no pointer), as an out-of-band upload would. Returns the key."""
-    data = data if data is not None else f"apk {version}".encode()
-    key = f"{prefix}{version}/{name}"
-    metadata = {"version": version}
-    if with_sha:
-        metadata["sha256"] = hashlib.sha256(data).hexdigest()
-    client.put_object(Bucket=BUCKET, Key=key, Body=data, Metadata=metadata)
-    return key
-
-
 def seed_objects(keys: list[str], body: bytes = b"x") -> None:
     """Write many objects into the active in-process moto S3 without a request each (1,100 puts through the
     client take ~5-10 s; straight into moto's backend they take ~0.1 s)."""
@@ -143,11 +119,6 @@ def seed_objects(keys: list[str], body: bytes = b"x") -> None:
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     for key in keys:
         backend.put_object(BUCKET, key, body)
-
-
-def put_pointer(client: Any, pointer: Any, *, prefix: str = "apk/") -> None:
-    body = pointer if isinstance(pointer, bytes) else json.dumps(pointer).encode()
-    client.put_object(Bucket=BUCKET, Key=f"{prefix}LATEST", Body=body)
 
 
 def package_zip() -> bytes:

@@ -12,7 +12,8 @@ from latest_apk import handler as lambda_handler
 from latest_apk import models
 
 from cicd import contract
-from tests.unit.functions.apk_helpers import BUCKET, Answer, api_event, invoke, put_apk, reset_config
+from tests.unit.apk_store import BUCKET, put_apk
+from tests.unit.functions.apk_helpers import Answer, api_event, invoke, reset_config
 
 pytestmark = pytest.mark.component  # the handler against the project's own contract
 

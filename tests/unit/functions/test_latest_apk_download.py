@@ -20,7 +20,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from cicd.publish import publish_apk
-from tests.unit.functions.apk_helpers import BUCKET, REGION, api_event, create_bucket, invoke, reset_cold_start
+from tests.unit.apk_store import BUCKET, REGION, create_bucket
+from tests.unit.functions.apk_helpers import api_event, invoke, reset_cold_start
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from latest_apk import handler as lambda_handler
 
-from tests.unit.functions.apk_helpers import api_event, invoke, put_apk, put_pointer
+from tests.unit.apk_store import put_apk, put_pointer
+from tests.unit.functions.apk_helpers import api_event, invoke
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FEWER = settings(SETTINGS, max_examples=80)

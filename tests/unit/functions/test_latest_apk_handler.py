@@ -16,17 +16,8 @@ from latest_apk import logic
 from latest_apk.models import ServiceError
 
 from cicd.publish import publish_apk
-from tests.unit.functions.apk_helpers import (
-    BUCKET,
-    REGION,
-    FakeContext,
-    api_event,
-    invoke,
-    log_lines,
-    put_apk,
-    put_pointer,
-    reset_config,
-)
+from tests.unit.apk_store import BUCKET, REGION, put_apk, put_pointer
+from tests.unit.functions.apk_helpers import FakeContext, api_event, invoke, log_lines, reset_config
 
 ALLOW = "GET, HEAD, OPTIONS"
 

@@ -13,16 +13,8 @@ from latest_apk.logic import ApkStore
 from latest_apk.models import Config, ConfigError
 from latest_apk.versions import Version, parse_version
 
-from tests.unit.functions.apk_helpers import (
-    BUCKET,
-    api_event,
-    invoke,
-    put_apk,
-    put_pointer,
-    reset_cold_start,
-    reset_config,
-    seed_objects,
-)
+from tests.unit.apk_store import BUCKET, put_apk, put_pointer
+from tests.unit.functions.apk_helpers import api_event, invoke, reset_cold_start, reset_config, seed_objects
 
 
 def count_calls(monkeypatch: Any, client: Any) -> dict[str, int]:

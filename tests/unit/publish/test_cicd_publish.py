@@ -21,7 +21,7 @@ from cicd.publish import (
     publish_apk,
     publish_directory,
 )
-from tests.unit.functions.apk_helpers import BUCKET, put_apk, put_pointer
+from tests.unit.apk_store import BUCKET, put_apk, put_pointer
 
 
 def apk(tmp_path: Path, data: bytes = b"PK\x03\x04 android", name: str = "app-release.apk") -> Path:
