@@ -66,7 +66,7 @@ def describe(
     print(f"{'':<32} sum of steps {total:.1f} s · longest {longest_name} {longest:.1f} s · cores {cores}")
     print(f"{'':<32} wall / max(longest, sum/cores) = {wall:.1f} / {bound:.1f} = {wall / bound:.2f}")
     print(f"{'':<32} cached {len(cached)}: {', '.join(cached) or '-'}")
-    print(f"{'':<32} ran {len(reran)}: {', '.join(reran) or '-'}")
+    print(f"{'':<32} ran {len(reran)}: {', '.join(f'{n} {durations[n]:.1f} s' for n in reran) or '-'}")
 
 
 def reran_tests(report: dict[str, Any]) -> list[str]:

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from cicd import bytecode
+
 ROOT = Path(__file__).resolve().parent.parent
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "sandbox",
@@ -26,8 +28,10 @@ def git(cwd: Path, *args: str) -> str:
 def copy_project(dest: Path, *, share_node_modules: bool = False) -> Path:
     """Copy the project's files (tracked and new, not ignored) to ``dest`` and commit them there.
 
-    The copy shares this checkout's virtual environment (a symlink), so ``uv run`` in it starts at once; with
-    ``share_node_modules`` it shares the installed CDK CLI too.
+    The copy shares this checkout's virtual environment (a symlink), so ``uv run`` in it starts at once, and the
+    bytecode kept for it where writing is off (``.cicd/pycache``, :mod:`cicd.bytecode`; mirrored by each source's
+    absolute path, so the copy's own files get their own); with ``share_node_modules`` it shares the installed CDK
+    CLI too.
     """
     listed = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
     for rel in filter(None, listed):
@@ -37,6 +41,9 @@ def copy_project(dest: Path, *, share_node_modules: bool = False) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
     (dest / ".venv").symlink_to(ROOT / ".venv")
+    bytecode.DIR.mkdir(parents=True, exist_ok=True)
+    (dest / ".cicd").mkdir(exist_ok=True)
+    (dest / ".cicd" / bytecode.DIR.name).symlink_to(bytecode.DIR, target_is_directory=True)
     if share_node_modules and (ROOT / "node_modules").is_dir():
         (dest / "node_modules").symlink_to(ROOT / "node_modules")
     git(dest, "init", "-q", "-b", "main")

@@ -86,7 +86,7 @@ def test_rerun_without_a_report_and_with_a_corrupt_one(project_copy: Path) -> No
 
 
 def test_unwritable_run_folder_exits_2(project_copy: Path) -> None:
-    (project_copy / ".cicd").mkdir()
+    (project_copy / ".cicd").mkdir(exist_ok=True)  # a copy has one (its bytecode link)
     (project_copy / ".cicd" / "runs").write_text("a file where the run folder should be")
     assert_one_line_error(inv("lint", cwd=project_copy), 2, "cannot write the run folder")
 
