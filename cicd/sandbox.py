@@ -25,8 +25,9 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
-def copy_project(dest: Path, *, share_node_modules: bool = False) -> Path:
-    """Copy the project's files (tracked and new, not ignored) to ``dest`` and commit them there.
+def copy_project(dest: Path, *, share_node_modules: bool = False, only: tuple[str, ...] = ()) -> Path:
+    """Copy the project's files (tracked and new, not ignored) to ``dest`` and commit them there; with ``only``,
+    just the files and folders it names (a test of the command line needs no service code).
 
     The copy shares this checkout's virtual environment (a symlink), so ``uv run`` in it starts at once, and the
     bytecode kept for it where writing is off (``.cicd/pycache``, :mod:`cicd.bytecode`; mirrored by each source's
@@ -35,6 +36,8 @@ def copy_project(dest: Path, *, share_node_modules: bool = False) -> Path:
     """
     listed = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
     for rel in filter(None, listed):
+        if only and not any(rel == part or rel.startswith(f"{part}/") for part in only):
+            continue
         src = ROOT / rel
         if src.is_file():
             target = dest / rel

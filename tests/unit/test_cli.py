@@ -10,11 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from cicd.sandbox import copy_project
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.component  # the CLI as a process, mostly on a copy of the project
 
 INV = str(ROOT / ".venv" / "bin" / "inv")
+CLI_FILES = ("tasks.py", "cicd", "pyproject.toml", "requirements.lock", ".gitignore", ".gitleaks.toml")
+"""What the command line reads besides the code its steps check: its tasks, the library, the configuration."""
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path) -> Path:
+    """A copy of the command line's part of the project, without the service, the front end and the tests: copying
+    the whole project, and linting and scanning it, took most of these tests' time."""
+    return copy_project(tmp_path / "project", only=CLI_FILES)
 
 
 def inv(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,42 +86,42 @@ def test_graph_prints_mermaid() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("flowchart LR") and "lint" in proc.stdout
 
 
-def test_rerun_without_a_report_and_with_a_corrupt_one(project_copy: Path) -> None:
-    assert_one_line_error(inv("rerun", cwd=project_copy), 2, "no run report")
-    runs = project_copy / ".cicd" / "runs" / "x"
+def test_rerun_without_a_report_and_with_a_corrupt_one(cli_project: Path) -> None:
+    assert_one_line_error(inv("rerun", cwd=cli_project), 2, "no run report")
+    runs = cli_project / ".cicd" / "runs" / "x"
     runs.mkdir(parents=True)
     (runs / "report.json").write_text("{not json")
-    (project_copy / ".cicd" / "runs" / "latest").symlink_to("x")
-    assert_one_line_error(inv("rerun", cwd=project_copy), 2, "unreadable")
+    (cli_project / ".cicd" / "runs" / "latest").symlink_to("x")
+    assert_one_line_error(inv("rerun", cwd=cli_project), 2, "unreadable")
 
 
-def test_unwritable_run_folder_exits_2(project_copy: Path) -> None:
-    (project_copy / ".cicd").mkdir(exist_ok=True)  # a copy has one (its bytecode link)
-    (project_copy / ".cicd" / "runs").write_text("a file where the run folder should be")
-    assert_one_line_error(inv("lint", cwd=project_copy), 2, "cannot write the run folder")
+def test_unwritable_run_folder_exits_2(cli_project: Path) -> None:
+    (cli_project / ".cicd").mkdir(exist_ok=True)  # a copy has one (its bytecode link)
+    (cli_project / ".cicd" / "runs").write_text("a file where the run folder should be")
+    assert_one_line_error(inv("lint", cwd=cli_project), 2, "cannot write the run folder")
 
 
-def test_failed_step_rerun_command_reruns_only_that_step(project_copy: Path) -> None:
-    bad = project_copy / "cicd" / "badly_formatted.py"
+def test_failed_step_rerun_command_reruns_only_that_step(cli_project: Path) -> None:
+    bad = cli_project / "cicd" / "badly_formatted.py"
     bad.write_text("from __future__ import annotations\nx   =  1\n")
-    first = inv("lint", cwd=project_copy)
+    first = inv("lint", cwd=cli_project)
     assert first.returncode == 1
-    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    report = json.loads((cli_project / ".cicd/runs/latest/report.json").read_text())
     (row,) = report["steps"]
     assert row["status"] == "failed" and row["rerun"] == "uv run inv lint"
     assert "rerun: uv run inv lint" in first.stdout
     bad.unlink()
     proc = subprocess.run(
-        shlex.split(row["rerun"]), cwd=project_copy, capture_output=True, text=True, timeout=600, check=False
+        shlex.split(row["rerun"]), cwd=cli_project, capture_output=True, text=True, timeout=600, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    again = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    again = json.loads((cli_project / ".cicd/runs/latest/report.json").read_text())
     assert again["run_id"] != report["run_id"]
     assert [s["name"] for s in again["steps"]] == ["lint"] and again["status"] == "passed"
 
 
-def test_inv_rerun_reruns_only_failed_and_blocked_steps(project_copy: Path) -> None:
-    runs = project_copy / ".cicd" / "runs" / "old"
+def test_inv_rerun_reruns_only_failed_and_blocked_steps(cli_project: Path) -> None:
+    runs = cli_project / ".cicd" / "runs" / "old"
     runs.mkdir(parents=True)
     rows = [
         {
@@ -134,10 +144,10 @@ def test_inv_rerun_reruns_only_failed_and_blocked_steps(project_copy: Path) -> N
         },
     ]
     (runs / "report.json").write_text(json.dumps({"run_id": "old", "trigger": "pr", "target": "local", "steps": rows}))
-    (project_copy / ".cicd" / "runs" / "latest").symlink_to("old")
-    proc = inv("rerun", cwd=project_copy)
+    (cli_project / ".cicd" / "runs" / "latest").symlink_to("old")
+    proc = inv("rerun", cwd=cli_project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    report = json.loads((cli_project / ".cicd/runs/latest/report.json").read_text())
     assert [s["name"] for s in report["steps"]] == ["lint"]
     assert report["trigger"] == "pr"
 
@@ -153,39 +163,39 @@ def test_inv_rerun_reruns_only_failed_and_blocked_steps(project_copy: Path) -> N
         (("deploy", "--env", "dev", "--target", "aws"), 2, ("has no account for the aws target",)),
     ],
 )
-def test_delivery_usage_errors(project_copy: Path, args: tuple[str, ...], code: int, needles: tuple[str, ...]) -> None:
-    assert_one_line_error(inv(*args, cwd=project_copy), code, *needles)
+def test_delivery_usage_errors(cli_project: Path, args: tuple[str, ...], code: int, needles: tuple[str, ...]) -> None:
+    assert_one_line_error(inv(*args, cwd=cli_project), code, *needles)
 
 
-def test_aws_target_without_credentials_exits_3_before_building(project_copy: Path, tmp_path: Path) -> None:
-    pyproject = project_copy / "pyproject.toml"
+def test_aws_target_without_credentials_exits_3_before_building(cli_project: Path, tmp_path: Path) -> None:
+    pyproject = cli_project / "pyproject.toml"
     tables = "".join(
         f'[tool.cicd.environments.{env}]\naccount = "123456789012"\nregion = "eu-west-1"\n\n'
         for env in ("dev", "preprod", "prod")
     )
     pyproject.write_text(pyproject.read_text() + "\n" + tables)
     clean = dict.fromkeys(("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ROLE_ARN"), "")
-    proc = inv("pipeline", "--target", "aws", cwd=project_copy, env={**clean, "HOME": str(tmp_path)})
+    proc = inv("pipeline", "--target", "aws", cwd=cli_project, env={**clean, "HOME": str(tmp_path)})
     assert_one_line_error(proc, 3, "no AWS credentials")
-    assert not (project_copy / ".cicd" / "runs").exists()  # nothing was built
+    assert not (cli_project / ".cicd" / "runs").exists()  # nothing was built
 
 
-def test_report_status_and_cache_commands(project_copy: Path) -> None:
-    assert_one_line_error(inv("report", cwd=project_copy), 2, "no run yet")
-    status = inv("local.status", cwd=project_copy)
+def test_report_status_and_cache_commands(cli_project: Path) -> None:
+    assert_one_line_error(inv("report", cwd=cli_project), 2, "no run yet")
+    status = inv("local.status", cwd=cli_project)
     assert status.returncode == 0 and "local AWS is not running" in status.stdout
-    assert inv("secrets-scan", cwd=project_copy).returncode == 0
-    summary = inv("report", cwd=project_copy)
+    assert inv("secrets-scan", cwd=cli_project).returncode == 0
+    summary = inv("report", cwd=cli_project)
     assert summary.returncode == 0 and "| `secrets-scan` |" in summary.stdout and "gantt" in summary.stdout
-    assert "cached secrets-scan" in inv("secrets-scan", cwd=project_copy).stdout
-    cleared = inv("cache.clear", cwd=project_copy)
+    assert "cached secrets-scan" in inv("secrets-scan", cwd=cli_project).stdout
+    cleared = inv("cache.clear", cwd=cli_project)
     assert cleared.returncode == 0 and "Removed 1 cached step result(s)." in cleared.stdout
-    assert "passed secrets-scan" in inv("secrets-scan", cwd=project_copy).stdout
+    assert "passed secrets-scan" in inv("secrets-scan", cwd=cli_project).stdout
 
 
-def test_promote_and_approve_refuse_without_a_passed_artifact(project_copy: Path) -> None:
-    proc = inv("promote", "--to", "preprod", cwd=project_copy)
+def test_promote_and_approve_refuse_without_a_passed_artifact(cli_project: Path) -> None:
+    proc = inv("promote", "--to", "preprod", cwd=cli_project)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
-    report = json.loads((project_copy / ".cicd/runs/latest/report.json").read_text())
+    report = json.loads((cli_project / ".cicd/runs/latest/report.json").read_text())
     assert "no artifact was handed to this job" in report["steps"][0]["reason"]
-    assert_one_line_error(inv("approve", "--env", "prod", cwd=project_copy), 1, "no artifact was handed to this job")
+    assert_one_line_error(inv("approve", "--env", "prod", cwd=cli_project), 1, "no artifact was handed to this job")
