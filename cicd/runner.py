@@ -99,6 +99,12 @@ def prepare_run_dir(root: Path, run_id: str) -> Path:
     return run_dir
 
 
+CHECKPOINT_EVERY_S = 0.25
+"""How far the report on disk may lag behind a run's steps that may be served from the cache: a run of cached steps,
+each done in milliseconds, rewrites it a few times rather than after every step. A step that will run (no cache
+for it) is in the report as soon as it starts, so a run killed during it reports it unfinished."""
+
+
 class Runner:
     def __init__(
         self,
@@ -131,6 +137,8 @@ class Runner:
         self._priority = self._critical_paths()
         self._commit = versioning.commit(root)
         self._t0 = time.monotonic()
+        self._written_at = -CHECKPOINT_EVERY_S
+        self._dirty = False
 
     def _critical_paths(self) -> dict[Node, float]:
         """Each node's longest remaining chain (its own last duration plus the longest chain that needs it).
@@ -287,6 +295,10 @@ class Runner:
             return f"cannot write {where}: {err.strerror or err} ({fix})", {"exit_code": EXIT_USAGE}
         return f"internal error: {err.__class__.__name__}: {err}", {}
 
+    def _may_be_cached(self, node: Node) -> bool:
+        """Whether ``node`` may be served from the step cache (then it is often done in milliseconds)."""
+        return self.model.step(node.step).cacheable and self.options.use_cache
+
     def _cache_key(self, step: Step, node: Node) -> str | None:
         if not (step.cacheable and self.options.use_cache):
             return None
@@ -403,8 +415,15 @@ class Runner:
 
         return restore
 
-    def _checkpoint(self) -> None:
-        """Write the report as it stands (unfinished steps as not-run) and point ``latest`` at this run."""
+    def _checkpoint(self, *, now: bool = True) -> None:
+        """Write the report as it stands (unfinished steps as not-run) and point ``latest`` at this run. Unless
+        ``now``, a write that comes within :data:`CHECKPOINT_EVERY_S` of the last one is left to the scheduling
+        loop, which makes it once that much time has passed."""
+        if not now and time.monotonic() - self._written_at < CHECKPOINT_EVERY_S:
+            self._dirty = True
+            return
+        self._dirty = False
+        self._written_at = time.monotonic()
         with self._lock:
             running = set(self._running)
         self._report.steps = [
@@ -424,7 +443,7 @@ class Runner:
         try:
             while pending or futures:
                 progressed = True
-                changed = False
+                changed = urgent = False
                 while progressed:
                     progressed = False
                     for node in sorted(pending, key=lambda n: -self._priority.get(n, 0.0)):
@@ -442,8 +461,9 @@ class Runner:
                                 self._running[node] = time.monotonic()
                             futures[pool.submit(self._execute, node)] = node
                             progressed = changed = True
-                if changed:  # a step started or was marked not-run: the report says so at once
-                    self._checkpoint()
+                            urgent = urgent or not self._may_be_cached(node)
+                if changed:  # a step that will run started: the report says so at once (the others within 0.25 s)
+                    self._checkpoint(now=urgent)
                 if not futures:
                     if pending:  # cannot happen with a validated model; guard against a silent hang
                         raise UsageError(f"cannot schedule {', '.join(n.id for n in pending)}")
@@ -453,8 +473,8 @@ class Runner:
                     node = futures.pop(future)
                     self._done[node] = future.result()
                     self._print_result(self._done[node])
-                if finished:
-                    self._checkpoint()
+                if finished or self._dirty:
+                    self._checkpoint(now=False)
                 refresh()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)

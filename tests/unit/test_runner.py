@@ -12,11 +12,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from cicd import reports
 from cicd.context import StepContext
 from cicd.errors import MissingToolError, StepFailed, UsageError
 from cicd.pipeline import Model, Node, Step
 from cicd.results import Outcome, Status
-from cicd.runner import Runner, RunOptions, prepare_run_dir
+from cicd.runner import CHECKPOINT_EVERY_S, UNFINISHED, Runner, RunOptions, prepare_run_dir
 
 
 def step(name: str, needs: tuple[str, ...] = (), may_skip: str | None = None) -> Step:
@@ -243,3 +244,39 @@ def test_the_run_junit_carries_the_post_deploy_test_suites(tmp_path: Path) -> No
     assert [s.get("name") for s in suites] == ["pipeline-pr", "integration tests-dev", "schemathesis"]
     failure = suites[2].find("testcase/failure")
     assert failure is not None and failure.text == "- ST101 Server error"
+
+
+def test_a_run_of_quick_steps_rewrites_the_report_a_few_times_not_after_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[float] = []
+    real = reports.write_all
+
+    def counted(run_dir: Path, report: reports.RunReport) -> None:
+        writes.append(time.monotonic())
+        real(run_dir, report)
+
+    monkeypatch.setattr(reports, "write_all", counted)
+    steps = tuple(step(f"s{i}") for i in range(12))
+    _, report = run(tmp_path, steps, {s.name: sleeper(0.0) for s in steps}, jobs=2)
+    assert all(s.status is Status.PASSED for s in report.steps)
+    # the first write, the final one, and between them at most one per CHECKPOINT_EVERY_S (plus the loop's tick)
+    assert len(writes) <= 3 + report.duration_s / CHECKPOINT_EVERY_S, (len(writes), report.duration_s)
+    assert json.loads((tmp_path / ".cicd" / "runs" / "latest" / "report.json").read_text())["status"] == "passed"
+
+
+def test_a_step_that_runs_is_in_the_report_as_unfinished_while_it_runs(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def watch(ctx: StepContext) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the scheduler writes the report just after it starts the step
+            rows = json.loads((ctx.run_dir / "report.json").read_text())["steps"]
+            seen[:] = [r["reason"] for r in rows if r["name"] == "deploy"]
+            if seen == [UNFINISHED]:
+                return
+            time.sleep(0.01)
+
+    deploy = Step("deploy", "tests.unit:deploy", "deploy doc", stage="s", cacheable=False)
+    _, report = run(tmp_path, (deploy,), {"deploy": watch})
+    assert report.steps[0].status is Status.PASSED and seen == [UNFINISHED]
