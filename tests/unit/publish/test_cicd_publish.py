@@ -39,6 +39,18 @@ def keys(client: Any) -> list[str]:
     return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
 
 
+def fail_on(monkeypatch: Any, client: Any, operation: str, error: Exception, key: str | None = "apk/LATEST") -> None:
+    """Make ``client`` raise ``error`` on ``operation`` of ``key`` (of any key when None); every other call goes on."""
+    original = client._make_api_call
+
+    def make_api_call(name: str, params: Any) -> Any:
+        if name == operation and key in (None, params.get("Key")):
+            raise error
+        return original(name, params)
+
+    monkeypatch.setattr(client, "_make_api_call", make_api_call)
+
+
 # --- publish_apk ---------------------------------------------------------------------------------------------
 
 
@@ -141,14 +153,8 @@ def test_a_racing_publish_cannot_move_the_pointer_backwards(s3: Any, tmp_path: P
 
 
 def test_a_pointer_that_never_settles_fails_the_step(s3: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    original = s3._make_api_call
-
-    def make_api_call(operation: str, params: Any) -> Any:
-        if operation == "PutObject" and params["Key"] == "apk/LATEST":
-            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "changed"}}, "PutObject")
-        return original(operation, params)
-
-    monkeypatch.setattr(s3, "_make_api_call", make_api_call)
+    error = ClientError({"Error": {"Code": "PreconditionFailed", "Message": "changed"}}, "PutObject")
+    fail_on(monkeypatch, s3, "PutObject", error)
     with pytest.raises(StepFailed, match="kept changing"):
         publish_apk(s3, BUCKET, apk(tmp_path), "2.0.0")
 
@@ -201,41 +207,24 @@ def test_an_upload_failure_is_a_failed_step(s3: Any, tmp_path: Path) -> None:
 
 
 def test_an_unreachable_store_is_a_failed_step(s3: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    original = s3._make_api_call
-
-    def make_api_call(operation: str, params: Any) -> Any:
-        if operation == "GetObject":
-            raise EndpointConnectionError(endpoint_url="https://s3.example")
-        return original(operation, params)
-
-    monkeypatch.setattr(s3, "_make_api_call", make_api_call)
+    fail_on(monkeypatch, s3, "GetObject", EndpointConnectionError(endpoint_url="https://s3.example"), key=None)
     with pytest.raises(StepFailed, match="writing the pointer"):
         publish_apk(s3, BUCKET, apk(tmp_path), "1.0.0")
 
 
 def test_a_denied_pointer_read_is_a_failed_step(s3: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    original = s3._make_api_call
-
-    def make_api_call(operation: str, params: Any) -> Any:
-        if operation == "GetObject" and params["Key"] == "apk/LATEST":
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
-        return original(operation, params)
-
-    monkeypatch.setattr(s3, "_make_api_call", make_api_call)
+    fail_on(
+        monkeypatch, s3, "GetObject", ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+    )
     with pytest.raises(StepFailed, match="AccessDenied"):
         publish_apk(s3, BUCKET, apk(tmp_path), "1.0.0")
     assert "apk/LATEST" not in keys(s3)
 
 
 def test_a_denied_pointer_write_is_a_failed_step(s3: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    original = s3._make_api_call
-
-    def make_api_call(operation: str, params: Any) -> Any:
-        if operation == "PutObject" and params["Key"] == "apk/LATEST":
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
-        return original(operation, params)
-
-    monkeypatch.setattr(s3, "_make_api_call", make_api_call)
+    fail_on(
+        monkeypatch, s3, "PutObject", ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+    )
     with pytest.raises(StepFailed, match="AccessDenied"):
         publish_apk(s3, BUCKET, apk(tmp_path), "1.0.0")
 
