@@ -295,12 +295,12 @@ class Runner:
             return f"cannot write {where}: {err.strerror or err} ({fix})", {"exit_code": EXIT_USAGE}
         return f"internal error: {err.__class__.__name__}: {err}", {}
 
-    def _may_be_cached(self, node: Node) -> bool:
-        """Whether ``node`` may be served from the step cache (then it is often done in milliseconds)."""
-        return self.model.step(node.step).cacheable and self.options.use_cache
+    def _may_be_cached(self, step: Step) -> bool:
+        """Whether ``step`` may be served from the step cache (then it is often done in milliseconds)."""
+        return step.cacheable and self.options.use_cache
 
     def _cache_key(self, step: Step, node: Node) -> str | None:
-        if not (step.cacheable and self.options.use_cache):
+        if not self._may_be_cached(step):
             return None
         return self.cache.key(step, node, self.options.target, self._extras(step))
 
@@ -461,7 +461,7 @@ class Runner:
                                 self._running[node] = time.monotonic()
                             futures[pool.submit(self._execute, node)] = node
                             progressed = changed = True
-                            urgent = urgent or not self._may_be_cached(node)
+                            urgent = urgent or not self._may_be_cached(self.model.step(node.step))
                 if changed:  # a step that will run started: the report says so at once (the others within 0.25 s)
                     self._checkpoint(now=urgent)
                 if not futures:
