@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -25,6 +26,43 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
+def _listed(only: tuple[str, ...]) -> list[str]:
+    """The files under ``only`` that the root ``.gitignore`` leaves in, listed in this process. No ``git`` process:
+    the test selection (:mod:`cicd.testselect`) follows what a test lists and opens itself, and counts a process
+    that can see the whole checkout as reading all of it."""
+    lines = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if any(p.startswith("!") for p in patterns):  # negations: git decides
+        wanted = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z", "--", *only).split("\0")
+        return [rel for rel in wanted if rel]
+    found: list[str] = []
+    for part in only:
+        if (ROOT / part).is_file():
+            found += [] if _ignored(part, patterns, folder=False) else [part]
+            continue
+        for folder, subfolders, files in os.walk(ROOT / part):
+            base = Path(folder).relative_to(ROOT).as_posix()
+            subfolders[:] = sorted(d for d in subfolders if not _ignored(f"{base}/{d}", patterns, folder=True))
+            found += [f"{base}/{f}" for f in sorted(files) if not _ignored(f"{base}/{f}", patterns, folder=False)]
+    return found
+
+
+def _ignored(rel: str, patterns: list[str], *, folder: bool) -> bool:
+    """Whether a ``.gitignore`` pattern matches ``rel``: ``name/`` only folders; a pattern with a ``/`` the path
+    from the root, any other the last part of the path (as git does)."""
+    for pattern in patterns:
+        body = pattern.rstrip("/")
+        if pattern.endswith("/") and not folder:
+            continue
+        if (
+            fnmatch.fnmatchcase(rel, body.lstrip("/"))
+            if "/" in body
+            else fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], body)
+        ):
+            return True
+    return False
+
+
 def copy_project(dest: Path, *, share_node_modules: bool = False, only: tuple[str, ...] = ()) -> Path:
     """Copy the project's files (tracked and new, not ignored) to ``dest`` and commit them there; with ``only``,
     just the files and folders it names (a test of the command line needs no service code).
@@ -34,10 +72,8 @@ def copy_project(dest: Path, *, share_node_modules: bool = False, only: tuple[st
     absolute path, so the copy's own files get their own); with ``share_node_modules`` it shares the installed CDK
     CLI too.
     """
-    listed = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    listed = _listed(only) if only else git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
     for rel in filter(None, listed):
-        if only and not any(rel == part or rel.startswith(f"{part}/") for part in only):
-            continue
         src = ROOT / rel
         if src.is_file():
             target = dest / rel

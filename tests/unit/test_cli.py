@@ -27,7 +27,14 @@ def cli_project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project", only=CLI_FILES)
 
 
-def inv(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def cli_readonly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One such copy for the commands that change nothing in it (``--list``, ``graph``, usage errors): run in the
+    checkout itself, they would depend on all of it (test selection counts a process there as reading everything)."""
+    return copy_project(tmp_path_factory.mktemp("cli") / "project", only=CLI_FILES)
+
+
+def inv(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [INV, *args],
         check=False,
@@ -48,8 +55,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *ne
         assert needle in lines[0]
 
 
-def test_list_shows_the_tasks() -> None:
-    proc = inv("--list")
+def test_list_shows_the_tasks(cli_readonly: Path) -> None:
+    proc = inv("--list", cwd=cli_readonly)
     assert proc.returncode == 0
     for name in (
         "lint",
@@ -77,12 +84,12 @@ def test_list_shows_the_tasks() -> None:
         (("no-such-task",), ("no-such-task",)),
     ],
 )
-def test_bad_usage_exits_2_with_one_line(args: tuple[str, ...], needles: tuple[str, ...]) -> None:
-    assert_one_line_error(inv(*args), 2, *needles)
+def test_bad_usage_exits_2_with_one_line(args: tuple[str, ...], needles: tuple[str, ...], cli_readonly: Path) -> None:
+    assert_one_line_error(inv(*args, cwd=cli_readonly), 2, *needles)
 
 
-def test_graph_prints_mermaid() -> None:
-    proc = inv("graph")
+def test_graph_prints_mermaid(cli_readonly: Path) -> None:
+    proc = inv("graph", cwd=cli_readonly)
     assert proc.returncode == 0 and proc.stdout.startswith("flowchart LR") and "lint" in proc.stdout
 
 
@@ -199,3 +206,20 @@ def test_promote_and_approve_refuse_without_a_passed_artifact(cli_project: Path)
     report = json.loads((cli_project / ".cicd/runs/latest/report.json").read_text())
     assert "no artifact was handed to this job" in report["steps"][0]["reason"]
     assert_one_line_error(inv("approve", "--env", "prod", cwd=cli_project), 1, "no artifact was handed to this job")
+
+
+def test_the_copy_of_the_cli_part_holds_what_git_would_list(cli_readonly: Path) -> None:
+    """The copy lists its files in-process (so test selection can follow it): the same files git lists as tracked
+    or new and not ignored, none of the ignored ones (bytecode, node_modules)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *CLI_FILES],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    copied = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=cli_readonly, check=True, capture_output=True, text=True
+    ).stdout
+    own = {".venv"}  # the copy's link to this checkout's environment
+    assert sorted(set(filter(None, copied.split("\0"))) - own) == sorted(filter(None, listed.split("\0")))
