@@ -77,6 +77,12 @@ class Step:
     ci_job: str | None = None
     """For a check: the earlier check whose CI job also runs it (a check of seconds is not worth a runner of its
     own). Locally it stays its own step."""
+    handoff: tuple[str, ...] = ()
+    """Outputs (files of the run folder) that a step in another CI job reads: after each pass, served from the cache
+    or not, the runner copies them to ``.cicd/handoff/<step>/``, the folder the CI adapters hand on to the jobs that
+    need this one (the tiers' coverage data, which the ``coverage`` job combines)."""
+    reads: tuple[str, ...] = ()
+    """Steps of ``needs`` whose hand-off this step reads (its CI job receives their jobs' hand-offs)."""
 
     @property
     def per_env(self) -> bool:
@@ -130,7 +136,20 @@ class Model:
                     f"pipeline model: step '{step.name}' shares the CI job of '{step.ci_job}', which must be an "
                     "earlier check with the same triggers"
                 )
+            loose = [h for h in step.handoff if h not in step.outputs]
+            if loose or (step.handoff and step.per_env):
+                raise ConfigError(
+                    f"pipeline model: step '{step.name}' hands on {loose or list(step.handoff)}: a hand-off is "
+                    "outputs of a step that runs in no environment"
+                )
             by_name[step.name] = step
+        for step in self.steps:
+            bad = [r for r in step.reads if r not in step.needs or r not in by_name or not by_name[r].handoff]
+            if bad:
+                raise ConfigError(
+                    f"pipeline model: step '{step.name}' reads the hand-off of {bad}: each must be a step it needs "
+                    "that declares a hand-off"
+                )
         object.__setattr__(self, "_by_name", by_name)
         self.graph()  # validates dependencies and cycles up front
 
@@ -317,7 +336,8 @@ STEPS: tuple[Step, ...] = (
         stage="checks",
         inputs=TEST_INPUTS,
         tools=("pytest", "coverage"),
-        outputs=("reports/unit-junit.xml", "reports/coverage-unit.data", "reports/coverage-unit.key"),
+        outputs=("reports/unit-junit.xml", "reports/coverage-unit.json", "reports/coverage-unit.key"),
+        handoff=("reports/coverage-unit.json", "reports/coverage-unit.key"),
     ),
     Step(
         "component-test",
@@ -326,8 +346,8 @@ STEPS: tuple[Step, ...] = (
         stage="checks",
         inputs=TEST_INPUTS,
         tools=("pytest", "coverage"),
-        outputs=("reports/component-junit.xml", "reports/coverage-component.data", "reports/coverage-component.key"),
-        ci_job="unit-test",  # until the CI adapters hand a job's coverage data on to another (README, Performance)
+        outputs=("reports/component-junit.xml", "reports/coverage-component.json", "reports/coverage-component.key"),
+        handoff=("reports/coverage-component.json", "reports/coverage-component.key"),
     ),
     Step(
         "coverage",
@@ -336,9 +356,9 @@ STEPS: tuple[Step, ...] = (
         stage="checks",
         inputs=TEST_INPUTS,
         needs=("unit-test", "component-test"),
+        reads=("unit-test", "component-test"),
         tools=("pytest", "coverage"),
         outputs=("reports/coverage.xml",),
-        ci_job="unit-test",
     ),
     Step(
         "api-contract",

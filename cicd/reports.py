@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from cicd.results import Status, StepResult
 
 RUNS_DIR = Path(".cicd") / "runs"
 LATEST = "latest"
+HANDOFF_DIR = Path(".cicd") / "handoff"
+"""What a step hands to a step of another CI job (:attr:`cicd.pipeline.Step.handoff`): ``<step>/`` holds the
+step's hand-off outputs of its last pass. The CI adapters hand this folder on with the tool's own mechanism."""
 _ICON = {
     Status.PASSED: "✅",
     Status.FAILED: "❌",
@@ -103,8 +107,23 @@ def categorize_sarif(run_dir: Path, node_id: str, outputs: tuple[str, ...]) -> l
     return stamped
 
 
+def keep_handoff(root: Path, run_dir: Path, step: str, outputs: tuple[str, ...]) -> Path:
+    """Copy ``outputs`` (paths in ``run_dir``) of a step that passed to ``HANDOFF_DIR/<step>/``, replacing what an
+    earlier pass left there; returns that folder."""
+    dest = root / HANDOFF_DIR / step
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for rel in outputs:
+        src = run_dir / rel
+        if src.is_file():
+            shutil.copy2(src, dest / src.name)
+    return dest
+
+
 def point_latest(runs_dir: Path, run_dir: Path) -> None:
     link = runs_dir / LATEST
+    if link.is_dir() and not link.is_symlink():  # a tool's artifact download made it a real folder
+        shutil.rmtree(link)
     tmp = runs_dir / f".{LATEST}.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_dir.name)

@@ -260,6 +260,7 @@ class Runner:
                 log.write(scrub(traceback.format_exc()))
             if status is Status.SKIPPED and not step.may_skip:
                 status, reason = Status.FAILED, f"reported skipped ({reason}) but this step may not skip"
+            status, reason, details = self._hand_on(step, status, reason, details)
             reason = scrub(reason) if reason else reason
             reports.categorize_sarif(self.run_dir, node.id, step.outputs)
             log.write(f"\n# {node.id}: {status.value}{f' — {reason}' if reason else ''}\n")
@@ -284,6 +285,17 @@ class Runner:
             except OSError as err:
                 result.details["cache_warning"] = f"not cached: {err}"
         return result
+
+    def _hand_on(
+        self, step: Step, status: Status, reason: str | None, details: dict[str, Any]
+    ) -> tuple[Status, str | None, dict[str, Any]]:
+        """After a pass (served from the cache or not), keep the step's hand-off for the CI jobs that need it."""
+        if step.handoff and status in (Status.PASSED, Status.CACHED):
+            try:
+                reports.keep_handoff(self.root, self.run_dir, step.name, step.handoff)
+            except OSError as err:
+                return Status.FAILED, *self._os_error(err)
+        return status, reason, details
 
     def _os_error(self, err: OSError) -> tuple[str, dict[str, Any]]:
         """One line for an OS error; a path under ``.cicd/`` that cannot be written is a usage problem (exit 2)."""

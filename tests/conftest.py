@@ -55,9 +55,14 @@ RUN_CONTEXT = (
 """Variables that describe the run a pipeline step is part of. The suite describes its own context: when a CI job's
 ``unit-test`` runs it, the job's target, shared local AWS or cache verification must not change what a test sees.
 The integration suite, which a pipeline runs against a deployed environment, keeps its environment."""
+FORCED_COLOR = ("FORCE_COLOR", "MYPY_FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE")
+"""What CI files set for coloured logs (the GitHub adapter sets ``FORCE_COLOR``): the suite reads its processes'
+output as text, so none of them may colour it."""
 if not os.environ.get("CICD_IT_OUTPUTS"):
     for _name in (*RUN_CONTEXT, *CI_VARIABLES):
         os.environ.pop(_name, None)
+for _name in FORCED_COLOR:
+    os.environ.pop(_name, None)
 # Where bytecode writing is off, the suite keeps its bytecode in .cicd/pycache as the pipeline does (cicd.bytecode):
 # this process from here on, and every process it starts (the xdist workers, the CLI, the tools, the servers).
 if sys.dont_write_bytecode:

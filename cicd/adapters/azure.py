@@ -44,6 +44,7 @@ from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_ca
 from cicd.adapters.plan import (
     APPROVAL_WAIT_MINUTES,
     ARTIFACT_DIR,
+    HANDOFF_DIR,
     JUNIT_GLOB,
     MAIN_BRANCH,
     STEP_CACHE,
@@ -92,17 +93,26 @@ def _script(lines: tuple[str, ...] | list[str]) -> str:
 
 
 def _download(plan: Plan, job: Job) -> list[object]:
-    """The artifact the nearest upstream job handed on (flutter build -> package -> dev -> preprod -> prod)."""
+    """The artifact the nearest upstream job handed on (flutter build -> package -> dev -> preprod -> prod), and the
+    hand-offs of the checks ``job`` takes (a folder per step in ``.cicd/handoff/``)."""
+    takes: list[object] = [
+        {
+            "task": "DownloadPipelineArtifact@2",
+            "inputs": Flow({"artifactName": plan.job(giver).handoff_name, "targetPath": f"{SOURCES}/{HANDOFF_DIR}"}),
+        }
+        for giver in job.takes
+    ]
     source = plan.handed_from(job)
     if source is None:
         if job.downloads:
             raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
-        return []
+        return takes
     return [
         {
             "task": "DownloadPipelineArtifact@2",
             "inputs": Flow({"artifactName": source.artifact_name, "targetPath": f"{SOURCES}/{ARTIFACT_DIR}"}),
-        }
+        },
+        *takes,
     ]
 
 
@@ -212,6 +222,14 @@ def _finish(job: Job) -> list[object]:
                 "inputs": Flow({"targetPath": ARTIFACT_DIR, "artifact": job.artifact_name}),
             }
         )
+    if job.handoff:
+        steps.append(
+            {
+                "task": "PublishPipelineArtifact@1",
+                "displayName": f"Hand on {HANDOFF_DIR}",
+                "inputs": Flow({"targetPath": HANDOFF_DIR, "artifact": job.handoff_name}),
+            }
+        )
     steps += [
         Flow(
             {
@@ -247,6 +265,13 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
         **variables,
         "steps": steps,
     }
+
+
+def _after(body: dict[str, object], needs: list[str] | tuple[str, ...]) -> dict[str, object]:
+    """A job of a stage that waits for the jobs ``needs`` of the same stage (none: it starts with the stage)."""
+    if not needs:
+        return body
+    return {"job": body.pop("job"), "dependsOn": [_name(n) for n in needs], **body}
 
 
 def _gate(job: Job) -> dict[str, object]:
@@ -286,16 +311,11 @@ def render(plan: Plan) -> list[Rendered]:
     checks = plan.checks
     stages: list[object] = []
     if checks:
-        stages.append({"stage": "checks", "jobs": [_job(plan, j) for j in checks]})
+        # A later check (coverage) waits in the same stage for the checks it needs.
+        stages.append({"stage": "checks", "jobs": [_after(_job(plan, j), j.needs) for j in checks]})
     builds = [j for j in plan.order(plan.jobs) if j.kind == "build"]
     if builds:
-        jobs = []
-        for job in builds:
-            body = _job(plan, job)
-            deps = [_name(n) for n in job.needs if plan.job(n).kind == "build"]
-            if deps:
-                body = {"job": body.pop("job"), "dependsOn": deps, **body}
-            jobs.append(body)
+        jobs = [_after(_job(plan, j), [n for n in j.needs if plan.job(n).kind == "build"]) for j in builds]
         stages.append({"stage": "build", "dependsOn": ["checks"], "condition": ON_MAIN, "jobs": jobs})
     for job in plan.order(plan.jobs):
         if job.kind in ("check", "build"):

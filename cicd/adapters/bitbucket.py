@@ -12,7 +12,8 @@ conditional).
 ``.cicd/artifact/`` travels as named shared artifacts: each step downloads by name exactly the artifact of
 :meth:`~cicd.adapters.plan.Plan.handed_from` (``flutter-build`` -> ``package`` -> ``dev`` -> ``preprod`` ->
 ``prod``), or nothing (``download: false``); a step that hands it on uploads it again under its own name (the
-environment steps with their evidence). The run folder is a ``scoped`` artifact, never downloaded by a later step.
+environment steps with their evidence). The test tiers hand on ``.cicd/handoff/<step>/`` the same way, to the
+coverage step. The run folder is a ``scoped`` artifact, never downloaded by a later step.
 ``package`` requires the Flutter build (``CICD_REQUIRE_FLUTTER=1``): an artifact without the APK fails it.
 
 Each environment step has ``deployment:`` (its variables hold ``AWS_ROLE_ARN``), ``oidc: true``, a
@@ -128,10 +129,13 @@ def _step(plan: Plan, job: Job, reuse: Reuse) -> dict[str, object]:
     ]
     if job.uploads:
         upload.insert(0, Flow({"name": job.artifact_name, "paths": [f"{ARTIFACT_DIR}/**"]}))
+    if job.handoff:
+        upload.insert(0, Flow({"name": job.handoff_name, "paths": [f"{p}/**" for p in job.handoff_paths]}))
     source = plan.handed_from(job) if job.downloads else None
     if job.downloads and source is None:
         raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
-    step["artifacts"] = {"download": [source.artifact_name] if source else False, "upload": upload}
+    download = [*([source.artifact_name] if source else []), *(plan.job(g).handoff_name for g in job.takes)]
+    step["artifacts"] = {"download": download or False, "upload": upload}
     return step
 
 

@@ -3,17 +3,16 @@
 Two workflows chosen by ``when:`` on the branch: every other branch runs the checks, ``main`` the whole pipeline.
 CircleCI has no config-wide ``environment:``, so ``CICD_TARGET=aws`` is set in both executors (every job uses one;
 executor and job ``environment:`` maps add up, the job's value winning). Reusable ``commands:`` keep each job to its
-``inv`` calls. The workspace carries ``.cicd/artifact/``: the build jobs and every environment job persist it (a
-layer each), and ``attach_workspace`` applies the layers of all upstream jobs in workflow order, a later layer
-overwriting an earlier one. Each job with credentials uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``;
-restrict it to ``main`` with a security group or an expression), which also makes CircleCI issue the OIDC token;
-the token is handed to the AWS SDKs only when ``CICD_TARGET`` is ``aws``. A ``serial-group`` keeps two deploys to
-one environment from overlapping. With the approval switch on, the approval job runs ``inv change-set`` with the
-context ``aws-prod-change-set`` (the read-only role's ARN) and a ``type: approval`` job holds the environment job
-after it. CircleCI's token cannot tell the approval job from prod's deploy job (IAM sees the same ``sub`` and
-``aud``): the change-set role trusts every main job, and only the context keeps prod's role ARN from the approval
-job. No orbs: nothing third-party to pin.
-"""
+``inv`` calls. The workspace carries ``.cicd/artifact/``: the build jobs and every environment job persist it (a layer
+each); the test tiers persist their hand-off (``.cicd/handoff/<step>``) for the coverage job, and ``attach_workspace``
+applies the layers of all upstream jobs in workflow order, a later layer overwriting an earlier one. Each job with
+credentials uses a context (``aws-<env>``, holding ``AWS_ROLE_ARN``; restrict it to ``main`` with a security group or an
+expression), which also makes CircleCI issue the OIDC token; the token is handed to the AWS SDKs only when
+``CICD_TARGET`` is ``aws``. A ``serial-group`` keeps two deploys to one environment from overlapping. With the approval
+switch on, the approval job runs ``inv change-set`` with the context ``aws-prod-change-set`` (the read-only role's ARN)
+and a ``type: approval`` job holds the environment job after it. CircleCI's token cannot tell the approval job from
+prod's deploy job (IAM sees the same ``sub`` and ``aud``): the change-set role trusts every main job, and only the
+context keeps prod's role ARN from the approval job. No orbs: nothing third-party to pin."""
 
 from __future__ import annotations
 
@@ -153,7 +152,7 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
     steps.append(
         {"setup": {VERIFY_PARAMETER: f"<< parameters.{VERIFY_PARAMETER} >>"}} if check else {"setup-locked": Flow({})}
     )
-    if job.downloads:
+    if job.downloads or job.takes:  # every upstream layer: the artifact, or the checks' hand-offs
         steps.append({"attach_workspace": Flow({"at": "."})})
     if job.credentials:
         steps.append({"aws-oidc": Flow({"env": job.identity})})
@@ -161,6 +160,8 @@ def _job(plan: Plan, job: Job) -> dict[str, object]:
         steps.append(_run(command, inv, job.timeout))
     if job.uploads:
         steps.append({"persist_to_workspace": Flow({"root": ".", "paths": [ARTIFACT_DIR]})})
+    if job.handoff:  # a folder per step: two jobs of one workflow may not persist the same file
+        steps.append({"persist_to_workspace": Flow({"root": ".", "paths": list(job.handoff_paths)})})
     steps.append(USE_FINISH if check else USE_REPORT)
     data["steps"] = steps
     return data

@@ -2,22 +2,22 @@
 (``pipeline.json``) that the CDK stack in ``infra/ci`` builds.
 
 Two V2 pipelines: ``pull-request`` (a pull-request trigger with file-path filters) runs the checks, ``main`` (a push
-trigger, ``QUEUED`` execution mode, so deploys never overlap) runs everything. Every job is a CodeBuild action;
-actions of one stage with the same run order run in parallel. The source action hands CodeBuild a clone reference
+trigger, ``QUEUED`` execution mode, so deploys never overlap) runs everything. Every job is a CodeBuild action; actions
+of one stage with the same run order run in parallel. The source action hands CodeBuild a clone reference
 (``CODEBUILD_CLONE_REF``), so every build works in a full git clone (versions from git, the secrets scan's history).
-``CICD_TARGET`` is a pipeline-level variable, passed to every action. ``.cicd/artifact/`` travels as output
-artifacts: an action's secondary input lands in ``$CODEBUILD_SRC_DIR_<name>``, not in the working folder, so its
-buildspec copies it into ``.cicd/artifact/`` first, and every build and environment action hands the folder on
-again. Each environment stage (and the approval job) runs on a CodeBuild project whose service role is that
-environment's deploy role (no keys, nothing to log in to; the role trusts only that environment's project), and the
-approval job's project runs on a read-only change-set role; the gate is a ``ManualApproval`` action after the
-approval job, which only members of the IAM group ``apk-pipeline-prod-approvers`` may approve. Caches: each pipeline
-has its own CodeBuild projects (the pull-request pipeline's are ``apk-pipeline-pr-<job>``) and its own S3 cache
-bucket, so nothing a pull request writes is restored on main; build, approval and deploy jobs have no cache at all
-(``"cache": false`` in the layout, no ``cache:`` in their buildspec): they install from the lock files. The Flutter
-jobs run on the pinned Flutter image, which carries the Android SDK that CodeBuild's standard image lacks. The
-branch reaches the buildspecs as ``CICD_BRANCH`` (the source action's ``BranchName`` variable) for the guard.
-"""
+``CICD_TARGET`` is a pipeline-level variable, passed to every action. ``.cicd/artifact/`` travels as output artifacts:
+an action's secondary input lands in ``$CODEBUILD_SRC_DIR_<name>``, not in the working folder, so its buildspec copies
+it into ``.cicd/artifact/`` first, and every build and environment action hands the folder on again. The test tiers'
+hand-offs (``.cicd/handoff/<step>/``) reach the coverage action the same way. Each environment stage (and the approval
+job) runs on a CodeBuild project whose service role is that environment's deploy role (no keys, nothing to log in to;
+the role trusts only that environment's project), and the approval job's project runs on a read-only change-set role;
+the gate is a ``ManualApproval`` action after the approval job, which only members of the IAM group
+``apk-pipeline-prod-approvers`` may approve. Caches: each pipeline has its own CodeBuild projects (the pull-request
+pipeline's are ``apk-pipeline-pr-<job>``) and its own S3 cache bucket, so nothing a pull request writes is restored on
+main; build, approval and deploy jobs have no cache at all (``"cache": false`` in the layout, no ``cache:`` in their
+buildspec): they install from the lock files. The Flutter jobs run on the pinned Flutter image, which carries the
+Android SDK that CodeBuild's standard image lacks. The branch reaches the buildspecs as ``CICD_BRANCH`` (the source
+action's ``BranchName`` variable) for the guard."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from cicd.adapters.common import (
     locked_install,
 )
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls
-from cicd.adapters.plan import ARTIFACT_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
+from cicd.adapters.plan import ARTIFACT_DIR, HANDOFF_DIR, MAIN_BRANCH, RUNS_DIR, STEP_CACHE, TARGET_VARS, Job, Plan
 from cicd.adapters.yamltext import Flow, dump
 
 FOLDER: Final = "buildspecs"
@@ -64,6 +64,10 @@ def buildspec_path(job_id: str) -> str:
 
 def artifact_name(job_id: str) -> str:
     return f"artifact_{job_id.replace('-', '_')}"
+
+
+def handoff_name(job_id: str) -> str:
+    return f"handoff_{job_id.replace('-', '_')}"
 
 
 def runs_name(job_id: str) -> str:
@@ -115,8 +119,16 @@ def layout(plan: Plan) -> dict[str, Any]:
                         # whose role the project runs under: the approval job's is <env>-change-set (read-only)
                         "environment": job.identity if job.credentials else None,
                         "timeout_minutes": job.timeout,
-                        "inputs": [SOURCE, *([artifact_name(source.id)] if source else [])],
-                        "outputs": [runs_name(job.id), *([artifact_name(job.id)] if job.uploads else [])],
+                        "inputs": [
+                            SOURCE,
+                            *([artifact_name(source.id)] if source else []),
+                            *(handoff_name(g) for g in job.takes),
+                        ],
+                        "outputs": [
+                            runs_name(job.id),
+                            *([artifact_name(job.id)] if job.uploads else []),
+                            *([handoff_name(job.id)] if job.handoff else []),
+                        ],
                     }
                 )
             stages.append({"name": stage_name, "actions": actions})
@@ -160,6 +172,9 @@ def _buildspec(plan: Plan, job: Job) -> str:
         pre.append(
             f'mkdir -p {ARTIFACT_DIR} && cp -R "$CODEBUILD_SRC_DIR_{artifact_name(source.id)}/." {ARTIFACT_DIR}/'
         )
+    pre += [  # the checks' hand-offs: a folder per step, all into .cicd/handoff/
+        f'mkdir -p {HANDOFF_DIR} && cp -R "$CODEBUILD_SRC_DIR_{handoff_name(g)}/." {HANDOFF_DIR}/' for g in job.takes
+    ]
     variables: dict[str, str] = {"CICD_BUILD_COMMIT": "$CODEBUILD_RESOLVED_SOURCE_VERSION"}
     if job.flutter:
         variables |= {"CICD_REQUIRE_FLUTTER": "1", "PIP_BREAK_SYSTEM_PACKAGES": "1"}
@@ -174,6 +189,8 @@ def _buildspec(plan: Plan, job: Job) -> str:
     }
     if job.uploads:
         secondary[artifact_name(job.id)] = Flow({"base-directory": ARTIFACT_DIR, "files": ["**/*"]})
+    if job.handoff:
+        secondary[handoff_name(job.id)] = Flow({"base-directory": HANDOFF_DIR, "files": ["**/*"]})
     doc: dict[str, object] = {
         "version": 0.2,
         "env": {"shell": "bash", "variables": Flow(variables)},

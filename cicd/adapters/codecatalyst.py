@@ -8,7 +8,8 @@ by its release name; the Flutter actions run on the pinned Flutter image, which 
 own, so every action sets ``CICD_TARGET`` in its ``Inputs.Variables``. ``.cicd/artifact/`` travels as output
 artifacts: an input artifact is unpacked in ``$CATALYST_SOURCE_DIR_<name>``, not in the working folder (the
 ``WorkflowSource`` checkout), so the action copies it into ``.cicd/artifact/`` first, and every build and
-environment action hands the folder on again. Each environment action uses a CodeCatalyst environment whose
+environment action hands the folder on again; the test tiers hand ``.cicd/handoff/<step>/`` to the coverage
+action the same way. Each environment action uses a CodeCatalyst environment whose
 account connection supplies the role (no keys, nothing to log in to); the approval job uses the environment
 ``prod-change-set`` with prod's account connection (one connection per account) and the read-only role
 ``apk-pipeline-codecatalyst-prod-change-set``. CodeCatalyst cannot bind a role to an action: every role of the
@@ -29,6 +30,7 @@ from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_ca
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
     CHANGE_SET_SUFFIX,
+    HANDOFF_DIR,
     MAIN_BRANCH,
     RUNS_DIR,
     STEP_CACHE,
@@ -75,6 +77,10 @@ def _artifact(job_id: str) -> str:
     return f"artifact_{job_id.replace('-', '_')}"
 
 
+def _handoff(job_id: str) -> str:
+    return f"handoff_{job_id.replace('-', '_')}"
+
+
 def _variables(plan: Plan, job: Job) -> dict[str, str]:
     """The action's input variables: the target (a workflow has none of its own), then what the job needs."""
     variables = dict(TARGET_VARS)
@@ -99,20 +105,27 @@ def _caches(job: Job) -> dict[str, object]:
     return caches
 
 
+def _depends_on(plan: Plan, job: Job, trigger: str) -> list[str]:
+    """The actions ``job`` waits for: its needs in this workflow, the gated job's approval through its hold."""
+    needs = [n for n in job.needs if trigger in plan.job(n).triggers]
+    if not job.gated:
+        return needs
+    approval = plan.approval_for(job)
+    if approval is None:  # gated jobs follow an approval job
+        raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
+    return [f"hold-{job.env}" if n == approval.id else n for n in needs]
+
+
 def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     action: dict[str, object] = {"Identifier": pins.codecatalyst_action("aws/build")}
-    needs = [n for n in job.needs if trigger in plan.job(n).triggers]
-    if job.gated:
-        approval = plan.approval_for(job)
-        if approval is None:  # gated jobs follow an approval job
-            raise ConfigError("pipeline model: gated jobs follow an approval job, but approval is missing")
-        needs = [f"hold-{job.env}" if n == approval.id else n for n in needs]
+    needs = _depends_on(plan, job, trigger)
     if needs:
         action["DependsOn"] = needs
     source = plan.handed_from(job) if job.downloads else None
     inputs: dict[str, object] = {"Sources": ["WorkflowSource"]}
-    if source is not None:
-        inputs["Artifacts"] = [_artifact(source.id)]
+    received = [*([_artifact(source.id)] if source is not None else []), *(_handoff(g) for g in job.takes)]
+    if received:
+        inputs["Artifacts"] = received
     inputs["Variables"] = [Flow({"Name": k, "Value": v}) for k, v in _variables(plan, job).items()]
     action["Inputs"] = inputs
     if job.credentials:
@@ -130,10 +143,15 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     steps: list[object] = []
     if job.kind == "deploy":
         steps.append(Flow({"Run": GUARD}))
-    if source is not None:
-        # An input artifact keeps its paths under $CATALYST_SOURCE_DIR_<name>, outside the working folder.
-        origin = f"$CATALYST_SOURCE_DIR_{_artifact(source.id)}/{ARTIFACT_DIR}/."
-        steps.append(Flow({"Run": f'mkdir -p {ARTIFACT_DIR} && cp -R "{origin}" {ARTIFACT_DIR}/'}))
+    # An input artifact keeps its paths under $CATALYST_SOURCE_DIR_<name>, outside the working folder: copy it in
+    # (the artifact; the checks' hand-offs, a folder per step, all into .cicd/handoff/).
+    copies = [
+        *([(_artifact(source.id), ARTIFACT_DIR)] if source else []),
+        *((_handoff(g), HANDOFF_DIR) for g in job.takes),
+    ]
+    for name, folder in copies:
+        origin = f"$CATALYST_SOURCE_DIR_{name}/{folder}/."
+        steps.append(Flow({"Run": f'mkdir -p {folder} && cp -R "{origin}" {folder}/'}))
     if job.flutter:
         steps.append(Flow({"Run": PYTHON_ON_FLUTTER}))
     steps.append(Flow({"Run": pins.uv_install()}))
@@ -144,6 +162,8 @@ def _action(plan: Plan, job: Job, trigger: str) -> dict[str, object]:
     artifacts: list[object] = []
     if job.uploads:
         artifacts.append(Flow({"Name": _artifact(job.id), "Files": [f"{ARTIFACT_DIR}/**/*"]}))
+    if job.handoff:
+        artifacts.append(Flow({"Name": _handoff(job.id), "Files": [f"{p}/**/*" for p in job.handoff_paths]}))
     artifacts.append(Flow({"Name": f"runs_{job.id.replace('-', '_')}", "Files": [f"{RUNS_DIR}/**/*"]}))
     action["Outputs"] = {
         "Reports": {

@@ -10,6 +10,7 @@ scanning; the runner itself writes ``summary.md`` to the job summary. Repeated s
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ from cicd.adapters.common import NO_SYNC, Rendered, guard, header, inputs_with, 
 from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, as_list, inv_calls, text_of
 from cicd.adapters.plan import (
     ARTIFACT_DIR,
+    HANDOFF_DIR,
     LOCK_FILES,
     MAIN_BRANCH,
     RUNS_DIR,
@@ -49,6 +51,12 @@ def _uses(name: str) -> Commented:
     return Commented(ref, version)
 
 
+def _one_line(name: str, given: Mapping[str, object], **extra: object) -> Flow:
+    """A step that uses the pinned action ``name`` with ``given``, on one line, its release tag after it."""
+    ref = _uses(name)
+    return Flow({**extra, "uses": ref.value, "with": Flow(given)}, comment=ref.comment)
+
+
 def _hash() -> str:
     return "${{ hashFiles(" + ", ".join(f"'{f}'" for f in LOCK_FILES) + ") }}"
 
@@ -61,7 +69,7 @@ class Steps:
         """Steps used more than once (anchor + aliases); None in the first, counting pass."""
         self.uses: dict[str, int] = {}
 
-    def _anchor(self, name: str, step: dict[str, object]) -> dict[str, object] | str:
+    def _anchor(self, name: str, step: dict[str, object] | Flow) -> object:
         self.uses[name] = self.uses.get(name, 0) + 1
         if self.anchored is None or name not in self.anchored:
             return step
@@ -69,13 +77,10 @@ class Steps:
             return f"ALIAS::{name}"
         return {f"ANCHOR::{name}": step}
 
-    def checkout(self) -> dict[str, object] | str:
-        return self._anchor(
-            "checkout",
-            {"uses": _uses("actions/checkout"), "with": Flow({"fetch-depth": 0, "persist-credentials": False})},
-        )
+    def checkout(self) -> object:
+        return self._anchor("checkout", _one_line("actions/checkout", {"fetch-depth": 0, "persist-credentials": False}))
 
-    def uv(self) -> dict[str, object] | str:
+    def uv(self) -> object:
         """uv for every job, as every other adapter installs it: the pinned wheel, hash-checked by pip
         (``pins.uv_install()``), into a virtual environment under ``RUNNER_TEMP`` whose ``bin`` goes on ``PATH``
         (``GITHUB_PATH``) for the later steps. No tool cache: only the check jobs' ``actions/cache`` keeps uv's."""
@@ -86,10 +91,10 @@ class Steps:
         )
         return self._anchor("uv", {"name": "uv (hash-checked)", "run": "\n".join(lines)})
 
-    def locked(self) -> dict[str, object] | str:
+    def locked(self) -> object:
         return self._anchor("locked", {"name": "Install (hash-locked)", "run": locked_install()})
 
-    def cache(self) -> dict[str, object] | str:
+    def cache(self) -> object:
         key = f"cicd-${{{{ runner.os }}}}-${{{{ github.job }}}}-${{{{ strategy.job-index }}}}-{_hash()}"
         return self._anchor(
             "cache",
@@ -103,47 +108,37 @@ class Steps:
             },
         )
 
-    def download(self, plan: Plan, job: Job) -> dict[str, object]:
+    def download(self, plan: Plan, job: Job) -> Flow:
         """The artifact the nearest upstream job handed on (the package; then each environment's, with evidence)."""
         source = plan.handed_from(job)
         if source is None:
             raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
-        return {
-            "uses": _uses("actions/download-artifact"),
-            "with": Flow({"name": source.artifact_name, "path": ARTIFACT_DIR}),
-        }
+        return _one_line("actions/download-artifact", {"name": source.artifact_name, "path": ARTIFACT_DIR})
 
-    def upload(self, job: Job) -> dict[str, object] | str:
+    def upload(self, job: Job) -> object:
         """Hand ``.cicd/artifact/`` on as ``artifact-<job id>`` (``Job.artifact_name``), the name the next job takes."""
         if job.artifact_name != f"artifact-{job.id}":  # the expression below names it for every job
             raise ConfigError(f"pipeline model: {job.id} hands its artifact on as {job.artifact_name}")
-        return self._anchor(
-            "upload",
-            {
-                "uses": _uses("actions/upload-artifact"),
-                "with": Flow(
-                    {"name": "artifact-${{ github.job }}", "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}
-                ),
-            },
-        )
+        given = {"name": "artifact-${{ github.job }}", "path": f"{ARTIFACT_DIR}/", "if-no-files-found": "error"}
+        return self._anchor("upload", _one_line("actions/upload-artifact", given))
 
-    def reports(self) -> dict[str, object] | str:
-        return self._anchor(
-            "reports",
-            {
-                "if": "always()",
-                "uses": _uses("actions/upload-artifact"),
-                "with": Flow({"name": "reports-${{ github.job }}", "path": f"{RUNS_DIR}/", **IGNORE_EMPTY}),
-            },
-        )
+    def take(self, plan: Plan, job: Job) -> list[object]:
+        """The hand-offs of the jobs ``job`` takes, each into ``.cicd/handoff/`` (a folder per step: no clashes)."""
+        return [
+            _one_line("actions/download-artifact", {"name": plan.job(giver).handoff_name, "path": HANDOFF_DIR})
+            for giver in job.takes
+        ]
+
+    def reports(self) -> object:
+        given = {"name": "reports-${{ github.job }}", "path": f"{RUNS_DIR}/", **IGNORE_EMPTY}
+        return self._anchor("reports", _one_line("actions/upload-artifact", given, **{"if": "always()"}))
 
 
-def _flutter(*, cache: bool = True) -> dict[str, object]:
-    return {
-        "if": "matrix.flutter",
-        "uses": _uses("subosito/flutter-action"),
-        "with": Flow({"flutter-version": pins.version("flutter"), "channel": "stable", "cache": cache}),
-    }
+def _flutter(*, matrix: bool = True) -> Flow:
+    """The pinned Flutter SDK: in the checks' matrix only for the legs that say ``flutter`` (with the action's
+    cache); in a build always, with no cache."""
+    given = {"flutter-version": pins.version("flutter"), "channel": "stable", "cache": matrix}
+    return _one_line("subosito/flutter-action", given, **({"if": "matrix.flutter"} if matrix else {}))
 
 
 def _base(job: Job, *, timeout: int) -> dict[str, object]:
@@ -158,12 +153,14 @@ def _base(job: Job, *, timeout: int) -> dict[str, object]:
 
 
 def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
-    checks = plan.checks
+    checks = plan.first_checks
     include = []
     for job in checks:
         entry: dict[str, object] = {"job": job.id, "run": " && ".join(job.inv())}
         if job.flutter:
             entry["flutter"] = True
+        if job.handoff:
+            entry["handoff"] = True
         include.append(Flow(entry))
     any_flutter = any(j.flutter for j in checks)
     data: dict[str, object] = {"name": "${{ matrix.job }}", "runs-on": RUNNER}
@@ -181,6 +178,15 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
             {"CICD_REQUIRE_FLUTTER": "${{ matrix.flutter && (vars.CICD_REQUIRE_FLUTTER || '1') || '0' }}"}
         )
     body.append(run)
+    if any(j.handoff for j in checks):
+        # What a later check takes (`handoff-<check>`), kept only when the check passed.
+        body.append(
+            _one_line(
+                "actions/upload-artifact",
+                {"name": "handoff-${{ matrix.job }}", "path": f"{HANDOFF_DIR}/", "if-no-files-found": "error"},
+                **{"if": "matrix.handoff"},
+            )
+        )
     # No `category` input: the runner gives every SARIF run its own (automationDetails.id, cicd/reports.py), as
     # code scanning rejects two runs of one tool in one category (the two gitleaks scans of secrets-scan).
     body.append(
@@ -201,15 +207,24 @@ def _checks(plan: Plan, steps: Steps) -> dict[str, object]:
     return data
 
 
+def _later_check(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
+    """A check that runs after the checks it needs (``coverage``), with the hand-offs it takes."""
+    data = _base(job, timeout=job.timeout)
+    data["permissions"] = Flow({"contents": "read"})
+    body: list[object] = [steps.checkout(), steps.uv(), steps.cache(), *steps.take(plan, job)]
+    body.append({"run": "\n".join(job.inv())})
+    body.append(steps.reports())
+    data["steps"] = body
+    return data
+
+
 def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     data = _base(job, timeout=job.timeout)
     data["if"] = ON_MAIN
     data["permissions"] = Flow({"contents": "read"})
     body: list[object] = [steps.checkout(), steps.uv(), steps.locked()]
     if job.flutter:
-        flutter = _flutter(cache=False)
-        del flutter["if"]
-        body.append(flutter)
+        body.append(_flutter(matrix=False))
     if job.downloads:
         body.append(steps.download(plan, job))
     run: dict[str, object] = {"run": "\n".join(job.inv())}
@@ -222,7 +237,7 @@ def _build(plan: Plan, job: Job, steps: Steps) -> dict[str, object]:
     return data
 
 
-def _credentials(plan: Plan, env: str, steps: Steps) -> dict[str, object] | str:
+def _credentials(plan: Plan, env: str, steps: Steps) -> object:
     """OIDC login with the environment's role, only when the pipeline targets AWS (``CICD_TARGET``). One shared
     step (the job names the session) when every environment has the same region."""
     regions = {plan.region(e) for e in plan.environments}
@@ -306,13 +321,13 @@ def render(plan: Plan) -> list[Rendered]:
 
 def _document(plan: Plan, steps: Steps) -> dict[str, object]:
     jobs: dict[str, object] = {}
-    if plan.checks:
+    if plan.first_checks:
         jobs["checks"] = _checks(plan, steps)
-    check_ids = {j.id for j in plan.checks}
+    check_ids = {j.id for j in plan.first_checks}
     for job in plan.order(plan.jobs):
-        if job.kind == "check":
+        if job.id in check_ids:
             continue
-        renderer = {"build": _build, "approval": _approval, "deploy": _deploy}[job.kind]
+        renderer = {"check": _later_check, "build": _build, "approval": _approval, "deploy": _deploy}[job.kind]
         data = renderer(plan, job, steps)
         if "needs" in data:
             needs = [n for n in job.needs if n not in check_ids]
@@ -355,7 +370,7 @@ def _document(plan: Plan, steps: Steps) -> dict[str, object]:
     return doc
 
 
-def _upload_handoff(upload: dict[str, Any], job_id: str) -> Handoff:
+def _upload_handoff(upload: dict[str, Any], job_id: str, job_expr: str = "${{ github.job }}") -> Handoff:
     """What ``actions/upload-artifact`` keeps: its paths, relative to their least common ancestor folder."""
     paths = tuple(str(upload.get("path", "")).split())
     parts = [PurePosixPath(p.split("*")[0].rstrip("/")).parts for p in paths]
@@ -366,7 +381,7 @@ def _upload_handoff(upload: dict[str, Any], job_id: str) -> Handoff:
         common.append(column[0])
     single_file = len(paths) == 1 and "*" not in paths[0] and not paths[0].endswith("/")
     root = PurePosixPath(*common).parent if single_file and common else PurePosixPath(*common) if common else None
-    name = str(upload["name"]).replace("${{ github.job }}", job_id)
+    name = str(upload["name"]).replace(job_expr, job_id)
     return Handoff(name, paths, root=str(root or "."))
 
 
@@ -378,6 +393,10 @@ def _resolve_anchors(text: str) -> str:
         indent = line[: len(line) - len(stripped)]
         if stripped.startswith("- ANCHOR::") and stripped.endswith(":"):
             out.append(f"{indent}- &{stripped[10:-1]}")
+            continue
+        if stripped.startswith("- ANCHOR::") and ": {" in stripped:  # a one-line step
+            name, _, rest = stripped[10:].partition(": ")
+            out.append(f"{indent}- &{name} {rest}")
             continue
         if stripped.startswith("- ALIAS::"):
             out.append(f"{indent}- *{stripped[9:]}")
@@ -476,14 +495,20 @@ def facts(files: dict[str, str]) -> AdapterFacts:
         if matrix:
             expanded[job_id] = [str(e["job"]) for e in matrix]
             for entry in matrix:
-                jobs.append(
-                    JobFacts(
-                        id=str(entry["job"]),
-                        commands=inv_calls([str(entry["run"])]),
-                        script=str(entry["run"]),
-                        **common,
-                    )
+                leg = JobFacts(
+                    id=str(entry["job"]), commands=inv_calls([str(entry["run"])]), script=str(entry["run"]), **common
                 )
+                leg.hands_on = [
+                    *leg.hands_on,
+                    *(
+                        _upload_handoff(s["with"], leg.id, "${{ matrix.job }}")
+                        for u, s in zip(uses, steps, strict=True)
+                        if u.startswith("actions/upload-artifact@")
+                        and s.get("if") == "matrix.handoff"
+                        and entry.get("handoff") is True
+                    ),
+                ]
+                jobs.append(leg)
             continue
         jobs.append(
             JobFacts(

@@ -62,6 +62,8 @@ AUDIENCE: Final = "apk-pipeline-{env}"
 LOCKED: Final = f"export UV_NO_SYNC=1 && {locked_install()}"
 """The hash-checked install of builds and environment jobs (before_script and script share one shell)."""
 """The ``aud`` of each environment's ID token: the environment's role trusts only its own audience."""
+KEEP: Final = {"when": "always", "expire_in": "30 days"}
+REPORTS: Final = {"reports": {"junit": JUNIT_GLOB}}
 DEFAULT_STAGES: Final = (".pre", "build", "test", "deploy", ".post")
 """GitLab's stages when the file names none (a job without ``stage:`` is in ``test``)."""
 
@@ -80,7 +82,9 @@ def _needs(plan: Plan, job: Job) -> list[object]:
     source = plan.handed_from(job) if job.downloads else None
     if job.downloads and source is None:
         raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
-    needs: list[object] = [Flow({"job": n, "artifacts": source is not None and n == source.id}) for n in job.needs]
+    takes = {source.id} if source is not None else set()
+    takes.update(job.takes)  # the checks whose hand-off (.cicd/handoff/<step>/) this job reads
+    needs: list[object] = [Flow({"job": n, "artifacts": n in takes}) for n in job.needs]
     if source is not None and source.id not in job.needs:
         needs.append(Flow({"job": source.id, "artifacts": True}))
     return needs
@@ -121,7 +125,9 @@ def _job(plan: Plan, job: Job) -> object:
         if job.gated:  # inside rules, a manual job blocks the pipeline until someone runs it
             data["rules"] = [Flow({"if": ON_MAIN, "when": "manual", "allow_failure": False})]
     data["script"] = list(job.inv()) if job.kind != "build" else [LOCKED, *job.inv()]
-    if job.kind == "check" and not job.flutter:
+    if job.handoff:  # the run folder, as every job keeps it, and what a later job takes
+        data["artifacts"] = Flow({**KEEP, "paths": [f"{RUNS_DIR}/", *(f"{p}/" for p in job.handoff_paths)], **REPORTS})
+    if job.kind == "check":  # one line each
         return Flow(data)
     return data
 
@@ -134,8 +140,6 @@ def _credentials(session: str) -> str:
 
 def render(plan: Plan) -> list[Rendered]:
     filters = inputs_with(plan, "pr", PATH)
-    keep = {"when": "always", "expire_in": "30 days"}
-    reports = {"reports": {"junit": JUNIT_GLOB}}
     doc: dict[str, object] = {
         "workflow": {
             "rules": [
@@ -169,11 +173,11 @@ def render(plan: Plan) -> list[Rendered]:
                 ),
                 Flow({"key": "cicd-$CI_JOB_NAME_SLUG", "paths": [STEP_CACHE], "unprotect": True}),
             ],
-            "artifacts": Flow({**keep, "paths": [f"{RUNS_DIR}/"], **reports}),
+            "artifacts": Flow({**KEEP, "paths": [f"{RUNS_DIR}/"], **REPORTS}),
         },
     }
     # Builds and environment jobs hand .cicd/artifact/ on (the run folder too, as every job keeps it).
-    handoff = Flow({**keep, "paths": [f"{ARTIFACT_DIR}/", f"{RUNS_DIR}/"], **reports})
+    handoff = Flow({**KEEP, "paths": [f"{ARTIFACT_DIR}/", f"{RUNS_DIR}/"], **REPORTS})
     if any(j.flutter for j in plan.jobs):
         doc[".flutter"] = {
             "image": pins.image("instrumentisto/flutter"),

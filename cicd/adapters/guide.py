@@ -154,6 +154,28 @@ CONCEPTS: Final[tuple[tuple[str, dict[str, str]], ...]] = (
         },
     ),
     (
+        "Hand-offs between checks",
+        {
+            "github": "the `unit-test` and `component-test` legs of the checks matrix upload `.cicd/handoff/` "
+            "(`if: matrix.handoff`); the `coverage` job `needs: [checks]` (a job cannot wait for single legs of a "
+            "matrix) and downloads both by name",
+            "gitlab": "the tiers add `.cicd/handoff/<step>/` to their `artifacts:`; `coverage` `needs:` both with "
+            "`artifacts: true`, in the same `checks` stage",
+            "circleci": "the tiers persist `.cicd/handoff/<step>` (a folder each: two jobs may not persist the "
+            "same file); `coverage` `requires:` both and attaches the workspace",
+            "bitbucket": "the tiers upload a named shared artifact; the `coverage` step, in the next level "
+            "(after the `parallel` group), downloads both by name",
+            "azure": "the tiers publish `.cicd/handoff` as pipeline artifacts; `coverage` `dependsOn:` both jobs "
+            "of the `checks` stage and downloads them",
+            "codecatalyst": "the tiers output an artifact each; `coverage` takes both as input artifacts and copies "
+            "them from `$CATALYST_SOURCE_DIR_<name>`",
+            "jenkins": "the tiers `stash` `.cicd/handoff/<step>/**`; the `coverage` stage, in the next level, "
+            "unstashes both",
+            "codebuild": "the tiers' actions output `handoff_<job>`; the `coverage` action, in the next stage, takes "
+            "both as secondary inputs and copies them from `$CODEBUILD_SRC_DIR_<name>`",
+        },
+    ),
+    (
         "Caching (checks only)",
         {
             "github": "`actions/cache` keyed on `hashFiles(locks)` (uv's cache included)",

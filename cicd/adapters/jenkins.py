@@ -1,18 +1,17 @@
 """Jenkins: a declarative ``Jenkinsfile`` for a multibranch pipeline.
 
-Stages follow the plan's dependency levels (``parallel`` inside a level). Pull-request builds (``PR-*`` branches)
-run the checks; stages after them carry ``when { branch 'main' }``. ``environment { CICD_TARGET = 'aws' }`` is set
-once, at the pipeline level. Each stage runs in a pinned Docker image; ``stash``/``unstash`` hand ``.cicd/artifact/``
-on by name (the Flutter build's to ``package``, the package's to dev, each environment's, with its evidence, to the
-next); the JUnit plugin reads the reports; the Job Cacher plugin keeps lock-file-keyed caches and a step cache per
-stage (a branch without one starts from main's); ``lock`` (Lockable Resources) and ``disableConcurrentBuilds`` keep
-one deploy per environment. AWS credentials: the OpenID Connect Provider plugin's id token (a file credential bound
-with ``withCredentials``) as the web identity of the environment's role, only when ``CICD_TARGET`` is ``aws``; the
-only way in (no instance-role fallback; ``aws-<env>`` labels pick the agents). With the approval switch on, the
-approval stage shows the change set with the credentials of ``prod-change-set`` (audience
-``apk-pipeline-prod-change-set``: the read-only role, which prod's role refuses) and an ``input`` stage with a
-``submitter`` holds the gated environment.
-"""
+Stages follow the plan's dependency levels (``parallel`` inside a level). Pull-request builds (``PR-*`` branches) run
+the checks; stages after them carry ``when { branch 'main' }``. ``environment { CICD_TARGET = 'aws' }`` is set once, at
+the pipeline level. Each stage runs in a pinned Docker image; ``stash``/``unstash`` hand ``.cicd/artifact/`` on by name
+(the Flutter build's to ``package``, the package's to dev, each environment's, with its evidence, to the next), and the
+test tiers' hand-offs (``.cicd/handoff/<step>/``) to the coverage stage; the JUnit plugin reads the reports; the Job
+Cacher plugin keeps lock-file-keyed caches and a step cache per stage (a branch without one starts from main's);
+``lock`` (Lockable Resources) and ``disableConcurrentBuilds`` keep one deploy per environment. AWS credentials: the
+OpenID Connect Provider plugin's id token (a file credential bound with ``withCredentials``) as the web identity of the
+environment's role, only when ``CICD_TARGET`` is ``aws``; the only way in (no instance-role fallback; ``aws-<env>``
+labels pick the agents). With the approval switch on, the approval stage shows the change set with the credentials of
+``prod-change-set`` (audience ``apk-pipeline-prod-change-set``: the read-only role, which prod's role refuses) and an
+``input`` stage with a ``submitter`` holds the gated environment."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from cicd.adapters.facts import AdapterFacts, Handoff, JobFacts, inv_calls
 from cicd.adapters.plan import (
     APPROVAL_WAIT_MINUTES,
     ARTIFACT_DIR,
+    HANDOFF_DIR,
     JUNIT_GLOB,
     MAIN_BRANCH,
     RUNS_DIR,
@@ -43,8 +43,8 @@ OIDC_CREDENTIAL: Final = "aws-oidc-{env}"
 ROLE_CREDENTIAL: Final = "aws-role-{env}"
 APPROVERS: Final = "{env}-approvers"
 AUDIENCE: Final = "apk-pipeline-<env>"
-STALE: Final = f"{ARTIFACT_DIR} .cicd/artifacts {RUNS_DIR}"
-"""What an earlier build may have left in a reused agent workspace: the hand-off, the artifact store, the runs."""
+STALE: Final = f"{ARTIFACT_DIR} .cicd/artifacts {RUNS_DIR} {HANDOFF_DIR}"
+"""What an earlier build may have left in a reused agent workspace: the hand-offs, the artifact store, the runs."""
 
 
 def _q(text: str) -> str:
@@ -76,11 +76,7 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
     if job.credentials:
         out.append(f"{pad}    sh {_q(guard('BRANCH_NAME'))}")
     out.append(f"{pad}    sh {_q('rm -rf ' + STALE)}")
-    if job.downloads:
-        source = plan.handed_from(job)
-        if source is None:
-            raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
-        out.append(f"{pad}    unstash {_q(source.artifact_name)}")
+    out.extend(f"{pad}    unstash {_q(name)}" for name in _unstashed(plan, job))
     if job.flutter:
         out.append(f"{pad}    sh 'apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null'")
     # Checks keep the Job Cacher's caches; builds and environment stages restore none (hash-locked install).
@@ -94,15 +90,27 @@ def _stage(plan: Plan, job: Job, indent: int) -> list[str]:
     else:
         out.extend(f"{pad}      sh {_q(inv)}" for inv in job.inv())
     out.append(f"{pad}    }}")
-    if job.uploads:
-        out.append(
-            f"{pad}    stash name: {_q(job.artifact_name)}, includes: {_q(ARTIFACT_DIR + '/**')}, "
-            "useDefaultExcludes: false"
-        )
+    stashes = [(job.artifact_name, f"{ARTIFACT_DIR}/**")] if job.uploads else []
+    stashes += [(job.handoff_name, ",".join(f"{p}/**" for p in job.handoff_paths))] if job.handoff else []
+    out.extend(
+        f"{pad}    stash name: {_q(name)}, includes: {_q(includes)}, useDefaultExcludes: false"
+        for name, includes in stashes
+    )
     out.append(f"{pad}  }}")
     out.append(f"{pad}  post {{ always {{ reports() }} }}")
     out.append(f"{pad}}}")
     return out
+
+
+def _unstashed(plan: Plan, job: Job) -> list[str]:
+    """What ``job`` unstashes: the artifact of the job that hands it on, and the hand-offs of the checks it takes."""
+    names = [plan.job(giver).handoff_name for giver in job.takes]
+    if not job.downloads:
+        return names
+    source = plan.handed_from(job)
+    if source is None:
+        raise ConfigError(f"pipeline model: {job.id} takes the artifact, but no job upstream hands it on")
+    return [source.artifact_name, *names]
 
 
 def _gate(plan: Plan, job: Job, indent: int) -> list[str]:
@@ -178,7 +186,7 @@ def render(plan: Plan) -> list[Rendered]:
             continue
         name = "checks" if all(j.kind == "check" for j in group) else "+".join(j.id for j in group)
         body.append(f"    stage({_q(name)}) {{")
-        if not all(j.on_pr for j in group):
+        if not any(j.on_pr for j in group):  # else each main-only stage of the group says so itself
             body.append(f"      when {{ branch {_q(MAIN_BRANCH)} }}")
         body.append("      parallel {")
         for job in group:

@@ -13,6 +13,10 @@ one to the other, the same way for every tool, so the adapters differ only in sy
 * **approval** - a per-environment step whose name starts with ``approve`` (``approve:prod``), rendered only when
   the approval switch is on: its job runs the step's task (``change-set``: what prod would get) and the tool's own
   manual gate holds the next environment job. With the switch off there is no approval job at all;
+* **hand-offs between checks** - a check that needs checks of other jobs is a job of its own after them
+  (``coverage``, after ``unit-test`` and ``component-test``). When a step it needs declares a hand-off
+  (:attr:`~cicd.pipeline.Step.handoff`: the tiers' coverage data), that step's job hands ``.cicd/handoff/<step>/``
+  on through the tool's artifact mechanism and the later job receives it into the same place;
 * **deploy** - every other per-environment step, grouped into one job per environment in model order
   (``deploy:dev``, ``integration-test:dev``, ``publish:dev``). These jobs get short-lived credentials, a branch
   guard, a per-environment lock and the tool's environment feature, and hand ``.cicd/artifact/`` on again: it now
@@ -40,6 +44,8 @@ Kind = Literal["check", "build", "approval", "deploy"]
 
 ARTIFACT_DIR: Final = ".cicd/artifact"
 RUNS_DIR: Final = ".cicd/runs"
+HANDOFF_DIR: Final = ".cicd/handoff"
+"""Where a step keeps its hand-off (``<step>/``, :data:`cicd.reports.HANDOFF_DIR`) for a later job."""
 LATEST: Final = ".cicd/runs/latest"
 JUNIT_GLOB: Final = ".cicd/runs/[0-9]*/junit.xml"
 """Every run folder's JUnit report (a job may run several tasks; ``latest`` is a symlink and is left out)."""
@@ -96,6 +102,11 @@ class Job:
     """True for the environment job that the manual gate (after the approval job) holds."""
     cached: bool = False
     """True when a step of this job can be served from the step cache (so the job persists :data:`STEP_CACHE`)."""
+    handoff: tuple[str, ...] = ()
+    """The steps of this job whose hand-off (``.cicd/handoff/<step>/``) a later job takes: the job hands those
+    folders on as :attr:`handoff_name`."""
+    takes: tuple[str, ...] = ()
+    """The jobs whose hand-off this job receives into ``.cicd/handoff/``, before its commands run."""
 
     @property
     def on_pr(self) -> bool:
@@ -131,6 +142,16 @@ class Job:
         return f"artifact-{self.id}"
 
     @property
+    def handoff_name(self) -> str:
+        """The name under which this job hands on its steps' ``.cicd/handoff/`` folders."""
+        return f"handoff-{self.id}"
+
+    @property
+    def handoff_paths(self) -> tuple[str, ...]:
+        """The folders this job hands on, one per step (two jobs never hand on the same path)."""
+        return tuple(f"{HANDOFF_DIR}/{step}" for step in self.handoff)
+
+    @property
     def title(self) -> str:
         return ", ".join(c.split(" --")[0] for c in self.commands) if len(self.commands) > 1 else self.commands[0]
 
@@ -163,6 +184,11 @@ class Plan:
     @property
     def checks(self) -> tuple[Job, ...]:
         return tuple(j for j in self.jobs if j.kind == "check")
+
+    @property
+    def first_checks(self) -> tuple[Job, ...]:
+        """The checks that need no other job (they fan out together); the others run after what they need."""
+        return tuple(j for j in self.checks if not j.needs)
 
     @property
     def environments(self) -> tuple[str, ...]:
@@ -289,6 +315,7 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
             )
         )
     _check_acyclic(jobs)
+    jobs = _with_handoffs(model, jobs, group_of)
     by_id = {j.id: j for j in jobs}
     builds = {j.id for j in jobs if j.kind == "build"}
     final: list[Job] = []
@@ -297,6 +324,27 @@ def build_plan(model: Model, config: PipelineConfig | None = None) -> Plan:
         gated = any(by_id[n].kind == "approval" for n in job.needs) and job.kind == "deploy"
         final.append(_with(job, downloads=bool(up & builds), gated=gated))
     return Plan(model, config, tuple(final))
+
+
+def _with_handoffs(model: Model, jobs: list[Job], group_of: dict[Node, str]) -> list[Job]:
+    """Who hands what to whom: a job takes the hand-off of each other job holding a step one of its steps reads."""
+    takes: dict[str, list[str]] = {}
+    handed: dict[str, list[str]] = {}
+    for job in jobs:
+        for node in job.nodes:
+            for dep in present_needs(model, node, group_of):
+                giver = group_of[dep]
+                if giver != job.id and dep.step in model.step(node.step).reads:
+                    if giver not in takes.setdefault(job.id, []):
+                        takes[job.id].append(giver)
+                    if dep.step not in handed.setdefault(giver, []):
+                        handed[giver].append(dep.step)
+    return [
+        _with(j, handoff=tuple(handed.get(j.id, ())), takes=tuple(takes.get(j.id, ())))
+        if j.id in takes or j.id in handed
+        else j
+        for j in jobs
+    ]
 
 
 def _selected(model: Model, config: PipelineConfig, nodes: set[Node]) -> set[Node]:

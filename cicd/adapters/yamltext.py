@@ -34,6 +34,8 @@ class Flow:
     """A mapping or list forced onto one line (``{a: 1}``), for short records such as matrix entries."""
 
     value: Mapping[str, object] | Sequence[object]
+    comment: str = ""
+    """Written after it, ``  # comment`` (the release tag of a pinned action in a one-line step)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def _flow(value: object) -> str:
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, Flow):
         return _flow(value.value)
+    if isinstance(value, Commented):  # inside a line: the comment goes after the whole Flow (Flow.comment)
+        return scalar(value.value, flow=True)
     return scalar(value, flow=True)
 
 
@@ -141,7 +145,7 @@ def _inline(value: object) -> str | None:  # noqa: PLR0911 - one return per kind
     if isinstance(value, Commented):
         return f"{scalar(value.value)}  # {value.comment}"
     if isinstance(value, Flow):
-        return _flow(value.value)
+        return _flow(value.value) + (f"  # {value.comment}" if value.comment else "")
     if isinstance(value, str) and "\n" in value:
         return None
     if _is_scalar(value):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import xml.etree.ElementTree as ET  # nosec B405 # parses only the JUnit file our own pytest run wrote
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cicd.context import StepContext
 from cicd.errors import StepFailed
@@ -38,8 +40,9 @@ class Tier:
 
     @property
     def data(self) -> str:
-        """The tier's coverage data (coverage.py's file), which the ``coverage`` step combines with the other's."""
-        return f"coverage-{self.name}.data"
+        """The tier's coverage, with paths relative to the checkout (so another CI job's checkout, wherever it is,
+        can use it), which the ``coverage`` step combines with the other's."""
+        return f"coverage-{self.name}.json"
 
     @property
     def stamp(self) -> str:
@@ -73,7 +76,8 @@ def lint(ctx: StepContext) -> Outcome:
 def typecheck(ctx: StepContext) -> Outcome:
     """mypy in strict mode over the files configured in pyproject.toml."""
     junit = ctx.out("reports", "mypy-junit.xml")
-    result = ctx.run(["mypy", f"--junit-xml={junit}"], check=False)
+    # No colour, whatever the job sets (FORCE_COLOR): the errors are counted in its output.
+    result = ctx.run(["mypy", "--no-color-output", f"--junit-xml={junit}"], check=False)
     if result.returncode != 0:
         errors = [line for line in result.output.splitlines() if ": error:" in line]
         if not errors:  # mypy itself failed (a crash, a bad configuration): say what it said last
@@ -163,7 +167,7 @@ def run_tests(ctx: StepContext, tier: Tier) -> Outcome:
         )
     if tests == 0 and selection.run_all:
         raise StepFailed(f"no {tier.name} tests were collected")
-    testselect.write_coverage(ctx.root, recorded.coverage, ctx.out("reports", tier.data))
+    ctx.out("reports", tier.data).write_text(json.dumps(recorded.coverage, sort_keys=True), encoding="utf-8")
     ctx.out("reports", tier.stamp).write_text(inputs_key(ctx, tier), encoding="utf-8")
     ran = f"{tests - skipped} passed, {skipped} skipped" if tests else "no test affected"
     if not selection.run_all:
@@ -185,11 +189,18 @@ def coverage_gate(ctx: StepContext) -> Outcome:
     cicd/ and functions/ (lines and branches). Writes the combined report, ``reports/coverage.xml``."""
     import coverage
 
+    from cicd import testselect
+
     combined = ctx.out("reports", "coverage.data")
     combined.unlink(missing_ok=True)
+    parts = []
+    for tier in TIERS:  # each tier's relative paths made this checkout's, then combined by coverage.py
+        part = ctx.out("reports", f".coverage-gate-{tier.name}")
+        testselect.write_coverage(ctx.root, _read_json(_tier_data(ctx, tier)), part)
+        parts.append(str(part))
     config = ctx.root / "pyproject.toml"
     cov = coverage.Coverage(data_file=str(combined), config_file=str(config) if config.is_file() else False)
-    cov.combine([str(_tier_data(ctx, tier)) for tier in TIERS], keep=True)
+    cov.combine(parts)
     cov.save()
     xml = ctx.out("reports", "coverage.xml")
     table = io.StringIO()
@@ -209,14 +220,28 @@ def coverage_gate(ctx: StepContext) -> Outcome:
     return Outcome.passed(f"{shown} of {', '.join(GATED)} covered (gate {COVERAGE_GATE}%)", xml=ctx.rel(xml))
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StepFailed(f"cannot read the coverage data {path.name}: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise StepFailed(f"{path.name} is not coverage data of a test tier")
+    return data
+
+
 def _tier_data(ctx: StepContext, tier: Tier) -> Path:
     """A tier's coverage data made on the files as they are now: from this run (the tier's step ran, or was served
     from the step cache, in it), else from the newest earlier run of this checkout that has it (an earlier command of
-    the same CI job, ``inv unit-test``), else made here by running the tier (as ``iac-scan`` synthesizes when it finds
-    no assembly)."""
+    the same CI job, ``inv unit-test``), else from the tier's hand-off (``.cicd/handoff/<step>/``: its CI job ran it,
+    and the tool handed the folder to this job), else made here by running the tier (as ``iac-scan`` synthesizes
+    when it finds no assembly)."""
+    from cicd.reports import HANDOFF_DIR
+
     key = inputs_key(ctx, tier)
     earlier = sorted(ctx.run_dir.parent.glob(f"*/reports/{tier.stamp}"), key=lambda p: p.stat().st_mtime)
-    for stamp in (ctx.run_dir / "reports" / tier.stamp, *reversed(earlier)):
+    handed = ctx.root / HANDOFF_DIR / tier.step / tier.stamp
+    for stamp in (ctx.run_dir / "reports" / tier.stamp, *reversed(earlier), handed):
         if stamp.is_file() and stamp.read_text(encoding="utf-8") == key and (stamp.parent / tier.data).is_file():
             return stamp.parent / tier.data
     ctx.note(f"no coverage data of {tier.step} for these files (it did not pass since they changed): running it here")

@@ -61,11 +61,16 @@ def test_attach_workspace_gets_every_upstream_layer_in_workflow_order() -> None:
     assert layers["flutter-build"] == ["workspace:flutter-build"]
     assert layers["package"] == ["workspace:package"]
     assert all(layers[env] == [f"workspace:{env}"] for env in ("dev", "preprod", "prod"))
-    assert all(layers[j.id] == [] for j in facts.jobs if j.triggers == {"pr", "main"})
+    tiers = ("unit-test", "component-test")  # the test tiers hand their coverage data to the coverage job
+    assert all(layers[t] == [f"workspace:{t}"] for t in tiers)
+    assert all(layers[j.id] == [] for j in facts.jobs if j.triggers == {"pr", "main"} and j.id not in tiers)
     received = {j.id: [h.name for h in j.receives] for j in facts.jobs}
+    assert received["coverage"] == ["workspace:unit-test", "workspace:component-test"]
+    assert facts.job("unit-test").hands_on[0].paths == (".cicd/handoff/unit-test",)
     assert received["flutter-build"] == []
-    assert received["package"] == ["workspace:flutter-build"]
-    assert received["preprod"] == ["workspace:flutter-build", "workspace:package", "workspace:dev"]
+    assert received["package"] == ["workspace:unit-test", "workspace:component-test", "workspace:flutter-build"]
+    tier_layers = ["workspace:unit-test", "workspace:component-test"]  # every upstream layer; these go unread
+    assert received["preprod"] == [*tier_layers, "workspace:flutter-build", "workspace:package", "workspace:dev"]
     assert received["prod"][-1] == "workspace:preprod", "the newest layer (preprod's evidence) is applied last"
     handoff = facts.job("dev").hands_on[0]
     assert handoff.paths == (".cicd/artifact",) and handoff.root == "."

@@ -27,12 +27,16 @@ def test_each_stage_unstashes_what_the_one_before_stashed(approval: bool) -> Non
     kept = {j.id: [(h.name, h.paths, h.root) for h in j.hands_on] for j in facts.jobs if j.hands_on}
     expected = {"package": ["artifact-flutter-build"], "dev": ["artifact-package"], "preprod": ["artifact-dev"]}
     expected["prod"] = ["artifact-preprod"]
+    expected["coverage"] = ["handoff-unit-test", "handoff-component-test"]
     if approval:
         expected["approve-prod"] = ["artifact-preprod"]
     assert taken == expected
     assert kept == {
-        job: [(f"artifact-{job}", (".cicd/artifact/**",), ".")]
-        for job in ("flutter-build", "package", "dev", "preprod", "prod")
+        **{
+            job: [(f"artifact-{job}", (".cicd/artifact/**",), ".")]
+            for job in ("flutter-build", "package", "dev", "preprod", "prod")
+        },
+        **{tier: [(f"handoff-{tier}", (f".cicd/handoff/{tier}/**",), ".")] for tier in ("unit-test", "component-test")},
     }
 
 

@@ -89,8 +89,35 @@ def test_a_check_can_only_share_the_job_of_an_earlier_check(host: str) -> None:
         Model(steps)
 
 
-def test_the_two_test_tiers_and_the_coverage_gate_over_both_run_in_one_job_in_order() -> None:
-    """Until a job can hand its coverage data on to another, the gate needs both tiers' data in one workspace."""
+def test_the_two_test_tiers_run_in_parallel_jobs_and_hand_their_data_to_the_coverage_job() -> None:
+    """Each tier is a job of its own (they run side by side); the gate's job runs after both and takes their
+    hand-offs; nothing else takes them (``package`` needs the tiers to pass, not their data)."""
     plan = build_plan(pipeline.MODEL)
-    assert plan.job("unit-test").commands == ("unit-test", "component-test", "coverage")
-    assert not {"component-test", "coverage"} & {j.id for j in plan.jobs}
+    unit, component, gate = plan.job("unit-test"), plan.job("component-test"), plan.job("coverage")
+    assert (unit.commands, component.commands, gate.commands) == (("unit-test",), ("component-test",), ("coverage",))
+    assert not unit.needs and not component.needs and set(gate.needs) == {"unit-test", "component-test"}
+    assert unit.handoff == ("unit-test",) and unit.handoff_paths == (".cicd/handoff/unit-test",)
+    assert component.handoff_name == "handoff-component-test"
+    assert gate.takes == ("unit-test", "component-test") and gate.kind == "check" and gate.on_pr
+    assert {j.id for j in plan.jobs if j.takes} == {"coverage"}
+    assert {j.id for j in plan.jobs if j.handoff} == {"unit-test", "component-test"}
+    assert [j.id for j in plan.first_checks if j.id in ("unit-test", "component-test", "coverage")] == [
+        "unit-test",
+        "component-test",
+    ]
+
+
+def test_a_step_may_read_only_the_hand_off_of_a_step_it_needs() -> None:
+    from cicd.errors import ConfigError
+    from cicd.pipeline import Model, Step
+
+    tier = Step("tier", "m:t", "t", stage="checks", outputs=("reports/d",), handoff=("reports/d",))
+    with pytest.raises(ConfigError, match=r"step 'gate' reads the hand-off of \['tier'\]: each must be a step it"):
+        Model((tier, Step("gate", "m:g", "g", stage="checks", reads=("tier",))))
+    with pytest.raises(ConfigError, match=r"reads the hand-off of \['lint'\]"):
+        Model(
+            (
+                Step("lint", "m:l", "l", stage="checks"),
+                Step("gate", "m:g", "g", stage="checks", needs=("lint",), reads=("lint",)),
+            )
+        )

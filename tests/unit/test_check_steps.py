@@ -67,7 +67,10 @@ def test_lint_passes_clean_code_and_fails_unformatted(tiny: Path, make_ctx: Call
         checks.lint(make_ctx(root=tiny, step="lint"))
 
 
-def test_typecheck_passes_typed_code_and_counts_errors(tiny: Path, make_ctx: Callable[..., StepContext]) -> None:
+def test_typecheck_passes_typed_code_and_counts_errors(
+    tiny: Path, make_ctx: Callable[..., StepContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as the GitHub adapter sets it: mypy would colour what is counted
     ctx = make_ctx(root=tiny, step="typecheck")
     assert checks.typecheck(ctx).status is Status.PASSED
     # mypy's cache trusts size and mtime, which a container's file system may keep coarse: start it afresh
@@ -87,7 +90,7 @@ def test_each_tier_runs_its_own_tests_and_the_gate_is_on_both_together(
     reports = tiny.parent / "run" / "reports"
     made = {p.name for p in reports.iterdir()}
     assert {"unit-junit.xml", "component-junit.xml"} <= made
-    assert {f"coverage-{tier}.{kind}" for tier in ("unit", "component") for kind in ("data", "key")} <= made
+    assert {f"coverage-{tier}.{kind}" for tier in ("unit", "component") for kind in ("json", "key")} <= made
     # Neither tier covers functions/ and cicd/ alone; together they cover every line.
     gate = checks.coverage_gate(make_ctx(root=tiny, step="coverage"))
     assert gate.status is Status.PASSED and gate.reason == "100.0% of cicd, functions covered (gate 85%)"

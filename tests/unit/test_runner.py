@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
@@ -14,7 +15,7 @@ import pytest
 
 from cicd import reports
 from cicd.context import StepContext
-from cicd.errors import MissingToolError, StepFailed, UsageError
+from cicd.errors import ConfigError, MissingToolError, StepFailed, UsageError
 from cicd.pipeline import Model, Node, Step
 from cicd.results import Outcome, Status
 from cicd.runner import CHECKPOINT_EVERY_S, UNFINISHED, Runner, RunOptions, prepare_run_dir
@@ -280,3 +281,53 @@ def test_a_step_that_runs_is_in_the_report_as_unfinished_while_it_runs(tmp_path:
     deploy = Step("deploy", "tests.unit:deploy", "deploy doc", stage="s", cacheable=False)
     _, report = run(tmp_path, (deploy,), {"deploy": watch})
     assert report.steps[0].status is Status.PASSED and seen == [UNFINISHED]
+
+
+def test_a_step_hands_its_hand_off_outputs_on_after_each_pass_cached_or_not(tmp_path: Path) -> None:
+    """``.cicd/handoff/<step>/`` holds what the step's last pass handed on, for the CI job that needs it; a run that
+    fails leaves the last pass's files alone, and a step without a hand-off writes nothing there."""
+    tiers = Step(
+        "tier",
+        "tests.unit:tier",
+        "tier doc",
+        stage="s",
+        inputs=("x",),
+        outputs=("reports/data.json", "reports/junit.xml"),
+        handoff=("reports/data.json",),
+    )
+    handed = tmp_path / reports.HANDOFF_DIR / "tier"
+    (tmp_path / "x").write_text("1")
+
+    def write(text: str) -> Any:
+        def run(ctx: StepContext) -> None:
+            ctx.out("reports", "data.json").write_text(text)
+            ctx.out("reports", "junit.xml").write_text("<testsuite/>")
+
+        return run
+
+    _, report = run(tmp_path, (tiers, step("other")), {"tier": write("first"), "other": sleeper(0)})
+    assert report.status == "passed"
+    assert sorted(p.name for p in handed.iterdir()) == ["data.json"] and (handed / "data.json").read_text() == "first"
+    assert sorted(p.name for p in (tmp_path / reports.HANDOFF_DIR).iterdir()) == ["tier"]
+
+    shutil.rmtree(handed)
+    _, report = run(tmp_path, (tiers,), {"tier": write("not run: served from the cache")})
+    assert [s.status for s in report.steps] == [Status.CACHED]
+    assert (handed / "data.json").read_text() == "first"
+
+    (tmp_path / "x").write_text("2")
+    _, report = run(tmp_path, (tiers,), {"tier": failing})
+    assert report.status == "failed" and (handed / "data.json").read_text() == "first"
+
+
+def test_a_hand_off_must_be_outputs_of_a_step_in_no_environment() -> None:
+    with pytest.raises(ConfigError, match=r"step 'a' hands on \['reports/x'\]: a hand-off is outputs of a step"):
+        Model((Step("a", "m:a", "a", stage="s", outputs=("reports/y",), handoff=("reports/x",)),))
+
+
+def test_latest_becomes_a_link_again_where_a_download_made_it_a_folder(tmp_path: Path) -> None:
+    runs = tmp_path / reports.RUNS_DIR
+    (runs / reports.LATEST / "reports").mkdir(parents=True)  # an artifact download that followed the link
+    (runs / "20261207T000000-abcdef").mkdir()
+    reports.point_latest(runs, runs / "20261207T000000-abcdef")
+    assert (runs / reports.LATEST).is_symlink() and (runs / reports.LATEST).readlink() == Path("20261207T000000-abcdef")
