@@ -90,15 +90,17 @@ def test_port_setting_precedence() -> None:
     assert local_aws.configured_port(5000, {"CICD_LOCAL_PORT": "0"}) == 0  # 0: any free port
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+def _dead_pid(cwd: Path) -> int:
+    """The pid of a process that has ended (started outside the checkout: test selection counts a process that
+    can see the checkout as reading all of it)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], cwd=cwd)
     proc.wait()
     return proc.pid
 
 
 @pytest.mark.component  # a real moto server
 def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
-    pid = _dead_pid()
+    pid = _dead_pid(root)
     port = local_aws.free_port()
     stale = local_aws.LocalAws(pid=pid, port=port, endpoint=f"http://localhost:{port}", started_at="earlier")
     local_aws.write_json_atomic(local_aws.state_path(root), stale.to_json())
@@ -115,7 +117,7 @@ def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
 
 @pytest.mark.component  # a real moto server
 def test_a_live_process_that_is_not_moto_is_not_taken_for_the_server(root: Path) -> None:
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=root)
     try:
         port = local_aws.free_port()
         reused = local_aws.LocalAws(pid=other.pid, port=port, endpoint=f"http://localhost:{port}", started_at="x")
@@ -132,7 +134,9 @@ def test_a_hung_server_is_reported_then_replaced_by_up(root: Path, monkeypatch: 
     monkeypatch.setattr(local_aws, "HEALTH_TIMEOUT_S", 0.5)
     port = local_aws.free_port()
     # Looks like our moto server (command line) but never answers HTTP.
-    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "moto.server", "-p", str(port)])
+    hung = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "moto.server", "-p", str(port)], cwd=root
+    )
     try:
         state = local_aws.LocalAws(pid=hung.pid, port=port, endpoint=f"http://localhost:{port}", started_at="x")
         local_aws.write_json_atomic(local_aws.state_path(root), state.to_json())
