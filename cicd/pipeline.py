@@ -137,10 +137,11 @@ class Model:
                     "earlier check with the same triggers"
                 )
             loose = [h for h in step.handoff if h not in step.outputs]
-            if loose or (step.handoff and step.per_env):
+            names = [h.rsplit("/", 1)[-1] for h in step.handoff]  # the hand-off folder holds them side by side
+            if loose or (step.handoff and step.per_env) or len(set(names)) != len(names):
                 raise ConfigError(
                     f"pipeline model: step '{step.name}' hands on {loose or list(step.handoff)}: a hand-off is "
-                    "outputs of a step that runs in no environment"
+                    "outputs of a step that runs in no environment, each with a name of its own"
                 )
             by_name[step.name] = step
         for step in self.steps:

@@ -320,9 +320,12 @@ def test_a_step_hands_its_hand_off_outputs_on_after_each_pass_cached_or_not(tmp_
     assert report.status == "failed" and (handed / "data.json").read_text() == "first"
 
 
-def test_a_hand_off_must_be_outputs_of_a_step_in_no_environment() -> None:
+def test_a_hand_off_must_be_outputs_of_a_step_in_no_environment_with_names_of_their_own() -> None:
     with pytest.raises(ConfigError, match=r"step 'a' hands on \['reports/x'\]: a hand-off is outputs of a step"):
         Model((Step("a", "m:a", "a", stage="s", outputs=("reports/y",), handoff=("reports/x",)),))
+    twice = ("reports/x.json", "logs/x.json")
+    with pytest.raises(ConfigError, match=r"hands on \['reports/x.json', 'logs/x.json'\].*a name of its own"):
+        Model((Step("a", "m:a", "a", stage="s", outputs=twice, handoff=twice),))
 
 
 def test_latest_becomes_a_link_again_where_a_download_made_it_a_folder(tmp_path: Path) -> None:
