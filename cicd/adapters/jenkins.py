@@ -1,7 +1,8 @@
 """Jenkins: a declarative ``Jenkinsfile`` for a multibranch pipeline.
 
 Stages follow the plan's dependency levels (``parallel`` inside a level). Pull-request builds (``PR-*`` branches) run
-the checks; stages after them carry ``when { branch 'main' }``. ``environment { CICD_TARGET = 'aws' }`` is set once, at
+the checks (the coverage stage, after the test tiers, among them); each main-only stage, or a level of them only,
+carries ``when { branch 'main' }``. ``environment { CICD_TARGET = 'aws' }`` is set once, at
 the pipeline level. Each stage runs in a pinned Docker image; ``stash``/``unstash`` hand ``.cicd/artifact/`` on by name
 (the Flutter build's to ``package``, the package's to dev, each environment's, with its evidence, to the next), and the
 test tiers' hand-offs (``.cicd/handoff/<step>/``) to the coverage stage; the JUnit plugin reads the reports; the Job
