@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Final, Literal
 
-from cicd import pipeline
+from cicd import pipeline, reports
 from cicd.config import PipelineConfig
 from cicd.errors import ConfigError
 from cicd.pipeline import Model, Node, Step
@@ -44,7 +44,7 @@ Kind = Literal["check", "build", "approval", "deploy"]
 
 ARTIFACT_DIR: Final = ".cicd/artifact"
 RUNS_DIR: Final = ".cicd/runs"
-HANDOFF_DIR: Final = ".cicd/handoff"
+HANDOFF_DIR: Final = reports.HANDOFF_DIR.as_posix()
 """Where a step keeps its hand-off (``<step>/``, :data:`cicd.reports.HANDOFF_DIR`) for a later job."""
 LATEST: Final = ".cicd/runs/latest"
 JUNIT_GLOB: Final = ".cicd/runs/[0-9]*/junit.xml"
