@@ -17,7 +17,14 @@ at the granularity of files:
   step's inputs reruns the test.
 
 The next run of the step hashes those files again. A test reruns when one of its files changed, when it did not
-pass last time, or when it is new; every other test is deselected. Everything runs, and the step says why, when
+pass last time, or when it is new; every other test is deselected.
+
+Collecting a test module costs time too (importing it and what it imports), so a test module is not even collected
+when nothing its collection depends on changed and every test it had in the recorded run is left out. What its
+collection depends on is recorded like a test's inputs: the static import closure of the module and of its
+conftests, what its import and parametrization opened, listed and executed, and what the rest of the collection
+read (every conftest, the test folders' listings). Its tests keep their record. A new module, a changed one and one with
+a test to rerun are collected. Everything runs, and the step says why, when
 there is no recorded data, when it cannot be read or (with ``CICD_CACHE_SECRET``) its signature does not verify,
 when the test arguments changed, or when something every test depends on changed: ``pyproject.toml``,
 ``requirements.lock``, the installed packages, the Python version, or this selection code.
@@ -47,9 +54,9 @@ from pathlib import Path
 from typing import Any
 
 from cicd.pytest_plugins.cicd_select_audit import EVERYTHING, child_records
-from cicd.pytest_plugins.cicd_testselect import CHILDREN
+from cicd.pytest_plugins.cicd_testselect import CHILDREN, COLLECT
 
-FORMAT = 1
+FORMAT = 2
 GLOBAL_FILES = ("pyproject.toml", "requirements.lock")
 SELECT_DIR = Path(".cicd") / "cache" / "select"
 SIGNING_VARIABLE = "CICD_CACHE_SECRET"
@@ -182,6 +189,7 @@ class Plan:
     reason: str
     changed: list[str] = field(default_factory=list)
     unaffected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # test modules not collected: unchanged, every test unaffected
     previous: dict[str, Any] | None = None
     previous_coverage: dict[str, Any] | None = None
 
@@ -190,7 +198,8 @@ class Plan:
             return f"every test runs: {self.reason}"
         shown = ", ".join(self.changed[:5]) + (f" and {len(self.changed) - 5} more" if len(self.changed) > 5 else "")
         return (
-            f"affected-only: {len(self.unaffected)} test(s) unaffected and left out; "
+            f"affected-only: {len(self.unaffected)} test(s) unaffected and left out, "
+            f"{len(self.ignored)} test module(s) not collected; "
             f"changed since the recorded run: {shown or 'nothing any test depends on'}"
         )
 
@@ -243,7 +252,8 @@ def _encode(data: dict[str, Any]) -> dict[str, Any]:
         nodeid: {"deps": [index[d] for d in info["deps"]], "outcome": info["outcome"]}
         for nodeid, info in data["tests"].items()
     }
-    return {**data, "files": [[name, data["files"][name]] for name in names], "tests": tests}
+    modules = {module: [index[d] for d in deps] for module, deps in data["modules"].items()}
+    return {**data, "files": [[name, data["files"][name]] for name in names], "tests": tests, "modules": modules}
 
 
 def _decode(data: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +262,14 @@ def _decode(data: dict[str, Any]) -> dict[str, Any]:
         nodeid: {"deps": [names[i] for i in info["deps"]], "outcome": info["outcome"]}
         for nodeid, info in data["tests"].items()
     }
-    return {**data, "files": {str(name): str(digest) for name, digest in data["files"]}, "tests": tests}
+    modules = {str(module): [names[i] for i in deps] for module, deps in data["modules"].items()}
+    files = {str(name): str(digest) for name, digest in data["files"]}
+    return {**data, "files": files, "tests": tests, "modules": modules}
+
+
+def module_of(nodeid: str) -> str:
+    """The test module of a test's node id (``tests/test_x.py::Class::test[param]``: ``tests/test_x.py``)."""
+    return nodeid.split("::", 1)[0]
 
 
 def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[str], environ: Mapping[str, str]) -> Plan:
@@ -279,7 +296,14 @@ def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[st
         for nodeid, info in data.get("tests", {}).items()
         if info.get("outcome") == "passed" and changed_set.isdisjoint(info.get("deps", (EVERYTHING,)))
     )
-    return Plan(False, "", changed, unaffected, previous=data, previous_coverage=cov)
+    left_out = set(unaffected)
+    rerun = {module_of(nodeid) for nodeid in data.get("tests", {}) if nodeid not in left_out}
+    ignored = sorted(
+        module
+        for module, deps in data.get("modules", {}).items()
+        if module not in rerun and changed_set.isdisjoint(deps)
+    )
+    return Plan(False, "", changed, unaffected, ignored, previous=data, previous_coverage=cov)
 
 
 def pytest_options(work: Path, *, workers: str, sources: Sequence[str]) -> list[str]:
@@ -302,7 +326,12 @@ def pytest_options(work: Path, *, workers: str, sources: Sequence[str]) -> list[
 
 def write_plan(folder: Path, selection: Plan) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"run_all": selection.run_all, "reason": selection.reason, "unaffected": selection.unaffected}
+    payload = {
+        "run_all": selection.run_all,
+        "reason": selection.reason,
+        "unaffected": selection.unaffected,
+        "ignored": selection.ignored,
+    }
     (folder / "plan.json").write_text(json.dumps(payload), encoding="utf-8")
 
 
@@ -380,27 +409,50 @@ def record(
             closures[module] = deps
         return closures[module]
 
-    previous_tests: dict[str, Any] = (selection.previous or {}).get("tests", {}) if not selection.run_all else {}
+    previous = (selection.previous or {}) if not selection.run_all else {}
+    previous_tests: dict[str, Any] = previous.get("tests", {})
+    ignored = set(selection.ignored)
     tests: dict[str, Any] = {}
-    for nodeid in collected.get("deselected", ()):
-        if nodeid in previous_tests:
-            tests[nodeid] = previous_tests[nodeid]
+    deselected = set(collected.get("deselected", ()))
+    for nodeid, info in previous_tests.items():  # left out, or in a module not collected: the record stays
+        if nodeid in deselected or module_of(nodeid) in ignored:
+            tests[nodeid] = info
     for nodeid, info in tests_now.items():
         deps = set(info["files"]) | executed.get(nodeid, set()) | static(info["module"])
         for fid in info["fixtures"]:
             deps |= fixture_files.get(fid, set()) | executed.get(fid, set())
         tests[nodeid] = {"deps": sorted(deps), "outcome": info["outcome"]}
+    modules: dict[str, list[str]] = {
+        module: deps for module, deps in previous.get("modules", {}).items() if module in ignored
+    }
+    # The rest of the collection, for every module: what it listed and read, and the conftests it loaded (their hooks
+    # see every test). Not the modules the conftests import: each module's static closure has its own conftests'.
+    session = {
+        dep for dep in collected.get("session", ()) if not dep.endswith(".py") or Path(dep).name == "conftest.py"
+    }
+    session |= fixture_files.get(COLLECT, set())
+    for module, reads in collected.get("modules", {}).items():
+        owner = COLLECT + module
+        deps = set(reads) | fixture_files.get(owner, set()) | executed.get(owner, set()) | session
+        modules[module] = sorted(deps | static(str(root / module)))
     inputs = list(step_inputs)
     files: dict[str, str] = {}
-    for info in tests.values():
-        for dep in info["deps"]:
+    for deps in [*(info["deps"] for info in tests.values()), *modules.values()]:
+        for dep in deps:
             if dep not in files:
                 files[dep] = inputs_digest(root, inputs) if dep == EVERYTHING else file_hash(root, dep)
     coverage = _combine(root, selection, measured)
     for rel in coverage["files"]:  # hashed too, so the next combination knows whether their lines still hold
         if rel not in files:
             files[rel] = file_hash(root, rel)
-    data = {"format": FORMAT, "args": list(args), "global": global_state(root), "files": files, "tests": tests}
+    data = {
+        "format": FORMAT,
+        "args": list(args),
+        "global": global_state(root),
+        "files": files,
+        "tests": tests,
+        "modules": modules,
+    }
     store.mkdir(parents=True, exist_ok=True)
     staging = store.with_name(store.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)

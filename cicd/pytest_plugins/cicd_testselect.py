@@ -14,8 +14,12 @@ worker) it:
   listed under that owner; the Python processes the owner starts record theirs into ``DIR/children/``; an owner that
   starts another process able to see the project (a working directory or an argument inside it) depends on the
   whole project;
+* records the same for the collection of each test module (its import, its parametrization), under the owner
+  ``collect:<module>``, and for the rest of the collection (conftests, folders) under ``collect:``, and writes the
+  modules collected and what their collection read into ``DIR/collected.json``;
 * writes ``DIR/parts/<worker>.json``: per test its outcome, fixtures and recorded files; per fixture its files;
-* deselects the tests listed in ``DIR/plan.json`` as unaffected (all workers compute the same collection).
+* does not collect the test modules listed in ``DIR/plan.json`` as ignored, and deselects the tests listed there as
+  unaffected (all workers compute the same collection).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ else:  # loaded by pytest from this folder on PYTHONPATH
 __all__ = ["CHILDREN", "EVERYTHING"]
 OPTION = "--cicd-select"
 CHILDREN = "children"  # DIR/children: the records of the Python processes the tests started
+COLLECT = "collect:"  # owner prefix of what collection reads: `collect:` (the session), `collect:<module>`
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +59,8 @@ class Recorder(Auditor):
         self.folder = folder
         self.worker = worker
         self.tests: dict[str, dict[str, Any]] = {}
+        self.modules: list[str] = []  # the test modules collected, by node id
+        self.plan: dict[str, Any] = {}
 
     # --- ownership and coverage contexts ------------------------------------------------------------------------
 
@@ -78,7 +85,11 @@ class Recorder(Auditor):
         parts = self.folder / "parts"
         parts.mkdir(parents=True, exist_ok=True)
         tests = {nodeid: {**info, "files": sorted(self.files.get(nodeid, ()))} for nodeid, info in self.tests.items()}
-        fixtures = {owner: sorted(deps) for owner, deps in self.files.items() if owner not in self.tests}
+        fixtures = {
+            owner: sorted(deps)
+            for owner, deps in self.files.items()
+            if owner not in self.tests and not owner.startswith(COLLECT)
+        }
         payload = {"tests": tests, "fixtures": fixtures}
         (parts / f"{self.worker}.json").write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
 
@@ -94,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
     Path(folder).mkdir(parents=True, exist_ok=True)  # the step makes it; a run by hand may name a new one
     recorder = Recorder(config.rootpath.resolve(), Path(folder), worker)
+    plan_file = recorder.folder / "plan.json"
+    recorder.plan = json.loads(plan_file.read_text(encoding="utf-8")) if plan_file.is_file() else {}
     config.stash[_RECORDER_KEY] = recorder
     _ACTIVE[:] = [recorder]
     recorder.export(str(Path(folder).resolve() / CHILDREN))
@@ -104,23 +117,67 @@ def _recorder(config: pytest.Config) -> Recorder | None:
     return config.stash.get(_RECORDER_KEY, None)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    recorder = _recorder(config)
+    if recorder is None or not recorder.plan.get("ignored"):
+        return None
+    try:
+        rel = collection_path.resolve().relative_to(Path(recorder.root)).as_posix()
+    except ValueError:
+        return None
+    return True if rel in recorder.plan["ignored"] else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, None, None]:
+    recorder = _recorder(session.config)
+    if recorder is None or session.config.pluginmanager.has_plugin("dsession"):  # xdist's controller collects nothing
+        yield
+        return
+    recorder.active = True  # what collection reads counts too: which tests exist depends on it
+    recorder.push(COLLECT)
+    try:
+        yield
+    finally:
+        recorder.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    recorder = _recorder(collector.config)
+    module = collector if isinstance(collector, pytest.Module) else collector.getparent(pytest.Module)
+    if recorder is None or module is None:
+        yield
+        return
+    recorder.push(COLLECT + module.nodeid)  # importing the module, parametrizing its tests (its classes too)
+    try:
+        outcome = yield
+    finally:
+        recorder.pop()
+    if collector is module and outcome.excinfo is None and outcome.get_result().passed:
+        recorder.modules.append(module.nodeid)
+
+
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection, so the plan sees the tests the run would have run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     recorder = _recorder(config)
     if recorder is None:
         return
-    plan_file = recorder.folder / "plan.json"
-    plan: dict[str, Any] = json.loads(plan_file.read_text(encoding="utf-8")) if plan_file.is_file() else {}
-    unaffected = set(plan.get("unaffected", ()))
+    unaffected = set(recorder.plan.get("unaffected", ()))
     kept = [item for item in items if item.nodeid not in unaffected]
     left = [item for item in items if item.nodeid in unaffected]
     if recorder.worker in ("main", "gw0"):  # every worker collects the same tests: one of them says which
-        collected = {"collected": [item.nodeid for item in items], "deselected": [item.nodeid for item in left]}
+        reads = {module: sorted(recorder.files.get(COLLECT + module, ())) for module in recorder.modules}
+        collected = {
+            "collected": [item.nodeid for item in items],
+            "deselected": [item.nodeid for item in left],
+            "modules": reads,
+            "session": sorted(recorder.files.get(COLLECT, ())),
+        }
         (recorder.folder / "collected.json").write_text(json.dumps(collected), encoding="utf-8")
     if left:
         config.hook.pytest_deselected(items=left)
         items[:] = kept
-    recorder.active = True
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -231,3 +231,106 @@ def test_the_combined_coverage_drops_what_a_changed_file_no_longer_has(recorded:
     write(recorded, {"pkg/beta.py": FILES["pkg/beta.py"] + "\n\ndef unused() -> int:\n    return 1\n"})
     _, ran, percent = cycle(recorded)
     assert "tests/test_beta.py::test_beta" in ran and percent < 100.0
+
+
+# --- test modules not collected --------------------------------------------------------------------------------
+
+NOTE = (  # a module that says when it is collected (imported), into the file COLLECTED_LOG names
+    "import os\nfrom pathlib import Path\n\n"
+    "if os.environ.get('COLLECTED_LOG'):\n"
+    "    with open(os.environ['COLLECTED_LOG'], 'a') as log:\n"
+    "        log.write(Path(__file__).name + '\\n')\n\n"
+)
+NOTED = {
+    "tests/test_noted.py": NOTE + "from pkg.beta import beta\n\ndef test_noted():\n    assert beta() == 2\n",
+    # parametrized from a data file, read as the module is collected
+    "data/cases.json": "[1, 2]\n",
+    "tests/test_cases.py": (
+        NOTE + "import json\nimport pytest\n\nCASES = json.loads(Path('data/cases.json').read_text())\n\n"
+        "@pytest.mark.parametrize('case', CASES)\ndef test_case(case):\n    assert case > 0\n"
+    ),
+    # no test of this tier: every test is deselected by `-m "not slow"`
+    "tests/test_slow_only.py": NOTE + "import pytest\n\n@pytest.mark.slow\ndef test_slow():\n    assert True\n",
+}
+NOTED_TESTS = [
+    "tests/test_cases.py::test_case[1]",
+    "tests/test_cases.py::test_case[2]",
+    "tests/test_noted.py::test_noted",
+]
+
+
+@pytest.fixture
+def noted(project: Path, tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """The fixture project with modules that log their collection, after one recorded run: the project, the
+    environment that turns the log on, the log."""
+    write(project, NOTED)
+    cycle(project)
+    log = tmp_path / "collected.log"
+    return project, {"COLLECTED_LOG": str(log)}, log
+
+
+def collected_modules(log: Path) -> list[str]:
+    names = sorted(log.read_text(encoding="utf-8").split()) if log.is_file() else []
+    log.unlink(missing_ok=True)
+    return names
+
+
+def recorded_tests(project: Path) -> dict[str, str]:
+    data = json.loads((project / testselect.SELECT_DIR / "unit-test" / "data.json").read_text())
+    return {nodeid: info["outcome"] for nodeid, info in data["tests"].items()}
+
+
+def test_a_module_with_nothing_to_rerun_is_not_collected_and_its_tests_keep_their_record(
+    noted: tuple[Path, dict[str, str], Path],
+) -> None:
+    project, env, log = noted
+    before = recorded_tests(project)
+    assert sorted(before) == sorted([*ALL, *NOTED_TESTS]) and set(before.values()) == {"passed"}
+    write(project, {"pkg/alpha.py": FILES["pkg/alpha.py"] + "\n"})  # nothing the noted modules read
+    selection, ran, _ = cycle(project, env)
+    assert ran == ["tests/test_alpha.py::test_alpha", TOOL]
+    assert collected_modules(log) == []  # not even imported, the module with no test of the tier neither
+    assert {"tests/test_noted.py", "tests/test_cases.py", "tests/test_slow_only.py"} <= set(selection.ignored)
+    assert "tests/test_alpha.py" not in selection.ignored and "tests/test_tool.py" not in selection.ignored
+    assert recorded_tests(project) == before  # the tests of the modules left out keep their record
+    again, ran, _ = cycle(project, env)
+    assert ran == [] and collected_modules(log) == [] and sorted(again.unaffected) == sorted(before)
+
+
+@pytest.mark.parametrize(
+    ("changed", "modules", "rerun"),
+    [
+        # the module itself
+        ("tests/test_noted.py", ["test_noted.py"], ["tests/test_noted.py::test_noted"]),
+        # what it imports: its test reruns (it executes beta) and the module is collected for it
+        ("pkg/beta.py", ["test_noted.py"], ["tests/test_noted.py::test_noted"]),
+        # a file its collection reads: a new parametrized case exists and runs
+        ("data/cases.json", ["test_cases.py"], ["tests/test_cases.py::test_case[3]"]),
+        # a module with no test of the tier is collected when it changes, and still runs nothing of it
+        ("tests/test_slow_only.py", ["test_slow_only.py"], []),
+        # a conftest: every module is collected (its hooks see every test)
+        ("tests/conftest.py", ["test_cases.py", "test_noted.py", "test_slow_only.py"], NOTED_TESTS),
+    ],
+)
+def test_a_module_is_collected_when_its_collection_or_a_test_of_it_is_affected(
+    noted: tuple[Path, dict[str, str], Path], changed: str, modules: list[str], rerun: list[str]
+) -> None:
+    project, env, log = noted
+    path = project / changed
+    if changed == "data/cases.json":
+        path.write_text("[1, 2, 3]\n", encoding="utf-8")
+    else:
+        path.write_text(path.read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
+    _, ran, _ = cycle(project, env)
+    assert collected_modules(log) == modules
+    assert [nodeid for nodeid in ran if nodeid not in ALL] == rerun
+
+
+def test_a_module_with_a_failed_test_is_collected_until_it_passes(noted: tuple[Path, dict[str, str], Path]) -> None:
+    project, env, log = noted
+    write(project, {"data/cases.json": "[1, -2]\n"})
+    cycle(project, env)
+    assert collected_modules(log) == ["test_cases.py"]
+    write(project, {"pkg/alpha.py": FILES["pkg/alpha.py"] + "\n"})  # unrelated to the failing case
+    _, ran, _ = cycle(project, env)
+    assert collected_modules(log) == ["test_cases.py"] and "tests/test_cases.py::test_case[-2]" in ran
