@@ -361,6 +361,7 @@ def test_an_old_system_node_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
         script.chmod(0o755)
     monkeypatch.setattr(command, "venv_bin", lambda: tmp_path / "no-venv")
     monkeypatch.setenv("PATH", str(fake))
+    monkeypatch.chdir(tmp_path)  # the stand-in runs outside the checkout: the test depends on what it runs only
     with pytest.raises(MissingToolError, match="Node 18"):
         cdk_cli.find_node()
 
@@ -397,13 +398,19 @@ def test_deploy_runs_the_pinned_cli_with_the_local_flags(tmp_path: Path, fake_cd
     assembly = tmp_path / "cdk.out"
     assembly.mkdir()
     (assembly / "manifest.json").write_text("{}")
-    ctx = make_ctx(root=ROOT, step="deploy", env="dev")
+    ctx = make_ctx(root=tmp_path, step="deploy", env="dev")  # a checkout of its own: the stand-in runs in it
     outputs = cdk_cli.deploy(
-        ctx, assembly, "Tiny", endpoint="http://localhost:4999", outputs_file=tmp_path / "out" / "outputs.json"
+        ctx,
+        assembly,
+        "Tiny",
+        endpoint="http://localhost:4999",
+        outputs_file=tmp_path / "out" / "outputs.json",
+        root=tmp_path,
     )
     assert outputs == {"RestApiId": "abc123"}
     args = fake_cdk.with_suffix(".args").read_text().splitlines()
-    assert args[0] == str(cdk_cli.cdk_script(ROOT))
+    assert args[0] == str(cdk_cli.cdk_script(tmp_path))
+    assert fake_cdk.with_suffix(".cwd").read_text().strip() == str(tmp_path)
     assert args[1:5] == ["deploy", "--app", str(assembly.resolve()), "Tiny"]
     joined = " ".join(args)
     for flag in ("--require-approval never", "--no-notices", "--ci", "--progress events", "--method=direct"):
@@ -421,7 +428,7 @@ def test_deploy_to_real_aws_uses_change_sets(tmp_path: Path, fake_cdk: Path) -> 
     assembly = tmp_path / "cdk.out"
     assembly.mkdir()
     (assembly / "manifest.json").write_text("{}")
-    cdk_cli.deploy(io.StringIO(), assembly, "Tiny", endpoint=None, outputs_file=tmp_path / "o.json")
+    cdk_cli.deploy(io.StringIO(), assembly, "Tiny", endpoint=None, outputs_file=tmp_path / "o.json", root=tmp_path)
     args = fake_cdk.with_suffix(".args").read_text().splitlines()
     assert "--method=direct" not in args
 
