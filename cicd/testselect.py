@@ -17,17 +17,17 @@ at the granularity of files:
   step's inputs reruns the test.
 
 The next run of the step hashes those files again. A test reruns when one of its files changed, when it did not
-pass last time, or when it is new; every other test is deselected.
+pass last time, or when it is new; every other test is deselected. Everything runs, and the step says why, when
+there is no recorded data, when it cannot be read or (with ``CICD_CACHE_SECRET``) its signature does not verify,
+when the test arguments changed, or when something every test depends on changed: ``pyproject.toml``,
+``requirements.lock``, the installed packages, the Python version, or this selection code.
 
 Collecting a test module costs time too (importing it and what it imports), so a test module is not even collected
 when nothing its collection depends on changed and every test it had in the recorded run is left out. What its
 collection depends on is recorded like a test's inputs: the static import closure of the module and of its
-conftests, what its import and parametrization opened, listed and executed, and what the rest of the collection
-read (every conftest, the test folders' listings). Its tests keep their record. A new module, a changed one and one with
-a test to rerun are collected. Everything runs, and the step says why, when
-there is no recorded data, when it cannot be read or (with ``CICD_CACHE_SECRET``) its signature does not verify,
-when the test arguments changed, or when something every test depends on changed: ``pyproject.toml``,
-``requirements.lock``, the installed packages, the Python version, or this selection code.
+conftests, what its import and parametrization opened and listed, and what the rest of the collection read (every
+conftest, the test folders' listings). Its tests keep their record. A new module, a changed one and one with a test
+to rerun are collected.
 
 The data lives in ``.cicd/cache/select/<step>/``, inside the step cache folder that every CI adapter saves and
 restores, so CI jobs select too. It is signed like the step cache's entries: a branch that cannot sign cannot make
@@ -433,7 +433,7 @@ def record(
     session |= fixture_files.get(COLLECT, set())
     for module, reads in collected.get("modules", {}).items():
         owner = COLLECT + module
-        deps = set(reads) | fixture_files.get(owner, set()) | executed.get(owner, set()) | session
+        deps = set(reads) | fixture_files.get(owner, set()) | session
         modules[module] = sorted(deps | static(str(root / module)))
     inputs = list(step_inputs)
     files: dict[str, str] = {}
