@@ -118,8 +118,9 @@ def reported(runs: Path) -> dict[str, str]:
     return found
 
 
-def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
-    """The job ran its ``inv`` commands; each step shows the expected outcome, in the output and in the report."""
+def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path, summary: str = "") -> None:
+    """The job ran its ``inv`` commands; each step shows the expected outcome, in the output and in the report.
+    ``summary``: the runner's own end of output, shown when it does not count the job as passed."""
     text = "\n".join(lines)
     for call in job.inv():
         assert call in text, f"{job.id}: `{call}` not run\n{text[-3000:]}"
@@ -128,7 +129,7 @@ def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path) -> None:
     for node in job.nodes:
         status, reason = seen.get(node.step, ("missing", ""))
         assert kept.get(node.step) == status, (job.id, node.step, kept, status)
-        assert succeeded, f"{job.id} failed\n{text[-3000:]}"
+        assert succeeded, f"{job.id} failed\n{text[-3000:]}\n--- the runner's summary ---\n{summary}"
         if node.step == "flutter-check" and not HAS_FLUTTER:
             assert status == "passed" and "flutter analyze/test not run" in reason, (job.id, status, reason)
             continue
@@ -251,7 +252,7 @@ def test_gitlab_ci_local_runs_every_merge_request_job(tmp_path: Path, pipelined_
         assert f"imported cache 'cicd-{job.id}'" in text, text[-3000:]
         succeeded = any(re.match(rf"\s*PASS\s+{re.escape(job.id)}\b", ln) for ln in result.output.splitlines())
         runs = runners.gitlab_artifacts(project, job.id) / RUNS_DIR
-        check_job(job, lines, succeeded, runs)
+        check_job(job, lines, succeeded, runs, summary=result.output[-2000:])
     saved = entries(runners.gitlab_cache(project, "cicd-secrets-scan") / CACHE)
     assert saved > seeded, "secrets-scan ran for real: gitlab-ci-local saved its result in the job's cache"
 
