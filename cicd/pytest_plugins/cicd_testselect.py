@@ -17,7 +17,8 @@ worker) it:
 * records the same for the collection of each test module (its import, its parametrization), under the owner
   ``collect:<module>``, and for the rest of the collection (conftests, folders) under ``collect:``, and writes the
   modules collected and what their collection read into ``DIR/collected.json``;
-* writes ``DIR/parts/<worker>.json``: per test its outcome, fixtures and recorded files; per fixture its files;
+* writes ``DIR/parts/<worker>.json``: per test its outcome, duration, fixtures and recorded files; per fixture its
+  files;
 * does not collect the test modules listed in ``DIR/plan.json`` as ignored, and deselects the tests listed there as
   unaffected (all workers compute the same collection).
 """
@@ -218,6 +219,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if recorder is None or report.nodeid not in recorder.tests:
         return
     info = recorder.tests[report.nodeid]
+    info["duration"] = info.get("duration", 0.0) + report.duration  # setup, call and teardown
     if report.failed:
         info["outcome"] = "failed"
     elif report.skipped and info["outcome"] == "passed":

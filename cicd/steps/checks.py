@@ -97,13 +97,14 @@ def _junit_counts(path_text: str) -> tuple[int, int, int]:
 
 
 def unit_test(ctx: StepContext) -> Outcome:
-    """pytest over the in-process tests on every core: JUnit and coverage data into the run folder."""
+    """pytest over the in-process tests on every core (one process for a short affected-only run): JUnit and
+    coverage data into the run folder."""
     return run_tests(ctx, UNIT)
 
 
 def component_test(ctx: StepContext) -> Outcome:
-    """pytest over the tests that run the project's tools, servers and CLI, on every core: JUnit and coverage data
-    into the run folder."""
+    """pytest over the tests that run the project's tools, servers and CLI, on every core (one process for a short
+    affected-only run): JUnit and coverage data into the run folder."""
     return run_tests(ctx, COMPONENT)
 
 
@@ -138,10 +139,11 @@ def run_tests(ctx: StepContext, tier: Tier) -> Outcome:
     ctx.note(selection.describe())
     coverage_file = ctx.out("reports", f".coverage-{tier.name}")
     result = ctx.run(
-        [  # one pytest-xdist worker per core; a module's tests stay in one worker (tests/conftest.py)
+        [  # one pytest-xdist worker per core (one process for a short affected-only run); a module's tests stay in
+            # one worker (tests/conftest.py)
             "pytest",
             *args,
-            *testselect.pytest_options(work, workers="auto", sources=COVERAGE_SOURCES),
+            *testselect.pytest_options(work, workers=testselect.workers(selection), sources=COVERAGE_SOURCES),
             f"--junitxml={junit}",
         ],
         env={"COVERAGE_FILE": str(coverage_file), "PYTHONPATH": plugin_path(ctx)},

@@ -3,6 +3,7 @@ does not. Each case runs pytest with the recording plugin on a small fixture pro
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -334,3 +335,17 @@ def test_a_module_with_a_failed_test_is_collected_until_it_passes(noted: tuple[P
     write(project, {"pkg/alpha.py": FILES["pkg/alpha.py"] + "\n"})  # unrelated to the failing case
     _, ran, _ = cycle(project, env)
     assert collected_modules(log) == ["test_cases.py"] and "tests/test_cases.py::test_case[-2]" in ran
+
+
+def test_a_short_affected_only_run_uses_one_process(recorded: Path) -> None:
+    data = json.loads((recorded / testselect.SELECT_DIR / "unit-test" / "data.json").read_text())
+    took = {nodeid: info["duration"] for nodeid, info in data["tests"].items()}
+    assert sorted(took) == ALL and all(seconds > 0 for seconds in took.values())  # setup, call and teardown
+    write(recorded, {"pkg/alpha.py": FILES["pkg/alpha.py"] + "\n"})
+    store = recorded / testselect.SELECT_DIR / "unit-test"
+    selection = testselect.plan(recorded, store, ARGS, [], {})
+    assert selection.rerun_seconds == pytest.approx(took["tests/test_alpha.py::test_alpha"] + took[TOOL])
+    assert testselect.workers(selection) == "0" and "took" in selection.describe()
+    longer = dataclasses.replace(selection, rerun_seconds=testselect.SERIAL_BELOW)
+    assert testselect.workers(longer) == "auto"  # worth the workers' start-up
+    assert testselect.workers(testselect.Plan(True, "no selection data")) == "auto"  # every test runs
