@@ -54,12 +54,21 @@ def fixture_id(fixturedef: Any) -> str:
     return f"{fixturedef.baseid}::{fixturedef.argname}"
 
 
+def test_id(item: pytest.Item) -> str:
+    """The test's node id without the ``@group`` suffix that pytest-xdist's ``loadgroup`` adds in its workers: a run
+    in one process and a run on workers record a test under the same id."""
+    groups = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    suffix = "@" + "_".join(sorted(groups))
+    return item.nodeid[: -len(suffix)] if groups and item.nodeid.endswith(suffix) else item.nodeid
+
+
 class Recorder(Auditor):
     def __init__(self, root: Path, folder: Path, worker: str) -> None:
         super().__init__(str(root))
         self.folder = folder
         self.worker = worker
-        self.tests: dict[str, dict[str, Any]] = {}
+        self.tests: dict[str, dict[str, Any]] = {}  # by test_id
+        self.ids: dict[str, str] = {}  # node id (as reports carry it): test_id
         self.modules: list[str] = []  # the test modules collected, by node id
         self.plan: dict[str, Any] = {}
 
@@ -168,13 +177,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if recorder is None:
         return
     unaffected = set(recorder.plan.get("unaffected", ()))
-    kept = [item for item in items if item.nodeid not in unaffected]
-    left = [item for item in items if item.nodeid in unaffected]
+    kept = [item for item in items if test_id(item) not in unaffected]
+    left = [item for item in items if test_id(item) in unaffected]
     if recorder.worker in ("main", "gw0"):  # every worker collects the same tests: one of them says which
         reads = {module: sorted(recorder.files.get(COLLECT + module, ())) for module in recorder.modules}
         collected = {
-            "collected": [item.nodeid for item in items],
-            "deselected": [item.nodeid for item in left],
+            "collected": [test_id(item) for item in items],
+            "deselected": [test_id(item) for item in left],
             "modules": reads,
             "session": sorted(recorder.files.get(COLLECT, ())),
         }
@@ -192,8 +201,9 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
         return
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
     fixtures = sorted({fixture_id(d) for name in getattr(item, "fixturenames", ()) for d in definitions.get(name, ())})
-    recorder.tests[item.nodeid] = {"outcome": "passed", "fixtures": fixtures, "module": item.path.as_posix()}
-    recorder.push(item.nodeid)
+    nodeid = recorder.ids[item.nodeid] = test_id(item)
+    recorder.tests[nodeid] = {"outcome": "passed", "fixtures": fixtures, "module": item.path.as_posix()}
+    recorder.push(nodeid)
     try:
         yield
     finally:
@@ -216,9 +226,10 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Gen
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # xdist's controller sees every report too: only the process that ran the test has it in `tests`.
     recorder = _ACTIVE[0] if _ACTIVE else None
-    if recorder is None or report.nodeid not in recorder.tests:
+    nodeid = recorder.ids.get(report.nodeid, "") if recorder is not None else ""
+    if recorder is None or nodeid not in recorder.tests:
         return
-    info = recorder.tests[report.nodeid]
+    info = recorder.tests[nodeid]
     info["duration"] = info.get("duration", 0.0) + report.duration  # setup, call and teardown
     if report.failed:
         info["outcome"] = "failed"

@@ -349,3 +349,19 @@ def test_a_short_affected_only_run_uses_one_process(recorded: Path) -> None:
     longer = dataclasses.replace(selection, rerun_seconds=testselect.SERIAL_BELOW)
     assert testselect.workers(longer) == "auto"  # worth the workers' start-up
     assert testselect.workers(testselect.Plan(True, "no selection data")) == "auto"  # every test runs
+
+
+def test_a_run_on_workers_and_a_run_in_one_process_know_the_same_tests(project: Path) -> None:
+    # pytest-xdist's loadgroup gives a grouped test another node id in its workers (`...::test_beta@g`)
+    addopts = FILES["pyproject.toml"].replace('no:schemathesis"', 'no:schemathesis --dist loadgroup"')
+    grouped = "import pytest\n\npytestmark = pytest.mark.xdist_group('g')\n\n" + FILES["tests/test_beta.py"]
+    grouped += "\n\ndef test_table(table):\n    assert table['rows'] == 2\n"
+    write(project, {"pyproject.toml": addopts, "tests/test_beta.py": grouped})
+    table = ["tests/test_beta.py::test_table", "tests/test_data.py::test_rows", "tests/test_data.py::test_rows_again"]
+    cycle(project, workers=2)
+    write(project, {"data/table.json": '{"rows": 2}\n\n'})  # the module is collected for test_table only
+    selection, ran, _ = cycle(project)  # in one process: test_beta is the test recorded on the workers
+    assert not selection.run_all and ran == [*table, TOOL]
+    write(project, {"data/table.json": '{"rows": 2}\n'})
+    _, ran, _ = cycle(project, workers=2)  # and the other way round
+    assert ran == [*table, TOOL]
