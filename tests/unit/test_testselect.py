@@ -311,6 +311,8 @@ def test_a_module_with_nothing_to_rerun_is_not_collected_and_its_tests_keep_thei
         ("tests/test_slow_only.py", ["test_slow_only.py"], []),
         # a conftest: every module is collected (its hooks see every test)
         ("tests/conftest.py", ["test_cases.py", "test_noted.py", "test_slow_only.py"], NOTED_TESTS),
+        # a new test file: the test folder's listing changed, so every module is collected again (and its test runs)
+        ("tests/test_new.py", ["test_cases.py", "test_noted.py", "test_slow_only.py"], ["tests/test_new.py::test_new"]),
     ],
 )
 def test_a_module_is_collected_when_its_collection_or_a_test_of_it_is_affected(
@@ -320,6 +322,8 @@ def test_a_module_is_collected_when_its_collection_or_a_test_of_it_is_affected(
     path = project / changed
     if changed == "data/cases.json":
         path.write_text("[1, 2, 3]\n", encoding="utf-8")
+    elif not path.exists():
+        path.write_text("def test_new():\n    assert True\n", encoding="utf-8")
     else:
         path.write_text(path.read_text(encoding="utf-8") + "# changed\n", encoding="utf-8")
     _, ran, _ = cycle(project, env)
