@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,15 @@ class Recorder(Auditor):
         if not owner.startswith(COLLECT):
             self._switch()
 
+    @contextmanager
+    def owning(self, owner: str) -> Iterator[None]:
+        """What happens inside is ``owner``'s."""
+        self.push(owner)
+        try:
+            yield
+        finally:
+            self.pop()
+
     def write(self) -> None:
         parts = self.folder / "parts"
         parts.mkdir(parents=True, exist_ok=True)
@@ -148,11 +158,8 @@ def pytest_collection(session: pytest.Session) -> Generator[None, None, None]:
         yield
         return
     recorder.active = True  # what collection reads counts too: which tests exist depends on it
-    recorder.push(COLLECT)
-    try:
+    with recorder.owning(COLLECT):
         yield
-    finally:
-        recorder.pop()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -162,11 +169,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     if recorder is None or module is None:
         yield
         return
-    recorder.push(COLLECT + module.nodeid)  # importing the module, parametrizing its tests (its classes too)
-    try:
+    with recorder.owning(COLLECT + module.nodeid):  # importing the module, parametrizing its tests (its classes too)
         outcome = yield
-    finally:
-        recorder.pop()
     if collector is module and outcome.excinfo is None and outcome.get_result().passed:
         recorder.modules.append(module.nodeid)
 
@@ -177,13 +181,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if recorder is None:
         return
     unaffected = set(recorder.plan.get("unaffected", ()))
-    kept = [item for item in items if test_id(item) not in unaffected]
-    left = [item for item in items if test_id(item) in unaffected]
+    ids = [test_id(item) for item in items]
+    kept = [item for item, nodeid in zip(items, ids, strict=True) if nodeid not in unaffected]
+    left = [item for item, nodeid in zip(items, ids, strict=True) if nodeid in unaffected]
     if recorder.worker in ("main", "gw0"):  # every worker collects the same tests: one of them says which
         reads = {module: sorted(recorder.files.get(COLLECT + module, ())) for module in recorder.modules}
         collected = {
-            "collected": [test_id(item) for item in items],
-            "deselected": [test_id(item) for item in left],
+            "collected": ids,
+            "deselected": [nodeid for nodeid in ids if nodeid in unaffected],
             "modules": reads,
             "session": sorted(recorder.files.get(COLLECT, ())),
         }
@@ -203,11 +208,8 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
     fixtures = sorted({fixture_id(d) for name in getattr(item, "fixturenames", ()) for d in definitions.get(name, ())})
     nodeid = recorder.ids[item.nodeid] = test_id(item)
     recorder.tests[nodeid] = {"outcome": "passed", "fixtures": fixtures, "module": item.path.as_posix()}
-    recorder.push(nodeid)
-    try:
+    with recorder.owning(nodeid):
         yield
-    finally:
-        recorder.pop()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -216,11 +218,8 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Gen
     if recorder is None or not recorder.owners:
         yield
         return
-    recorder.push(fixture_id(fixturedef))
-    try:
+    with recorder.owning(fixture_id(fixturedef)):
         yield
-    finally:
-        recorder.pop()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
