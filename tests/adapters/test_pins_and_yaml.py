@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cicd.adapters import pins
@@ -108,13 +108,18 @@ values = st.recursive(
     ),
     max_leaves=12,
 )
+# The suite shares two cores with the pipeline that runs it: how long generating an input or running an example takes
+# says nothing about the dump, so neither time is a failure.
+PATIENT = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@PATIENT
 @given(st.dictionaries(st.text("abcdefgh-_", min_size=1, max_size=6), values, min_size=1, max_size=5))
 def test_dump_round_trips_through_a_yaml_parser(doc: dict[str, object]) -> None:
     assert yaml.safe_load(dump(doc)) == doc
 
 
+@PATIENT
 @given(st.lists(st.text("abc: #-", max_size=8), max_size=5))
 def test_flow_lists_and_maps_round_trip(items: list[str]) -> None:
     doc = {"list": Flow(items), "map": Flow({f"k{i}": v for i, v in enumerate(items)})}

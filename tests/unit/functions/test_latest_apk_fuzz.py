@@ -14,7 +14,12 @@ from latest_apk import handler as lambda_handler
 from tests.unit.apk_store import put_apk, put_pointer
 from tests.unit.functions.apk_helpers import api_event, invoke
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Time is no verdict here: the suite shares two cores with the pipeline that runs it (deadline, too_slow).
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 FEWER = settings(SETTINGS, max_examples=80)
 KNOWN = ["/apk/latest", "/apk/1.0.0", "/apk/2.0.0", "/health", "/apk/", "/dev/apk/latest"]
 
