@@ -146,27 +146,53 @@ def _imported_names(path: Path, package: str) -> set[str]:
     return {n for n in names if n}
 
 
+class ImportGraph:
+    """The project's static imports, each file parsed once (a graph lives for one recording: files change between
+    runs)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._edges: dict[Path, set[Path]] = {}
+        self._modules: dict[str, Path | None] = {}
+
+    def _module(self, name: str) -> Path | None:
+        if name not in self._modules:
+            self._modules[name] = _module_file(self.root, name)
+        return self._modules[name]
+
+    def imports(self, path: Path) -> set[Path]:
+        """The project files importing ``path`` runs directly: each module it names, with its packages' ``__init__``."""
+        if path not in self._edges:
+            rel = path.relative_to(self.root)
+            module_parts = list(rel.with_suffix("").parts)
+            if module_parts and module_parts[0] in IMPORT_ROOTS[1:]:
+                module_parts = module_parts[1:]
+            package = ".".join(module_parts[:-1])  # a/b/c.py and a/b/__init__.py are both in package a.b
+            found: set[Path] = set()
+            for name in _imported_names(path, package):
+                pieces = name.split(".")
+                for end in range(1, len(pieces) + 1):  # `import a.b.c` runs a/__init__, a/b/__init__ and a/b/c
+                    module = self._module(".".join(pieces[:end]))
+                    if module is not None:
+                        found.add(module)
+            self._edges[path] = found
+        return self._edges[path]
+
+    def closure(self, start: Path) -> set[str]:
+        """Project files that importing ``start`` executes: its imports, transitively."""
+        seen: set[Path] = set()
+        todo = [start]
+        while todo:
+            path = todo.pop()
+            if path not in seen:
+                seen.add(path)
+                todo.extend(self.imports(path) - seen)
+        return {p.relative_to(self.root).as_posix() for p in seen}
+
+
 def import_closure(root: Path, start: Path) -> set[str]:
     """Project files that importing ``start`` executes: its imports, transitively, with their packages' ``__init__``."""
-    seen: set[Path] = set()
-    todo = [start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        rel = path.relative_to(root)
-        module_parts = list(rel.with_suffix("").parts)
-        if module_parts and module_parts[0] in IMPORT_ROOTS[1:]:
-            module_parts = module_parts[1:]
-        package = ".".join(module_parts[:-1])  # a/b/c.py and a/b/__init__.py are both in package a.b
-        for name in _imported_names(path, package):
-            pieces = name.split(".")
-            for end in range(1, len(pieces) + 1):  # `import a.b.c` runs a/__init__, a/b/__init__ and a/b/c
-                found = _module_file(root, ".".join(pieces[:end]))
-                if found is not None and found not in seen:
-                    todo.append(found)
-    return {p.relative_to(root).as_posix() for p in seen}
+    return ImportGraph(root).closure(start)
 
 
 def conftests(root: Path, module: Path) -> list[Path]:
@@ -418,6 +444,7 @@ def record(
     collected_file = work / "collected.json"
     collected = json.loads(collected_file.read_text(encoding="utf-8")) if collected_file.is_file() else {}
     closures: dict[str, set[str]] = {}
+    graph = ImportGraph(root)
 
     def static(module: str) -> set[str]:
         if module not in closures:
@@ -425,7 +452,7 @@ def record(
             deps: set[str] = set()
             if path.is_file() and root in path.resolve().parents:
                 for start in (path.resolve(), *conftests(root, path.resolve())):
-                    deps |= import_closure(root, start)
+                    deps |= graph.closure(start)
             closures[module] = deps
         return closures[module]
 
