@@ -132,6 +132,8 @@ def group_of(item: pytest.Item) -> str:
         return PIPELINED
     if "pipelined_checkout" in uses:
         return item.nodeid  # it only reads the frozen checkout: alone, so the workers share these tests
+    if item.get_closest_marker("spread") is not None:
+        return item.nodeid
     return item.nodeid.split("::")[0]
 
 
@@ -152,10 +154,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (how `.ci/run` spreads the suite over the cores): every test that
     uses the shared pipelined copy runs in one worker, in collection order, since the suites after the end-to-end
     test change that copy; a test that only reads the frozen checkout of that copy's commit is a group of its own;
-    a test that names its group keeps it; every other module stays whole in one worker, since some modules' tests
-    build on each other. In an xdist worker the tests are ordered by the groups' :func:`scheduling_rank` (the
-    queue follows that order: ``--no-loadscope-reorder``), each group's tests in collection order. Without ``-n``
-    neither the groups nor the order change anything."""
+    a test that names its group keeps it; each test of a module marked ``spread`` is a group of its own; every other
+    module stays whole in one worker, since some modules' tests build on each other. In an xdist worker the tests are
+    ordered by the groups' :func:`scheduling_rank` (the queue follows that order: ``--no-loadscope-reorder``), each
+    group's tests in collection order. Without ``-n`` neither the groups nor the order change anything."""
     ranks: dict[str, int] = {}
     for item in items:
         group = group_of(item)

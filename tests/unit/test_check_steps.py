@@ -31,8 +31,8 @@ files = ["cicd", "functions"]
 [tool.pytest.ini_options]
 pythonpath = ["."]
 markers = ["component: runs a tool"]
-# a plugin of this environment the tiny project does not use (it costs seconds at every start of pytest)
-addopts = "-p no:schemathesis"
+# plugins of this environment the tiny project does not use (together they cost seconds at every start of pytest)
+addopts = "-p no:schemathesis -p no:hypothesispytest -p no:typeguard -p no:anyio"
 """
 
 

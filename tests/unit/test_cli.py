@@ -13,7 +13,7 @@ import pytest
 from cicd.sandbox import copy_project
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.component  # the CLI as a process, mostly on a copy of the project
+pytestmark = [pytest.mark.component, pytest.mark.spread]  # the CLI as a process, mostly on a copy of the project
 
 INV = str(ROOT / ".venv" / "bin" / "inv")
 CLI_FILES = ("tasks.py", "cicd", "pyproject.toml", "requirements.lock", ".gitignore", ".gitleaks.toml")

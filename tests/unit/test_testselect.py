@@ -19,11 +19,13 @@ from coverage import Coverage
 from cicd import testselect
 from cicd.pytest_plugins.cicd_testselect import EVERYTHING
 
-pytestmark = pytest.mark.component  # runs pytest as a process on fixture projects
+# Runs pytest as a process on fixture projects; the longest module of its tier, and each case stands alone.
+pytestmark = [pytest.mark.component, pytest.mark.spread]
 
-FILES = {  # schemathesis' pytest plugin, unused here, costs seconds at every start of pytest and of its workers
+UNUSED_PLUGINS = "-p no:schemathesis -p no:hypothesispytest -p no:typeguard -p no:anyio"
+FILES = {  # plugins of this environment unused here cost seconds at every start of pytest and of its workers
     "pyproject.toml": (
-        '[tool.pytest.ini_options]\npythonpath = ["."]\naddopts = "-p no:schemathesis"\n\n'
+        f'[tool.pytest.ini_options]\npythonpath = ["."]\naddopts = "{UNUSED_PLUGINS}"\n\n'
         "[tool.coverage.run]\nbranch = true\n"
     ),
     "requirements.lock": "pytest==8\n",
@@ -358,7 +360,7 @@ def test_a_short_affected_only_run_uses_one_process(recorded: Path) -> None:
 
 def test_a_run_on_workers_and_a_run_in_one_process_know_the_same_tests(project: Path) -> None:
     # pytest-xdist's loadgroup gives a grouped test another node id in its workers (`...::test_beta@g`)
-    addopts = FILES["pyproject.toml"].replace('no:schemathesis"', 'no:schemathesis --dist loadgroup"')
+    addopts = FILES["pyproject.toml"].replace(f'{UNUSED_PLUGINS}"', f'{UNUSED_PLUGINS} --dist loadgroup"')
     grouped = "import pytest\n\npytestmark = pytest.mark.xdist_group('g')\n\n" + FILES["tests/test_beta.py"]
     grouped += "\n\ndef test_table(table):\n    assert table['rows'] == 2\n"
     write(project, {"pyproject.toml": addopts, "tests/test_beta.py": grouped})
