@@ -10,11 +10,11 @@ at the granularity of files:
 * every project file it *opens* and every project folder it *lists* (fixture files, schemas, globs), from an audit
   hook;
 * what the Python processes it starts import, open and list, recorded by the same audit hook in each of them
-  (``sitecustomize`` in the plugin's folder, which the step puts first on ``PYTHONPATH``);
+  (``sitecustomize`` in the plugin's folder, which the step puts first on ``PYTHONPATH``), in a journal written as
+  they read, so a process killed or still running has read what its journal holds;
 * *everything the step reads* when it starts another process that can see the project (not Python, or with an
-  environment of its own; a working directory or an argument inside the project), or when a Python process it
-  started did not finish its record (killed): what such a process reads cannot be observed, so any change to the
-  step's inputs reruns the test.
+  environment of its own; a working directory or an argument inside the project), or when a journal cannot be read
+  whole: what such a process reads cannot be observed, so any change to the step's inputs reruns the test.
 
 The next run of the step hashes those files again. A test reruns when one of its files changed, when it did not
 pass last time, or when it is new; every other test is deselected. Everything runs, and the step says why, when

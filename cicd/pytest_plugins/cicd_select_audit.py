@@ -5,10 +5,12 @@ The pytest plugin (``cicd_testselect``) keeps an :class:`Auditor` in each test p
 being run or the fixture being set up. It exports the owner, the project root and a records folder in the
 environment (:data:`OWNER`, :data:`ROOT`, :data:`RECORDS`), and the step puts this folder first on ``PYTHONPATH``,
 where :mod:`sitecustomize` starts an auditor in every Python process that inherits them (:func:`start_in_child`). A
-child's auditor writes ``RECORDS/<pid>-<n>.json`` when it starts, unfinished, and again with what it read when it
-ends (normal exit, ``sys.exit``, ``os._exit``, as a forked ``multiprocessing`` child ends, or ``SIGTERM``); the
-selection code adds the files to the owner's, and an unfinished record (a process killed, or still running when the
-records are read) makes the owner depend on everything.
+child's auditor keeps a journal, ``RECORDS/<pid>-<n>.jsonl``: a first line with its owner, then one line per project
+file as it first reads it, written before the read goes on, and a last line when it ends (normal exit,
+``sys.exit``, ``os._exit``, as a forked ``multiprocessing`` child ends, or ``SIGTERM``). So a process killed
+(``SIGKILL``) or still running when the records are read has read what its journal holds so far; the selection code
+adds the files to the owner's. A journal it cannot read whole (a line cut short) makes the owner depend on
+everything. A module imported from its cached bytecode counts as its source file.
 
 A process that ``exec``s another program finishes its record first, and the program is judged as a new process.
 A program that isolates its Python (``-I``) can start the recording itself: it calls :func:`start_in_child`, and
@@ -24,11 +26,13 @@ Standard library only: it runs at the start of every Python process a test start
 
 # The audit hook runs on every open() of the process: plain os.path string work, no Path objects, no symlinks
 # resolved (a link inside the project is the project's file).
-# ruff: noqa: PTH100, PTH103, PTH105, PTH109, PTH112, PTH113, PTH118, PTH119, PTH120, PTH123, PTH208
+# ruff: noqa: PTH100, PTH103, PTH109, PTH112, PTH113, PTH118, PTH119, PTH120, PTH123, PTH208
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -115,6 +119,11 @@ class Auditor:
             text = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return None
+        if text.endswith(".pyc"):  # a module loaded from its bytecode: its source is what the process read
+            try:
+                text = importlib.util.source_from_cache(text)
+            except ValueError:  # not a cache file (or outside the cache prefix)
+                return None
         if not text.startswith(self.prefix):
             return None
         rel = text[len(self.prefix) :]
@@ -217,7 +226,7 @@ class Auditor:
 
 
 class ChildAuditor(Auditor):
-    """The auditor of a process a test started: one owner (the test's), its record written when it starts and ends."""
+    """The auditor of a process a test started: one owner (the test's), its journal written as it reads."""
 
     _numbers = itertools.count()
 
@@ -227,13 +236,28 @@ class ChildAuditor(Auditor):
         self.records = records
         self.owners = [owner]
         self.path = ""
+        self._fd = -1
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "os.exec" and self.active:  # this process becomes another program: judge it, then finish
             self._process(args[0], args[1], None, args[2])
-            self.write(done=True)
+            self.end()
             return
         super().audit(event, args)
+
+    def _add(self, dep: str) -> None:
+        known = self.files.setdefault(self.owner, set())
+        if dep not in known:
+            known.add(dep)
+            self._journal(dep)
+
+    def _journal(self, entry: object) -> None:
+        if self._fd < 0:
+            return
+        # One write per line, appended: a reader sees whole lines (a kill cannot cut a write to a file short). A full
+        # disk fails the step's own writes too.
+        with contextlib.suppress(OSError):
+            os.write(self._fd, (json.dumps(entry) + "\n").encode("utf-8"))
 
     def note_modules(self) -> None:
         """Add the project modules imported so far (before the audit hook, or loaded without an ``open``)."""
@@ -243,26 +267,32 @@ class ChildAuditor(Auditor):
                 self._add(rel)
 
     def begin(self) -> None:
-        self.path = os.path.join(self.records, f"{os.getpid()}-{next(self._numbers)}.json")
-        self.write(done=False)
-
-    def write(self, *, done: bool) -> None:
-        if done:
-            self.note_modules()
-        files = set(self.files.get(self.owner, ()))
-        payload = {"owner": self.owner, "done": done, "argv": sys.argv, "files": sorted(files)}
-        staging = f"{self.path}.{os.getpid()}.tmp"  # replaced whole: a reader sees one record or the other
+        """Start this process's journal (again in a forked child, which has a journal of its own): the owner, then
+        what the process read so far."""
+        if self._fd >= 0:
+            os.close(self._fd)  # a forked child's copy of its parent's journal
+        self.path = os.path.join(self.records, f"{os.getpid()}-{next(self._numbers)}.jsonl")
         try:
             os.makedirs(self.records, exist_ok=True)
-            with open(staging, "w", encoding="utf-8") as out:
-                json.dump(payload, out)
-            os.replace(staging, self.path)
-        except OSError:  # pragma: no cover - the unfinished record, if any, stays: the owner depends on everything
-            pass
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError:  # pragma: no cover - no journal: nothing of this process is known
+            self._fd = -1
+            return
+        self._journal({"owner": self.owner, "argv": sys.argv})
+        for dep in sorted(self.files.get(self.owner, ())):
+            self._journal(dep)
+
+    def end(self) -> None:
+        """End the journal: the modules imported last, then the closing line."""
+        if self._fd >= 0:
+            self.note_modules()
+            self._journal({"done": True})
+            os.close(self._fd)
+            self._fd = -1
 
     def finish(self) -> None:
         self.active = False
-        self.write(done=True)
+        self.end()
 
     def on_sigterm(self, signum: int, _frame: object) -> None:
         self.finish()
@@ -293,7 +323,7 @@ def start_in_child() -> None:
     auditor.active = True
     sys.addaudithook(auditor.audit)
     atexit.register(auditor.finish)
-    os.register_at_fork(after_in_child=auditor.begin)  # a fork has a record of its own, unfinished until it ends
+    os.register_at_fork(after_in_child=auditor.begin)  # a fork keeps a journal of its own
     real_exit = os._exit
 
     def finished_exit(status: int) -> NoReturn:  # skips atexit: how a forked multiprocessing child ends
@@ -308,21 +338,40 @@ def start_in_child() -> None:
         pass
 
 
+def read_journal(path: str) -> tuple[str, set[str], bool]:
+    """``(owner, files, finished)`` from one journal; every file (:data:`EVERYTHING`) when a line cannot be read."""
+    owner, files, finished = "", set(), False
+    with open(path, encoding="utf-8") as source:
+        for number, line in enumerate(source):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                return owner, {EVERYTHING}, finished
+            if number == 0 and isinstance(entry, dict):
+                owner = str(entry.get("owner", ""))
+            elif isinstance(entry, str):
+                files.add(entry)
+            elif isinstance(entry, dict) and entry.get("done") is True:
+                finished = True
+            else:
+                return owner, {EVERYTHING}, finished
+    return owner, files, finished
+
+
 def child_records(records: str) -> dict[str, set[str]]:
-    """``{owner: files}`` from the records folder; an unfinished record makes its owner depend on everything."""
+    """``{owner: files}`` from the journals in the records folder (finished or not: a process read what its journal
+    holds; one whose journal cannot be read depends on everything)."""
     found: dict[str, set[str]] = {}
     try:
         names = sorted(os.listdir(records))
     except OSError:
         return found
     for name in names:
-        if not name.endswith(".json"):
+        if not name.endswith(".jsonl"):
             continue
         try:
-            with open(os.path.join(records, name), encoding="utf-8") as source:
-                payload = json.load(source)
-        except (OSError, ValueError):
+            owner, files, _finished = read_journal(os.path.join(records, name))
+        except OSError:
             continue
-        deps = found.setdefault(str(payload.get("owner", "")), set())
-        deps.update(payload.get("files", ()) if payload.get("done") else (EVERYTHING,))
+        found.setdefault(owner, set()).update(files)
     return found

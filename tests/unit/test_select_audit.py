@@ -4,7 +4,6 @@ record what they read themselves, which make it depend on everything, and how th
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from cicd.pytest_plugins import cicd_select_audit as audit
-from cicd.pytest_plugins.cicd_select_audit import EVERYTHING, Auditor, ChildAuditor, child_records, is_python
+from cicd.pytest_plugins.cicd_select_audit import (
+    EVERYTHING,
+    Auditor,
+    ChildAuditor,
+    child_records,
+    is_python,
+    read_journal,
+)
 
 
 def script(folder: Path, name: str, text: str) -> Path:
@@ -92,27 +98,54 @@ def test_a_process_outside_the_project_depends_on_the_python_files_of_its_projec
     assert EVERYTHING in auditor.files["tests/test_x.py::test_x"]  # an argument inside the project
 
 
-def test_a_child_record_is_unfinished_until_the_process_ends(tmp_path: Path) -> None:
+def test_a_child_journal_holds_what_the_process_read_even_if_it_never_ends(tmp_path: Path) -> None:
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
     (root / "data" / "table.json").write_text("{}", encoding="utf-8")
+    (root / "data" / "other.json").write_text("{}", encoding="utf-8")
     records = tmp_path / "records"
     killed = ChildAuditor(str(root), "tests/test_a.py::test_a", str(records))
     killed.begin()
+    killed.active = True
+    killed.audit("open", (str(root / "data" / "table.json"), "r", 0))
     finished = ChildAuditor(str(root), "tests/test_b.py::test_b", str(records))
     finished.begin()
     finished.active = True
-    finished.audit("open", (str(root / "data" / "table.json"), "r", 0))
+    finished.audit("open", (str(root / "data" / "other.json"), "r", 0))
     finished.audit("open", (str(tmp_path / "outside.txt"), "r", 0))
-    unfinished = {EVERYTHING}
-    assert child_records(str(records)) == {"tests/test_a.py::test_a": unfinished, "tests/test_b.py::test_b": unfinished}
     finished.finish()
-    found = child_records(str(records))
-    assert found["tests/test_a.py::test_a"] == {EVERYTHING}  # never finished: killed, or ended by os._exit
-    assert "data/table.json" in found["tests/test_b.py::test_b"] and EVERYTHING not in found["tests/test_b.py::test_b"]
-    payload = json.loads(Path(finished.path).read_text(encoding="utf-8"))
-    assert payload["done"] is True and payload["owner"] == "tests/test_b.py::test_b"
+    # the first never ends (killed, or still running when the records are read): it read what its journal holds
+    assert child_records(str(records)) == {
+        "tests/test_a.py::test_a": {"data/table.json"},
+        "tests/test_b.py::test_b": {"data/other.json"},
+    }
+    assert read_journal(finished.path) == ("tests/test_b.py::test_b", {"data/other.json"}, True)
+    assert read_journal(killed.path) == ("tests/test_a.py::test_a", {"data/table.json"}, False)
     assert child_records(str(tmp_path / "none")) == {}
+
+
+def test_a_journal_line_cut_short_makes_its_owner_depend_on_everything(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "1-0.jsonl").write_text('{"owner": "tests/test_a.py::test_a", "argv": []}\n"data/ta', encoding="utf-8")
+    (records / "2-0.jsonl").write_text('{"owner": "tests/test_b.py::test_b", "argv": []}\n[1]\n', encoding="utf-8")
+    assert child_records(str(records)) == {
+        "tests/test_a.py::test_a": {EVERYTHING},
+        "tests/test_b.py::test_b": {EVERYTHING},
+    }
+
+
+def test_a_module_loaded_from_its_bytecode_counts_as_its_source(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("", encoding="utf-8")
+    child = ChildAuditor(str(root), "tests/test_c.py::test_c", str(tmp_path / "records"))
+    child.begin()
+    child.active = True
+    child.audit("open", (str(root / "pkg" / "__pycache__" / "mod.cpython-311.pyc"), "rb", 0))
+    child.audit("open", (str(root / "pkg" / "__pycache__" / "gone.cpython-311.pyc"), "rb", 0))  # no source: none
+    child.audit("open", (str(root / "pkg" / "stray.pyc"), "rb", 0))  # not a cache file
+    assert child_records(str(tmp_path / "records")) == {"tests/test_c.py::test_c": {"pkg/mod.py"}}
 
 
 def test_a_child_records_the_project_modules_it_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,8 +213,44 @@ def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None
         audit.RECORDS: str(records),
     }
     subprocess.run([sys.executable, str(script), str(root)], env=env, cwd=tmp_path, check=True, timeout=60)
-    payloads = [json.loads(path.read_text(encoding="utf-8")) for path in records.glob("*.json")]
-    assert len(payloads) == 2 and all(payload["done"] for payload in payloads)  # the script and its forked child
+    journals = [read_journal(str(path)) for path in records.glob("*.jsonl")]
+    assert len(journals) == 2 and all(finished for _, _, finished in journals)  # the script and its forked child
+    assert child_records(str(records)) == {"tests/test_x.py::test_x": {"data/table.json"}}
+
+
+KILLED = """
+import os, sys, time
+with open(os.path.join(sys.argv[1], "data", "table.json"), encoding="utf-8") as source:
+    source.read()
+print("read", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.component
+def test_a_process_killed_by_sigkill_read_what_its_journal_holds(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "table.json").write_text("{}", encoding="utf-8")
+    (root / "data" / "unread.json").write_text("{}", encoding="utf-8")
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED, encoding="utf-8")
+    records = tmp_path / "records"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": audit.HERE,
+        audit.OWNER: "tests/test_x.py::test_x",
+        audit.ROOT: str(root),
+        audit.RECORDS: str(records),
+    }
+    with subprocess.Popen(
+        [sys.executable, str(script), str(root)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "read\n"
+        proc.kill()
+        proc.wait(timeout=30)
+    journals = [read_journal(str(path)) for path in records.glob("*.jsonl")]
+    assert [finished for _, _, finished in journals] == [False]
     assert child_records(str(records)) == {"tests/test_x.py::test_x": {"data/table.json"}}
 
 
@@ -219,4 +288,4 @@ def test_a_program_that_starts_its_own_recording_does_not_pass_the_marker_on(
         monkeypatch.setenv(name, value)
     audit.start_in_child()
     assert audit.SELF not in os.environ
-    assert [path.name.endswith(".json") for path in (tmp_path / "r").iterdir()] == [True]  # its unfinished record
+    assert [path.name.endswith(".jsonl") for path in (tmp_path / "r").iterdir()] == [True]  # its journal
