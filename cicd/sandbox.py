@@ -26,22 +26,22 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
-def _listed(only: tuple[str, ...]) -> list[str]:
-    """The files under ``only`` that the root ``.gitignore`` leaves in, listed in this process. No ``git`` process:
-    the test selection (:mod:`cicd.testselect`) follows what a test lists and opens itself, and counts a process
-    that can see the whole checkout as reading all of it."""
-    lines = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+def listed(only: tuple[str, ...], root: Path = ROOT) -> list[str]:
+    """The files under ``only`` that the root ``.gitignore`` of ``root`` leaves in, listed in this process. No ``git``
+    process: the test selection (:mod:`cicd.testselect`) follows what a test lists and opens itself, and counts a
+    process that can see the whole checkout as reading all of it."""
+    lines = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if any(p.startswith("!") for p in patterns):  # negations: git decides
-        wanted = git(ROOT, "ls-files", "-co", "--exclude-standard", "-z", "--", *only).split("\0")
+        wanted = git(root, "ls-files", "-co", "--exclude-standard", "-z", "--", *only).split("\0")
         return [rel for rel in wanted if rel]
     found: list[str] = []
     for part in only:
-        if (ROOT / part).is_file():
+        if (root / part).is_file():
             found += [] if _ignored(part, patterns, folder=False) else [part]
             continue
-        for folder, subfolders, files in os.walk(ROOT / part):
-            base = Path(folder).relative_to(ROOT).as_posix()
+        for folder, subfolders, files in os.walk(root / part):
+            base = Path(folder).relative_to(root).as_posix()
             subfolders[:] = sorted(d for d in subfolders if not _ignored(f"{base}/{d}", patterns, folder=True))
             found += [f"{base}/{f}" for f in sorted(files) if not _ignored(f"{base}/{f}", patterns, folder=False)]
     return found
@@ -72,8 +72,8 @@ def copy_project(dest: Path, *, share_node_modules: bool = False, only: tuple[st
     absolute path, so the copy's own files get their own); with ``share_node_modules`` it shares the installed CDK
     CLI too.
     """
-    listed = _listed(only) if only else git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
-    for rel in filter(None, listed):
+    listed_files = listed(only) if only else git(ROOT, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    for rel in filter(None, listed_files):
         src = ROOT / rel
         if src.is_file():
             target = dest / rel

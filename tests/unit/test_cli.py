@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cicd.sandbox import copy_project
+from cicd.sandbox import copy_project, git, listed
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.component, pytest.mark.spread]  # the CLI as a process, mostly on a copy of the project
@@ -208,18 +208,36 @@ def test_promote_and_approve_refuse_without_a_passed_artifact(cli_project: Path)
     assert_one_line_error(inv("approve", "--env", "prod", cwd=cli_project), 1, "no artifact was handed to this job")
 
 
-def test_the_copy_of_the_cli_part_holds_what_git_would_list(cli_readonly: Path) -> None:
+IGNORED_DECOYS = (
+    "cicd/__pycache__/mod.cpython-311.pyc",
+    "cicd/steps/stray.pyc",
+    "cicd/.coverage.worker",
+    "cicd/node_modules/pkg/index.js",
+    "cicd/.mypy_cache/3.11/mod.json",
+    "cicd/cdk.out/manifest.json",
+)
+
+
+def test_the_copy_of_the_cli_part_holds_what_git_would_list(tmp_path: Path, cli_readonly: Path) -> None:
     """The copy lists its files in-process (so test selection can follow it): the same files git lists as tracked
-    or new and not ignored, none of the ignored ones (bytecode, node_modules)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *CLI_FILES],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    copied = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=cli_readonly, check=True, capture_output=True, text=True
-    ).stdout
+    or new and not ignored, none of the ignored ones (bytecode, node_modules). git runs on a mirror of the CLI part
+    (every file name of it, empty, and the same ``.gitignore``) in a repository of its own: run in the checkout, it
+    would count as reading all of it."""
+    mirror = tmp_path / "mirror"
+    for part in CLI_FILES:
+        source = ROOT / part
+        names = [source] if source.is_file() else [Path(d) / f for d, _, files in os.walk(source) for f in files]
+        for name in names:
+            (mirror / name.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+            (mirror / name.relative_to(ROOT)).touch()
+    for decoy in IGNORED_DECOYS:  # names each kind of .gitignore pattern must leave out
+        (mirror / decoy).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / decoy).touch()
+    (mirror / ".gitignore").write_text((ROOT / ".gitignore").read_text(encoding="utf-8"), encoding="utf-8")
+    git(mirror, "init", "-q")
+    by_git = git(mirror, "ls-files", "-co", "--exclude-standard", "-z", "--", *CLI_FILES)
+    assert sorted(listed(CLI_FILES, mirror)) == sorted(filter(None, by_git.split("\0")))
+    assert not set(IGNORED_DECOYS) & set(listed(CLI_FILES, mirror))
+    copied = git(cli_readonly, "ls-files", "-z")
     own = {".venv"}  # the copy's link to this checkout's environment
-    assert sorted(set(filter(None, copied.split("\0"))) - own) == sorted(filter(None, listed.split("\0")))
+    assert sorted(set(filter(None, copied.split("\0"))) - own) == sorted(listed(CLI_FILES))
