@@ -439,8 +439,9 @@ def _support(adapter: Adapter) -> tuple[str, str]:
     runner = {
         "github": "`act`: every PR job and the main pipeline to prod executed[^executed]; the main jobs executed "
         "job by job from the file (`tests/adapters/test_job_by_job.py`)",
-        "gitlab": "`gitlab-ci-local`: every MR job and the main pipeline to prod (and its manual gate, released) "
-        "executed[^executed]; the main jobs executed job by job from the file (`tests/adapters/test_job_by_job.py`)",
+        "gitlab": "`gitlab-ci-local`: every MR job executed, and the main pipeline to prod with the approval switch "
+        "on (held at its manual gate, then released)[^executed]; the main jobs executed job by job from the file "
+        "(`tests/adapters/test_job_by_job.py`)",
         "circleci": "no runner without Docker; the main jobs executed job by job from the file "
         "(`tests/adapters/test_job_by_job.py`)",
         "bitbucket": "`bb-run`: every PR step and the `main` pipeline to prod executed, one clone per step[^bb-run]; "
