@@ -15,7 +15,6 @@ from cicd.adapters.facts import as_list
 from cicd.adapters.plan import build_plan
 from cicd.config import ENVIRONMENTS, PipelineConfig
 from cicd.errors import ConfigError
-from infra.ci.roles import BOOTSTRAP_ROLES
 from infra.ci.settings import CiSettings
 
 SETTINGS: dict[str, Any] = {
@@ -186,6 +185,8 @@ def _resolved(value: Any) -> Any:
 
 def _least_privilege_problems(statements: list[dict[str, Any]], env: str) -> list[str]:
     """What a deploy policy of ``env`` must never contain (see infra/ci/roles.py)."""
+    from infra.ci.roles import BOOTSTRAP_ROLES  # not at the top: it imports the CDK (tests/infra/conftest.py)
+
     problems: list[str] = []
     account, region = "123456789012", "eu-west-1"
     bootstrap = {f"arn:aws:iam::{account}:role/cdk-hnb659fds-{k}-role-{account}-{region}" for k in BOOTSTRAP_ROLES}

@@ -6,10 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match
 
 from cicd.config import APK_PREFIX, ENVIRONMENTS, PROJECT
-from infra.components.service import HANDLER, MEMORY_MB, STAGE_NAME, TIMEOUT_S
 from tests.infra.infra_helpers import ACCOUNT, BUILD, Built
 
 pytestmark = pytest.mark.slow
@@ -123,6 +121,8 @@ def test_removal_policy_follows_the_environment(built: Built, env: str, policy: 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_function_configuration(built: Built, env: str) -> None:
+    from infra.components.service import HANDLER, MEMORY_MB, TIMEOUT_S
+
     tpl = template(built, env)
     config = built.environments[env]
     apk = logical_id(tpl, "AWS::S3::Bucket", "ApkBucket")
@@ -235,6 +235,10 @@ def test_no_policy_in_any_stack_grants_wildcard_actions(built: Built) -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_api_stage_throttles_and_logs(built: Built, env: str) -> None:
+    from aws_cdk.assertions import Match
+
+    from infra.components.service import STAGE_NAME
+
     tpl = template(built, env)
     config = built.environments[env]
     access_logs = logical_id(tpl, "AWS::Logs::LogGroup", "ApiAccessLogs")
@@ -297,6 +301,8 @@ def test_api_routes(built: Built, env: str) -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_outputs_resolve_without_the_stage_resource(built: Built, env: str) -> None:
+    from infra.components.service import STAGE_NAME
+
     tpl = template(built, env)
     outputs = tpl["Outputs"]
     assert set(outputs) >= OUTPUTS
@@ -367,6 +373,8 @@ def test_alarms_where_enabled(aws: Built, env: str, count: int) -> None:
 
 
 def test_prod_on_aws_shifts_traffic_with_a_canary_and_rolls_back_on_alarms(aws: Built) -> None:
+    from aws_cdk.assertions import Match
+
     tpl = template(aws, "prod")
     alias = logical_id(tpl, "AWS::Lambda::Alias", "LiveAlias")
     assert tpl["Resources"][alias]["Properties"]["Name"] == "live"

@@ -289,3 +289,40 @@ def test_a_program_that_starts_its_own_recording_does_not_pass_the_marker_on(
     audit.start_in_child()
     assert audit.SELF not in os.environ
     assert [path.name.endswith(".jsonl") for path in (tmp_path / "r").iterdir()] == [True]  # its journal
+
+
+IMPORT_ALL = """
+import importlib, sys
+started = []
+sys.addaudithook(lambda event, args: started.append(event) if event in PROCESS_EVENTS else None)
+for name in sys.argv[1:]:
+    before = len(started)
+    importlib.import_module(name)
+    if len(started) > before:
+        print(name)
+"""
+
+
+@pytest.mark.component
+def test_importing_the_test_modules_starts_no_process(repo_root: Path) -> None:
+    """A process started while a module is collected can see the checkout, so its collection depends on everything
+    and the test steps collect it on every run: importing the CDK does that (it starts the jsii kernel, a node
+    process), so the test modules import it inside their tests (see tests/infra/conftest.py)."""
+    names = sorted(
+        ".".join(path.relative_to(repo_root).with_suffix("").parts)
+        for path in (repo_root / "tests").rglob("*.py")
+        if path.name == "conftest.py" or path.name.startswith("test_")
+    )
+    events = ("subprocess.Popen", "os.posix_spawn", "os.fork", "os.system", "os.exec", "os.spawn")
+    paths = [os.environ.get("PYTHONPATH", ""), str(repo_root), str(repo_root / "functions")]
+    proc = subprocess.run(
+        [sys.executable, "-c", f"PROCESS_EVENTS = {events!r}\n{IMPORT_ALL}", *names],
+        cwd=repo_root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(names) > 50 and proc.stdout.split() == [], proc.stdout
