@@ -140,8 +140,8 @@ def group_of(item: pytest.Item) -> str:
 def scheduling_rank(item: pytest.Item, group: str) -> int:
     """Where a test's group comes in the queue of ``--dist loadgroup`` (lower first). The pipelined copy's group
     first: it is the longest and holds the session's cold pipeline, which the checkout tests wait for; then the
-    groups of other slow tests; then the checkout tests, by when the cold run is done; the quick rest last, so the
-    workers end close together."""
+    groups of other slow tests; then the checkout tests, by when the cold run is done, each followed by a group of
+    the quick rest (:func:`queue_order`); the rest of those last, so the workers end close together."""
     if group == PIPELINED:
         return 0
     if "pipelined_checkout" in getattr(item, "fixturenames", ()):
@@ -159,13 +159,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ordered by the groups' :func:`scheduling_rank` (the queue follows that order: ``--no-loadscope-reorder``), each
     group's tests in collection order. Without ``-n`` neither the groups nor the order change anything."""
     ranks: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for item in items:
         group = group_of(item)
         ranks[group] = min(ranks.get(group, 3), scheduling_rank(item, group))
+        sizes[group] = sizes.get(group, 0) + 1
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: ranks[group_of(item)])  # stable: collection order within a rank
+        position = {group: index for index, group in enumerate(queue_order(ranks, sizes))}
+        items.sort(key=lambda item: position[group_of(item)])  # stable: collection order within a group
+
+
+def queue_order(ranks: dict[str, int], sizes: dict[str, int]) -> list[str]:
+    """The groups (in collection order, with their :func:`scheduling_rank` and number of tests) in the order of the
+    queue. xdist's loadgroup scheduler gives a worker the next group whenever it has two tests or fewer left, so a
+    worker that takes a checkout test (a group of one, minutes long) takes the next group at once: alone in the
+    queue, the checkout tests piled up on one worker, which ran them one after the other while the other ran out of
+    work. So each checkout test is followed by a quick group of more than two tests: a worker takes the two, no
+    more."""
+    by_rank: dict[int, list[str]] = {}
+    for group, rank in ranks.items():
+        by_rank.setdefault(rank, []).append(group)
+    checkout = by_rank.get(2, [])
+    fillers = [g for g in by_rank.get(3, []) if sizes[g] > 2][: len(checkout)]
+    rest = [g for g in by_rank.get(3, []) if g not in fillers]
+    mixed = [g for pair in zip(checkout, fillers, strict=False) for g in pair]
+    return [*by_rank.get(0, []), *by_rank.get(1, []), *mixed, *checkout[len(fillers) :], *rest]
 
 
 def shared_tmp(factory: pytest.TempPathFactory) -> Path:

@@ -148,7 +148,7 @@ def check_job(job: Job, lines: list[str], succeeded: bool, runs: Path, summary: 
 
 
 # The runs of the main pipeline come first: the longest tests of the module start first, so the xdist workers
-# end close together (tests/conftest.py, scheduling_rank); bb-run's, the longest, first of all.
+# end close together (tests/conftest.py, queue_order); bb-run's, the longest, first of all.
 
 
 def served_digests(folder: Path) -> dict[str, str | None]:
