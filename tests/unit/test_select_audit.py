@@ -303,7 +303,7 @@ for name in sys.argv[1:]:
 """
 
 
-@pytest.mark.component
+@pytest.mark.slow  # it imports every test module, so it depends on nearly every file: the suite runs it, not the steps
 def test_importing_the_test_modules_starts_no_process(repo_root: Path) -> None:
     """A process started while a module is collected can see the checkout, so its collection depends on everything
     and the test steps collect it on every run: importing the CDK does that (it starts the jsii kernel, a node
