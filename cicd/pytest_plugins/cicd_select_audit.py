@@ -5,14 +5,15 @@ The pytest plugin (``cicd_testselect``) keeps an :class:`Auditor` in each test p
 being run or the fixture being set up. It exports the owner, the project root and a records folder in the
 environment (:data:`OWNER`, :data:`ROOT`, :data:`RECORDS`), and the step puts this folder first on ``PYTHONPATH``,
 where :mod:`sitecustomize` starts an auditor in every Python process that inherits them (:func:`start_in_child`). A
-child's auditor keeps a journal, ``RECORDS/<pid>-<n>.jsonl``: a first line with its owner, then one line per project
-file as it first reads it, written before the read goes on, and a last line when it ends (normal exit,
+child's auditor keeps a journal, ``RECORDS/<pid>-<n>-<time>.jsonl``: a first line with its owner, then one line per
+project file as it first reads it, written before the read goes on, and a last line when it ends (normal exit,
 ``sys.exit``, ``os._exit``, as a forked ``multiprocessing`` child ends, or ``SIGTERM``). So a process killed
 (``SIGKILL``) or still running when the records are read has read what its journal holds so far; the selection code
-adds the files to the owner's. A journal it cannot read whole (a line cut short) makes the owner depend on
-everything. A module imported from its cached bytecode counts as its source file.
+adds the files to the owner's. A journal line that cannot be read makes the owner depend on everything; a last line
+still being written is left out (that process reads the file after its test). A module imported from its cached
+bytecode counts as its source file.
 
-A process that ``exec``s another program finishes its record first, and the program is judged as a new process.
+A process that ``exec``s another program ends its journal first, and the program is judged as a new process.
 A program that isolates its Python (``-I``) can start the recording itself: it calls :func:`start_in_child`, and
 whoever builds its environment adds :func:`passed_on` (the local API's function workers do).
 
@@ -39,6 +40,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -271,10 +273,13 @@ class ChildAuditor(Auditor):
         what the process read so far."""
         if self._fd >= 0:
             os.close(self._fd)  # a forked child's copy of its parent's journal
-        self.path = os.path.join(self.records, f"{os.getpid()}-{next(self._numbers)}.jsonl")
+        # The time too: process ids are reused (32768 of them on many machines, and a test step starts thousands of
+        # processes), and a journal must never replace another's.
+        name = f"{os.getpid()}-{next(self._numbers)}-{time.time_ns()}.jsonl"
+        self.path = os.path.join(self.records, name)
         try:
             os.makedirs(self.records, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except OSError:  # pragma: no cover - no journal: nothing of this process is known
             self._fd = -1
             return
@@ -339,10 +344,14 @@ def start_in_child() -> None:
 
 
 def read_journal(path: str) -> tuple[str, set[str], bool]:
-    """``(owner, files, finished)`` from one journal; every file (:data:`EVERYTHING`) when a line cannot be read."""
+    """``(owner, files, finished)`` from one journal; every file (:data:`EVERYTHING`) when a line cannot be read. A
+    last line without its end is being written by a process still running: it reads that file after its test ended,
+    so it is left out."""
     owner, files, finished = "", set(), False
     with open(path, encoding="utf-8") as source:
         for number, line in enumerate(source):
+            if not line.endswith("\n"):  # only the last line can lack its end
+                break
             try:
                 entry = json.loads(line)
             except ValueError:

@@ -4,6 +4,7 @@ record what they read themselves, which make it depend on everything, and how th
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import signal
 import subprocess
@@ -124,14 +125,40 @@ def test_a_child_journal_holds_what_the_process_read_even_if_it_never_ends(tmp_p
     assert child_records(str(tmp_path / "none")) == {}
 
 
-def test_a_journal_line_cut_short_makes_its_owner_depend_on_everything(tmp_path: Path) -> None:
+def test_a_journal_line_that_cannot_be_read_makes_its_owner_depend_on_everything(tmp_path: Path) -> None:
     records = tmp_path / "records"
     records.mkdir()
-    (records / "1-0.jsonl").write_text('{"owner": "tests/test_a.py::test_a", "argv": []}\n"data/ta', encoding="utf-8")
-    (records / "2-0.jsonl").write_text('{"owner": "tests/test_b.py::test_b", "argv": []}\n[1]\n', encoding="utf-8")
+    head = '{"owner": "tests/test_%s.py::test_%s", "argv": []}\n'
+    (records / "1-0-1.jsonl").write_text(head % ("a", "a") + '"data/ta\n"data/b.json"\n', encoding="utf-8")
+    (records / "2-0-1.jsonl").write_text(head % ("b", "b") + "[1]\n", encoding="utf-8")
+    # a last line still being written: the process reads that file now, after its test
+    (records / "3-0-1.jsonl").write_text(head % ("c", "c") + '"data/c.json"\n"data/d.js', encoding="utf-8")
     assert child_records(str(records)) == {
         "tests/test_a.py::test_a": {EVERYTHING},
         "tests/test_b.py::test_b": {EVERYTHING},
+        "tests/test_c.py::test_c": {"data/c.json"},
+    }
+
+
+def test_a_process_id_used_again_starts_a_journal_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    for name in ("a.json", "b.json"):
+        (root / "data" / name).write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    journals = []
+    for owner, name in (("tests/test_a.py::test_a", "a.json"), ("tests/test_b.py::test_b", "b.json")):
+        monkeypatch.setattr(ChildAuditor, "_numbers", itertools.count())  # a new process: its counter from 0
+        child = ChildAuditor(str(root), owner, str(tmp_path / "records"))
+        child.begin()
+        child.active = True
+        child.audit("open", (str(root / "data" / name), "r", 0))
+        child.finish()
+        journals.append(child.path)
+    assert journals[0] != journals[1]
+    assert child_records(str(tmp_path / "records")) == {
+        "tests/test_a.py::test_a": {"data/a.json"},
+        "tests/test_b.py::test_b": {"data/b.json"},
     }
 
 
