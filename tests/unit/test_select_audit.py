@@ -224,13 +224,15 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.component
-def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None:
+def recorded_script(tmp_path: Path, text: str) -> tuple[list[str], dict[str, str], Path]:
+    """A project with ``data/table.json`` and a Python script (``text``, given the project's folder): the command
+    that runs it, the environment of a process that test ``tests/test_x.py::test_x`` started, and its records
+    folder."""
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
     (root / "data" / "table.json").write_text("{}", encoding="utf-8")
-    script = tmp_path / "child.py"
-    script.write_text(CHILD, encoding="utf-8")
+    script = tmp_path / "script.py"
+    script.write_text(text, encoding="utf-8")
     records = tmp_path / "records"
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -239,7 +241,13 @@ def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None
         audit.ROOT: str(root),
         audit.RECORDS: str(records),
     }
-    subprocess.run([sys.executable, str(script), str(root)], env=env, cwd=tmp_path, check=True, timeout=60)
+    return [sys.executable, str(script), str(root)], env, records
+
+
+@pytest.mark.component
+def test_processes_ended_by_os_exit_finish_their_records(tmp_path: Path) -> None:
+    command, env, records = recorded_script(tmp_path, CHILD)
+    subprocess.run(command, env=env, cwd=tmp_path, check=True, timeout=60)
     journals = [read_journal(str(path)) for path in records.glob("*.jsonl")]
     assert len(journals) == 2 and all(finished for _, _, finished in journals)  # the script and its forked child
     assert child_records(str(records)) == {"tests/test_x.py::test_x": {"data/table.json"}}
@@ -256,23 +264,9 @@ time.sleep(60)
 
 @pytest.mark.component
 def test_a_process_killed_by_sigkill_read_what_its_journal_holds(tmp_path: Path) -> None:
-    root = tmp_path / "project"
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "table.json").write_text("{}", encoding="utf-8")
-    (root / "data" / "unread.json").write_text("{}", encoding="utf-8")
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED, encoding="utf-8")
-    records = tmp_path / "records"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": audit.HERE,
-        audit.OWNER: "tests/test_x.py::test_x",
-        audit.ROOT: str(root),
-        audit.RECORDS: str(records),
-    }
-    with subprocess.Popen(
-        [sys.executable, str(script), str(root)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
-    ) as proc:
+    command, env, records = recorded_script(tmp_path, KILLED)
+    (tmp_path / "project" / "data" / "unread.json").write_text("{}", encoding="utf-8")
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stdout.readline() == "read\n"
         proc.kill()
         proc.wait(timeout=30)
