@@ -158,8 +158,24 @@ class Runner:
         return memo
 
     def _extras(self, step: Step) -> dict[str, str]:
-        values = {"git-head": self._commit or "none", "utc-date": datetime.now(UTC).strftime("%Y-%m-%d")}
-        return {name: values[name] for name in step.key_extras}
+        values: dict[str, Callable[[], str]] = {
+            "git-head": lambda: self._commit or "none",
+            "utc-date": lambda: datetime.now(UTC).strftime("%Y-%m-%d"),
+            "assembly": self._assembly_extra,
+        }
+        return {name: values[name]() for name in step.key_extras}
+
+    def _assembly_extra(self) -> str:
+        """What the scanners read in the run's cloud assembly (:func:`cicd.steps.iac.scanned_digest`: the synth step
+        ran, or was served from the cache, in this run); with no assembly in the run folder (the step synthesizes
+        one itself), the synth step's own key, which covers everything the synth reads."""
+        from cicd.steps.iac import ASSEMBLY, scanned_digest
+
+        digest = scanned_digest(self.run_dir / ASSEMBLY)
+        if digest is not None:
+            return f"assembly {digest}"
+        synth = self.model.step("synth")
+        return f"synth {self.cache.key(synth, Node(synth.name), self.options.target, self._extras(synth))}"
 
     # ---------------------------------------------------------------------------------------------------- output
     @property

@@ -14,7 +14,9 @@ entry with a comment, written by ``infra/waivers.py``). Reports: ``reports/cdk-n
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -35,6 +37,10 @@ ASSEMBLY: Final = "cdk.out"
 REPORTS: Final = "reports"
 VALIDATION_REPORT: Final = "validation-report.json"
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
+ASSET_HASH: Final = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+"""A CDK asset hash (sha256 of the asset's files): in asset folder names, templates, manifests."""
+TEMPLATE_ENDINGS: Final = (".json", ".yaml", ".yml", ".template")
+"""The files checkov's CloudFormation framework parses, wherever they are under the folder it scans."""
 
 
 # --- the assembly ---------------------------------------------------------------------------------------------
@@ -53,6 +59,30 @@ class StackArtifact:
 def assembly_stacks(assembly: Path) -> list[StackArtifact]:
     """The stacks of a cloud assembly, nested (Stage) assemblies included."""
     return _stacks(assembly, assembly)
+
+
+def scanned_digest(assembly: Path) -> str | None:
+    """A digest of what the scanners read in ``assembly``, None when there is none: every file outside the asset
+    folders (templates, manifests, the validation report with cdk-nag's findings) and every file inside them that
+    checkov would parse (:data:`TEMPLATE_ENDINGS`), with each asset hash masked (:data:`ASSET_HASH`), in file names
+    too. The rest of an asset folder is the function's code, which neither scanner reads: a change to it changes only
+    those hashes, so the digest, and the ``iac-scan`` step's cache key (its ``assembly`` key extra), stay the same."""
+    if not (assembly / "manifest.json").is_file():
+        return None
+    h = hashlib.sha256()
+    entries = []
+    for path in assembly.rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(assembly).as_posix()
+        in_asset = any(part.startswith("asset.") for part in rel.split("/")[:-1])
+        if in_asset and not rel.endswith(TEMPLATE_ENDINGS):
+            continue
+        masked = ASSET_HASH.sub(b"#", path.read_bytes())
+        entries.append((ASSET_HASH.sub(b"#", rel.encode()), hashlib.sha256(masked).hexdigest()))
+    for rel_bytes, digest in sorted(entries):
+        h.update(rel_bytes + b"\0" + digest.encode() + b"\0")
+    return h.hexdigest()
 
 
 def _stacks(root: Path, folder: Path) -> list[StackArtifact]:
@@ -386,12 +416,32 @@ def _log(ctx: StepContext, findings: list[Finding]) -> None:
             ctx.note(f"FINDING {finding.tool} {finding.rule} {finding.resource} ({where}): {finding.message}")
 
 
+def _from_synth_cache(ctx: StepContext) -> bool:
+    """Put the assembly the synth step made from the files as they are now into the run folder, from the step cache
+    (a CI job runs ``inv synth`` and then ``inv iac-scan``, each a run of its own); False when there is none."""
+    from cicd.cache import StepCache
+    from cicd.pipeline import MODEL, Node
+    from cicd.runner import CACHE_OFF
+
+    if CACHE_OFF in ctx.options:
+        return False
+    store = StepCache(ctx.root, environ=ctx.environ)
+    hit, _warning = store.lookup(store.key(MODEL.step("synth"), Node("synth"), ctx.target))
+    if hit is None or ASSEMBLY not in hit.result.get("outputs", []):
+        return False
+    store.restore_outputs(hit, ctx.run_dir)
+    return (_assembly(ctx) / "manifest.json").is_file()
+
+
 def iac_scan(ctx: StepContext) -> Outcome:
     """cdk-nag (from the synth's validation report) and checkov on the assembly: no finding without a reason."""
     assembly = _assembly(ctx)
     if not (assembly / "manifest.json").is_file():
-        ctx.note(f"no assembly in {ctx.rel(assembly)}: synthesizing first")
-        synth(ctx)
+        if _from_synth_cache(ctx):
+            ctx.note(f"no assembly in {ctx.rel(assembly)}: the synth step's, from the step cache (same inputs)")
+        else:
+            ctx.note(f"no assembly in {ctx.rel(assembly)}: synthesizing first")
+            synth(ctx)
     nag = _scan_nag(ctx, assembly)
     checkov = _scan_checkov(ctx)
     _log(ctx, nag + checkov)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import sys
 import textwrap
@@ -189,6 +190,31 @@ def test_an_acknowledgement_without_reason_is_not_a_waiver(tmp_path: Path) -> No
     assert not finding.waived
 
 
+def test_the_scanned_digest_masks_asset_hashes_and_skips_the_function_code(tmp_path: Path) -> None:
+    assert iac.scanned_digest(tmp_path / "cdk.out") is None  # no assembly
+    assembly = fake_assembly(tmp_path)
+    template = assembly / "assembly-dev" / "devLatestApk.template.json"
+    original = template.read_text()
+
+    def with_asset(digest: str, code: str) -> str | None:
+        for old in assembly.glob("asset.*"):
+            shutil.rmtree(old)
+        (assembly / f"asset.{digest}").mkdir()
+        (assembly / f"asset.{digest}" / "handler.py").write_text(code)
+        template.write_text(original.replace("Bucket/Resource", f"Bucket/Resource {digest}.zip"))
+        return iac.scanned_digest(assembly)
+
+    first = with_asset("a" * 64, "def handler(): ...\n")
+    assert first is not None
+    assert with_asset("b" * 64, "def handler(): return 1\n") == first  # the code and its hash changed
+    (assembly / f"asset.{'b' * 64}" / "template.json").write_text("{}")  # a file checkov would parse
+    assert iac.scanned_digest(assembly) != first
+    assert with_asset("c" * 64, "") == first
+    template.write_text(template.read_text().replace("AWS::S3::Bucket", "AWS::S3::AccessPoint"))
+    assert iac.scanned_digest(assembly) != first
+    assert with_asset("a" * 63 + "g", "") != first  # not a hash: compared as it is
+
+
 def test_checkov_findings_from_sarif(tmp_path: Path) -> None:
     sarif = tmp_path / "c.sarif"
     sarif.write_text(
@@ -266,6 +292,42 @@ def test_iac_scan_fails_on_an_open_nag_finding(make_ctx: MakeCtx, fake_checkov: 
         StepFailed, match=r"1 cdk-nag and 0 checkov .* AwsSolutions-S1 at dev/LatestApk/Bucket/Resource"
     ):
         iac.iac_scan(ctx)
+
+
+@pytest.mark.component  # runs checkov
+def test_iac_scan_without_an_assembly_takes_the_synth_step_s_from_the_cache(
+    make_ctx: MakeCtx, fake_checkov: FakeCheckov, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``inv synth`` then ``inv iac-scan`` (two runs, as in a CI job) synthesize once; with other inputs, the scan
+    synthesizes itself."""
+    from cicd.pipeline import MODEL, Node
+    from cicd.runner import Runner, RunOptions
+
+    root = tmp_path / "project"
+    for name, text in {
+        "pyproject.toml": '[project]\nname = "x"\nversion = "0.1.0"\n\n[tool.cicd]\n',
+        "infra/app.py": "",
+        "functions/latest_apk/handler.py": "",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+    def fake_synth(ctx: StepContext) -> None:
+        fake_assembly(ctx.run_dir)
+
+    Runner(root, MODEL, [Node("synth")], RunOptions(), environ={}, functions={"synth": fake_synth}).run()
+
+    def no_synth(ctx: StepContext) -> Outcome:
+        raise AssertionError("synthesized again")
+
+    monkeypatch.setattr(iac, "synth", no_synth)
+    fake_checkov([])
+    ctx = make_ctx(root=root, run_dir=tmp_path / "scan-run")
+    assert iac.iac_scan(ctx).status is Status.PASSED
+    assert "the synth step's, from the step cache (same inputs)" in log_text(ctx)
+    (root / "infra" / "app.py").write_text("# changed\n")
+    with pytest.raises(AssertionError, match="synthesized again"):
+        iac.iac_scan(make_ctx(root=root, run_dir=tmp_path / "another-run"))
 
 
 def test_iac_scan_needs_the_nag_report(make_ctx: MakeCtx, fake_checkov: FakeCheckov) -> None:

@@ -292,3 +292,41 @@ def test_cache_is_bounded_oldest_evicted(tmp_path: Path) -> None:
     left = sorted(p.name for p in store.dir.glob("*/*"))
     assert left == ["02key", "03key"]
     assert StepCache(tmp_path).clear() == 2
+
+
+def test_iac_scan_is_keyed_on_what_it_scans_in_the_assembly(project: Path) -> None:
+    """The scan reruns when the templates change, not when only the function's code (its asset hash) does; the
+    synth, which packages that code, reruns."""
+    import hashlib
+
+    calls = {"synth": 0, "iac-scan": 0}
+
+    def synth(ctx: StepContext) -> None:
+        calls["synth"] += 1
+        code = (ctx.root / "functions" / "latest_apk" / "handler.py").read_bytes()
+        asset = hashlib.sha256(code).hexdigest()
+        assembly = ctx.run_dir / "cdk.out"
+        (assembly / f"asset.{asset}").mkdir(parents=True)
+        (assembly / f"asset.{asset}" / "handler.py").write_bytes(code)
+        (assembly / "manifest.json").write_text(json.dumps({"artifacts": {}}))
+        memory = (ctx.root / "infra" / "app.py").read_text()
+        template = {"Resources": {"Fn": {"Properties": {"Code": {"S3Key": f"{asset}.zip"}, "Memory": memory}}}}
+        (assembly / "stack.template.json").write_text(json.dumps(template))
+
+    def scan(ctx: StepContext) -> None:
+        calls["iac-scan"] += 1
+        assert (ctx.run_dir / "cdk.out" / "manifest.json").is_file()
+
+    def run() -> dict[str, Status]:
+        nodes = [Node("synth"), Node("iac-scan")]
+        runner = Runner(project, MODEL, nodes, RunOptions(), environ={}, functions={"synth": synth, "iac-scan": scan})
+        return {r.name: r.status for r in runner.run().steps}
+
+    assert run() == {"synth": Status.PASSED, "iac-scan": Status.PASSED}
+    handler = project / "functions" / "latest_apk" / "handler.py"
+    handler.write_text(handler.read_text() + "# only the code changed\n")
+    assert run() == {"synth": Status.PASSED, "iac-scan": Status.CACHED}
+    (project / "infra" / "app.py").write_text("256\n")  # the template changes
+    assert run() == {"synth": Status.PASSED, "iac-scan": Status.PASSED}
+    assert run() == {"synth": Status.CACHED, "iac-scan": Status.CACHED}
+    assert calls == {"synth": 3, "iac-scan": 2}
