@@ -39,6 +39,8 @@ VALIDATION_REPORT: Final = "validation-report.json"
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
 ASSET_HASH: Final = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 """A CDK asset hash (sha256 of the asset's files): in asset folder names, templates, manifests."""
+VERSION_ID: Final = re.compile(rb"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}")
+"""The logical ID CDK gives a function's current version: its path, then a digest of the function, code included."""
 TEMPLATE_ENDINGS: Final = (".json", ".yaml", ".yml", ".template")
 """The files checkov's CloudFormation framework parses, wherever they are under the folder it scans."""
 
@@ -63,10 +65,13 @@ def assembly_stacks(assembly: Path) -> list[StackArtifact]:
 
 def scanned_digest(assembly: Path) -> str | None:
     """A digest of what the scanners read in ``assembly``, None when there is none: every file outside the asset
-    folders (templates, manifests, the validation report with cdk-nag's findings) and every file inside them that
-    checkov would parse (:data:`TEMPLATE_ENDINGS`), with each asset hash masked (:data:`ASSET_HASH`), in file names
-    too. The rest of an asset folder is the function's code, which neither scanner reads: a change to it changes only
-    those hashes, so the digest, and the ``iac-scan`` step's cache key (its ``assembly`` key extra), stay the same."""
+    folders (templates, manifests, the validation report with cdk-nag's findings) but the asset manifests
+    (``*.assets.json``: which file to upload where, named by its hash), and every file inside an asset folder that
+    checkov would parse (:data:`TEMPLATE_ENDINGS`), with what CDK derives from the code masked: asset hashes
+    (:data:`ASSET_HASH`, in file names too) and the digest in a function version's logical ID (:data:`VERSION_ID`).
+    The rest of an asset folder is the function's code, which neither scanner reads. So a change to the code alone
+    leaves the digest, and the ``iac-scan`` step's cache key (its ``assembly`` key extra), as it was; a report served
+    from the cache then names a function version by the ID of the run that scanned it."""
     if not (assembly / "manifest.json").is_file():
         return None
     h = hashlib.sha256()
@@ -76,9 +81,9 @@ def scanned_digest(assembly: Path) -> str | None:
             continue
         rel = path.relative_to(assembly).as_posix()
         in_asset = any(part.startswith("asset.") for part in rel.split("/")[:-1])
-        if in_asset and not rel.endswith(TEMPLATE_ENDINGS):
+        if (in_asset and not rel.endswith(TEMPLATE_ENDINGS)) or (not in_asset and rel.endswith(".assets.json")):
             continue
-        masked = ASSET_HASH.sub(b"#", path.read_bytes())
+        masked = VERSION_ID.sub(rb"\1#", ASSET_HASH.sub(b"#", path.read_bytes()))
         entries.append((ASSET_HASH.sub(b"#", rel.encode()), hashlib.sha256(masked).hexdigest()))
     for rel_bytes, digest in sorted(entries):
         h.update(rel_bytes + b"\0" + digest.encode() + b"\0")

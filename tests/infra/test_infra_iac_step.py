@@ -201,7 +201,9 @@ def test_the_scanned_digest_masks_asset_hashes_and_skips_the_function_code(tmp_p
             shutil.rmtree(old)
         (assembly / f"asset.{digest}").mkdir()
         (assembly / f"asset.{digest}" / "handler.py").write_text(code)
-        template.write_text(original.replace("Bucket/Resource", f"Bucket/Resource {digest}.zip"))
+        version = f"FnCurrentVersion431D528B{digest[:32]}"  # CDK: the path's hash, then the function's digest
+        template.write_text(original.replace("Bucket/Resource", f"Bucket/Resource {digest}.zip {version}"))
+        (template.parent / "devLatestApk.assets.json").write_text(json.dumps({"files": {digest: digest[:8]}}))
         return iac.scanned_digest(assembly)
 
     first = with_asset("a" * 64, "def handler(): ...\n")
