@@ -67,7 +67,7 @@ SIGNATURE = "signature"
 IMPORT_ROOTS = (".", "functions")
 PLUGIN = "cicd_testselect"
 PLUGIN_DIR = Path(__file__).resolve().parent / "pytest_plugins"  # pytest's `pythonpath`
-SERIAL_BELOW = 15.0  # seconds of recorded test time under which an affected-only run uses one process
+SERIAL_BELOW = 15.0  # processor seconds the tests to rerun took, under which an affected-only run uses one process
 
 
 class SelectionError(Exception):
@@ -217,7 +217,7 @@ class Plan:
     changed: list[str] = field(default_factory=list)
     unaffected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # test modules not collected: unchanged, every test unaffected
-    rerun_seconds: float = 0.0  # what the recorded tests that rerun took in the recorded run (new tests unknown)
+    rerun_seconds: float = 0.0  # processor time the recorded tests that rerun took in the recorded run (new: unknown)
     previous: dict[str, Any] | None = None
     previous_coverage: dict[str, Any] | None = None
 
@@ -229,7 +229,7 @@ class Plan:
             f"affected-only: {len(self.unaffected)} test(s) unaffected and left out, "
             f"{len(self.ignored)} test module(s) not collected; "
             f"changed since the recorded run: {shown or 'nothing any test depends on'}; "
-            f"the tests to rerun took {self.rerun_seconds:.1f} s in the recorded run"
+            f"the tests to rerun took {self.rerun_seconds:.1f} s of processor time in the recorded run"
         )
 
 
@@ -282,6 +282,7 @@ def _encode(data: dict[str, Any]) -> dict[str, Any]:
             "deps": [index[d] for d in info["deps"]],
             "outcome": info["outcome"],
             "duration": info.get("duration", 0.0),
+            "cpu": info.get("cpu", 0.0),
         }
         for nodeid, info in data["tests"].items()
     }
@@ -296,6 +297,7 @@ def _decode(data: dict[str, Any]) -> dict[str, Any]:
             "deps": [names[i] for i in info["deps"]],
             "outcome": info["outcome"],
             "duration": float(info.get("duration", 0.0)),
+            "cpu": float(info.get("cpu", 0.0)),
         }
         for nodeid, info in data["tests"].items()
     }
@@ -335,7 +337,7 @@ def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[st
     )
     left_out = set(unaffected)
     rerun = {module_of(nodeid) for nodeid in data.get("tests", {}) if nodeid not in left_out}
-    seconds = sum(info.get("duration", 0.0) for nodeid, info in data.get("tests", {}).items() if nodeid not in left_out)
+    seconds = sum(info.get("cpu", 0.0) for nodeid, info in data.get("tests", {}).items() if nodeid not in left_out)
     ignored = sorted(
         module
         for module, deps in data.get("modules", {}).items()
@@ -346,9 +348,10 @@ def plan(root: Path, folder: Path, args: Sequence[str], step_inputs: Iterable[st
 
 def workers(selection: Plan) -> str:
     """pytest-xdist workers for the run: ``auto`` (one per core), or ``0`` (one process) for an affected-only run
-    whose recorded tests to rerun took less than :data:`SERIAL_BELOW` seconds. Each worker starts its own
-    interpreter and collects the modules again, seconds of work that only pay off when the tests take longer; tests
-    new since the recorded run are not counted."""
+    whose recorded tests to rerun took less than :data:`SERIAL_BELOW` seconds of processor time (theirs and that of
+    the processes they waited for: a cold run, its steps sharing the cores, stretches wall time two or three times,
+    not this). Each worker starts its own interpreter and collects the modules again, seconds of work that only pay
+    off when the tests take longer; tests new since the recorded run are not counted."""
     return "0" if not selection.run_all and selection.rerun_seconds < SERIAL_BELOW else "auto"
 
 
@@ -468,8 +471,8 @@ def record(
         deps = set(info["files"]) | executed.get(nodeid, set()) | static(info["module"])
         for fid in info["fixtures"]:
             deps |= fixture_files.get(fid, set()) | executed.get(fid, set())
-        duration = round(info.get("duration", 0.0), 3)
-        tests[nodeid] = {"deps": sorted(deps), "outcome": info["outcome"], "duration": duration}
+        duration, cpu = round(info.get("duration", 0.0), 3), round(info.get("cpu", 0.0), 3)
+        tests[nodeid] = {"deps": sorted(deps), "outcome": info["outcome"], "duration": duration, "cpu": cpu}
     modules: dict[str, list[str]] = {
         module: deps for module, deps in previous.get("modules", {}).items() if module in ignored
     }

@@ -17,8 +17,8 @@ worker) it:
 * records the same for the collection of each test module (its import, its parametrization), under the owner
   ``collect:<module>``, and for the rest of the collection (conftests, folders) under ``collect:``, and writes the
   modules collected and what their collection read into ``DIR/collected.json``;
-* writes ``DIR/parts/<worker>.json``: per test its outcome, duration, fixtures and recorded files; per fixture its
-  files;
+* writes ``DIR/parts/<worker>.json``: per test its outcome, duration, processor time (its own and that of the
+  processes it waited for), fixtures and recorded files; per fixture its files;
 * does not collect the test modules listed in ``DIR/plan.json`` as ignored, and deselects the tests listed there as
   unaffected (all workers compute the same collection).
 """
@@ -26,6 +26,7 @@ worker) it:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -208,8 +209,17 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
     fixtures = sorted({fixture_id(d) for name in getattr(item, "fixturenames", ()) for d in definitions.get(name, ())})
     nodeid = recorder.ids[item.nodeid] = test_id(item)
     recorder.tests[nodeid] = {"outcome": "passed", "fixtures": fixtures, "module": item.path.as_posix()}
+    started = _processor_time()
     with recorder.owning(nodeid):
         yield
+    recorder.tests[nodeid]["cpu"] = _processor_time() - started
+
+
+def _processor_time() -> float:
+    """Seconds of processor time of this process and of the children it waited for: unlike wall time, a test's
+    does not grow when other programs share the cores."""
+    used = os.times()
+    return used.user + used.system + used.children_user + used.children_system
 
 
 @pytest.hookimpl(hookwrapper=True)
