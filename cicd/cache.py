@@ -247,6 +247,10 @@ class StepCache:
         os.utime(entry)
         return Hit(key, result, log, entry), None
 
+    def output(self, hit: Hit, rel: str) -> Path | None:
+        """Where the entry keeps the output ``rel`` (a path in the run folder), None when it has none."""
+        return hit.entry / "outputs" / rel if rel in hit.result.get("outputs", []) else None
+
     def restore_outputs(self, hit: Hit, run_dir: Path) -> None:
         for rel in hit.result.get("outputs", []):
             src = hit.entry / "outputs" / rel

@@ -166,16 +166,21 @@ class Runner:
         return {name: values[name]() for name in step.key_extras}
 
     def _assembly_extra(self) -> str:
-        """What the scanners read in the run's cloud assembly (:func:`cicd.steps.iac.scanned_digest`: the synth step
-        ran, or was served from the cache, in this run); with no assembly in the run folder (the step synthesizes
-        one itself), the synth step's own key, which covers everything the synth reads."""
+        """What the scanners read in the cloud assembly (:func:`cicd.steps.iac.scanned_digest`) the step will scan:
+        the run's (the synth step ran, or was served from the cache, in this run), else the one the synth step made
+        from the files as they are now, in the step cache (``inv iac-scan`` after ``inv synth``: the step takes it
+        from there). So the key is the same whichever way the assembly came. With neither (the step synthesizes one
+        itself), the synth step's own key, which covers everything the synth reads."""
         from cicd.steps.iac import ASSEMBLY, scanned_digest
 
         digest = scanned_digest(self.run_dir / ASSEMBLY)
-        if digest is not None:
-            return f"assembly {digest}"
         synth = self.model.step("synth")
-        return f"synth {self.cache.key(synth, Node(synth.name), self.options.target, self._extras(synth))}"
+        synth_key = self.cache.key(synth, Node(synth.name), self.options.target, self._extras(synth))
+        if digest is None:
+            hit, _warning = self.cache.lookup(synth_key)
+            cached = self.cache.output(hit, ASSEMBLY) if hit is not None else None
+            digest = scanned_digest(cached) if cached is not None else None
+        return f"assembly {digest}" if digest is not None else f"synth {synth_key}"
 
     # ---------------------------------------------------------------------------------------------------- output
     @property

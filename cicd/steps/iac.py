@@ -432,9 +432,10 @@ def _from_synth_cache(ctx: StepContext) -> bool:
         return False
     store = StepCache(ctx.root, environ=ctx.environ)
     hit, _warning = store.lookup(store.key(MODEL.step("synth"), Node("synth"), ctx.target))
-    if hit is None or ASSEMBLY not in hit.result.get("outputs", []):
+    cached = store.output(hit, ASSEMBLY) if hit is not None else None
+    if cached is None:
         return False
-    store.restore_outputs(hit, ctx.run_dir)
+    shutil.copytree(cached, _assembly(ctx), dirs_exist_ok=True)
     return (_assembly(ctx) / "manifest.json").is_file()
 
 

@@ -330,3 +330,11 @@ def test_iac_scan_is_keyed_on_what_it_scans_in_the_assembly(project: Path) -> No
     assert run() == {"synth": Status.PASSED, "iac-scan": Status.PASSED}
     assert run() == {"synth": Status.CACHED, "iac-scan": Status.CACHED}
     assert calls == {"synth": 3, "iac-scan": 2}
+    # A CI job's `inv synth && inv iac-scan`: two runs, the scan's without an assembly of its own. Its key is that of
+    # the assembly in the synth step's cache entry, the same as in one run, so the entry made there serves it.
+    handler.write_text(handler.read_text() + "# the code again\n")
+    alone = Runner(project, MODEL, [Node("synth")], RunOptions(), environ={}, functions={"synth": synth})
+    assert alone.run().steps[0].status is Status.PASSED
+    scan_alone = Runner(project, MODEL, [Node("iac-scan")], RunOptions(), environ={}, functions={"iac-scan": scan})
+    assert scan_alone.run().steps[0].status is Status.CACHED
+    assert calls == {"synth": 4, "iac-scan": 2}
