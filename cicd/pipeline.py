@@ -51,8 +51,9 @@ class Step:
     The cache key (``cicd/cache.py``) is built from ``inputs`` (file globs), ``tools`` (exact versions),
     ``env_vars`` (values) and ``key_extras`` (``git-head``: the commit, for history scans; ``utc-date``: results
     valid for a day, for advisories that change without our files changing; ``assembly``: what the scanners read
-    in the run's cloud assembly, asset hashes masked, or the synth step's key when there is none yet). ``outputs``
-    are paths inside the run folder restored on a cache hit. ``cacheable`` is False for deploys and post-deploy tests.
+    in the cloud assembly the step scans, the run's or the synth step's cached one, asset hashes masked, or the synth
+    step's key when there is neither). ``outputs`` are paths inside the run folder restored on a cache hit.
+    ``cacheable`` is False for deploys and post-deploy tests.
 
     ``envs`` are the environments the step *can* run in (its task accepts them); ``pipeline_envs`` narrows the ones
     the trigger selections include (``deploy`` runs in any environment by hand, but the pipeline deploys only dev
