@@ -171,15 +171,15 @@ class Runner:
         from the files as they are now, in the step cache (``inv iac-scan`` after ``inv synth``: the step takes it
         from there). So the key is the same whichever way the assembly came. With neither (the step synthesizes one
         itself), the synth step's own key, which covers everything the synth reads."""
-        from cicd.steps.iac import ASSEMBLY, scanned_digest
+        from cicd.steps.iac import ASSEMBLY, cached_assembly, scanned_digest
 
         digest = scanned_digest(self.run_dir / ASSEMBLY)
+        if digest is not None:
+            return f"assembly {digest}"
         synth = self.model.step("synth")
         synth_key = self.cache.key(synth, Node(synth.name), self.options.target, self._extras(synth))
-        if digest is None:
-            hit, _warning = self.cache.lookup(synth_key)
-            cached = self.cache.output(hit, ASSEMBLY) if hit is not None else None
-            digest = scanned_digest(cached) if cached is not None else None
+        cached = cached_assembly(self.cache, synth_key)
+        digest = scanned_digest(cached) if cached is not None else None
         return f"assembly {digest}" if digest is not None else f"synth {synth_key}"
 
     # ---------------------------------------------------------------------------------------------------- output

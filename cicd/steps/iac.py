@@ -31,6 +31,7 @@ from cicd.errors import StepFailed
 from cicd.results import Outcome
 
 if TYPE_CHECKING:
+    from cicd.cache import StepCache
     from cicd.context import StepContext
 
 ASSEMBLY: Final = "cdk.out"
@@ -421,9 +422,15 @@ def _log(ctx: StepContext, findings: list[Finding]) -> None:
             ctx.note(f"FINDING {finding.tool} {finding.rule} {finding.resource} ({where}): {finding.message}")
 
 
+def cached_assembly(store: StepCache, synth_key: str) -> Path | None:
+    """The assembly the synth step made under ``synth_key`` (from the files as they are now), where the step cache
+    keeps it (a CI job runs ``inv synth`` and then ``inv iac-scan``, each a run of its own); None when there is none."""
+    hit, _warning = store.lookup(synth_key)
+    return store.output(hit, ASSEMBLY) if hit is not None else None
+
+
 def _from_synth_cache(ctx: StepContext) -> bool:
-    """Put the assembly the synth step made from the files as they are now into the run folder, from the step cache
-    (a CI job runs ``inv synth`` and then ``inv iac-scan``, each a run of its own); False when there is none."""
+    """Put the synth step's cached assembly (:func:`cached_assembly`) into the run folder; False when there is none."""
     from cicd.cache import StepCache
     from cicd.pipeline import MODEL, Node
     from cicd.runner import CACHE_OFF
@@ -431,8 +438,7 @@ def _from_synth_cache(ctx: StepContext) -> bool:
     if CACHE_OFF in ctx.options:
         return False
     store = StepCache(ctx.root, environ=ctx.environ)
-    hit, _warning = store.lookup(store.key(MODEL.step("synth"), Node("synth"), ctx.target))
-    cached = store.output(hit, ASSEMBLY) if hit is not None else None
+    cached = cached_assembly(store, store.key(MODEL.step("synth"), Node("synth"), ctx.target))
     if cached is None:
         return False
     shutil.copytree(cached, _assembly(ctx), dirs_exist_ok=True)
